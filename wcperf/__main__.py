@@ -1,0 +1,3 @@
+from wcperf.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""Database access: server resolution, embedded servers, pool and engine, schema."""

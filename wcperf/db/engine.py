@@ -1,0 +1,132 @@
+"""The connection pool SPEC.md asks for, and a SQLAlchemy engine over it.
+
+There is one pool, psycopg_pool's `ConnectionPool`: it has the spec's knobs (warm
+minimum, acquire timeout, idle shrink, check before reuse, reconnect with backoff)
+and counts waiting requests for real. SQLAlchemy borrows from it through `NullPool`
+with `close_returns=True`, so closing a SQLAlchemy connection hands the psycopg
+connection back instead of closing it: one pool, one set of figures.
+
+Session settings travel in the startup packet (`options`, `application_name`), so
+they cost no round trip and hold on every connection the pool ever opens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from types import TracebackType
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.pool import NullPool
+
+from wcperf.db.admin import CONNECT_TIMEOUT_S, connect_error, libpq_url
+from wcperf.errors import ConnectError
+from wcperf.settings import Settings, mask_url
+
+
+@dataclass(frozen=True)
+class PoolFigures:
+    """What the pool says about itself at one instant (counters since it opened)."""
+
+    max_size: int
+    min_size: int
+    open: int
+    in_use: int
+    idle: int
+    waiting: int
+    requests: int
+    requests_queued: int
+    wait_ms_total: int
+    timeouts: int
+    connections_opened: int
+    connections_errors: int
+    connections_lost: int
+
+    @property
+    def utilisation_pct(self) -> float:
+        return 100.0 * self.in_use / self.max_size if self.max_size else 0.0
+
+    @property
+    def mean_wait_ms(self) -> float:
+        return self.wait_ms_total / self.requests_queued if self.requests_queued else 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {**asdict(self), "utilisation_pct": round(self.utilisation_pct, 1),
+                "mean_wait_ms": round(self.mean_wait_ms, 1)}
+
+
+def session_options(settings: Settings) -> dict[str, str]:
+    p = settings.pool
+    return {
+        "application_name": settings.application_name[:63],
+        "options": (f"-c statement_timeout={p.statement_timeout_ms}"
+                    f" -c idle_in_transaction_session_timeout={p.idle_in_transaction_timeout_ms}"),
+    }
+
+
+class Database:
+    """A pool and an engine for one database URL; close it when done."""
+
+    def __init__(self, url: str, settings: Settings, *, wait: bool = True) -> None:
+        self.url = url
+        self.settings = settings
+        p = settings.pool
+        self.pool: ConnectionPool = ConnectionPool(
+            libpq_url(url),
+            min_size=min(p.min_size, p.max_size),
+            max_size=p.max_size,
+            timeout=p.acquire_timeout_s,
+            max_idle=p.max_idle_s,
+            reconnect_timeout=p.reconnect_timeout_s,
+            check=ConnectionPool.check_connection,
+            close_returns=True,
+            kwargs={**session_options(settings), "connect_timeout": CONNECT_TIMEOUT_S},
+            name=settings.application_name,
+            open=False,
+        )
+        try:
+            self.pool.open(wait=wait, timeout=CONNECT_TIMEOUT_S + 1)
+        except PoolTimeout:
+            self.pool.close()
+            self._raise_reason()
+        self.engine: Engine = create_engine(
+            "postgresql+psycopg://", creator=self.pool.getconn, poolclass=NullPool
+        )
+
+    def _raise_reason(self) -> None:
+        try:
+            psycopg.connect(libpq_url(self.url), connect_timeout=CONNECT_TIMEOUT_S).close()
+        except psycopg.Error as exc:
+            raise connect_error(exc, self.url) from None
+        raise ConnectError(f"PostgreSQL at {mask_url(self.url)} accepted no pool connection")
+
+    def figures(self) -> PoolFigures:
+        s = self.pool.get_stats()
+        size, available = s.get("pool_size", 0), s.get("pool_available", 0)
+        return PoolFigures(
+            max_size=s.get("pool_max", self.pool.max_size),
+            min_size=s.get("pool_min", self.pool.min_size),
+            open=size,
+            in_use=max(size - available, 0),
+            idle=available,
+            waiting=s.get("requests_waiting", 0),
+            requests=s.get("requests_num", 0),
+            requests_queued=s.get("requests_queued", 0),
+            wait_ms_total=s.get("requests_wait_ms", 0),
+            timeouts=s.get("requests_errors", 0),
+            connections_opened=s.get("connections_num", 0),
+            connections_errors=s.get("connections_errors", 0),
+            connections_lost=s.get("connections_lost", 0),
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.pool.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Schema migrations: the Alembic driver (and, later, the online index builder)."""

@@ -1,0 +1,1 @@
+"""Synthetic districts: no real people, the same data for the same seed."""

@@ -1,0 +1,165 @@
+"""One Settings object, read from the environment and overridden by CLI flags.
+
+Resolution order for each server: an explicit flag, then the environment
+(`WCPERF_DATABASE_URL`, falling back to `DATABASE_URL`; `REDIS_URL`), then a server
+answering on the local default address, then the embedded servers under `.wcperf/`.
+The value `embedded` asks for the embedded server outright.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from wcperf.errors import ConfigError
+
+ENVIRONMENTS = ("production", "development")
+EMBEDDED = "embedded"
+DEFAULT_DATABASE = "wcperf"
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """SPEC.md's pool: 20 connections in production, 10 otherwise."""
+
+    max_size: int = 10
+    min_size: int = 2
+    acquire_timeout_s: float = 30.0
+    max_idle_s: float = 10.0
+    reconnect_timeout_s: float = 300.0
+    statement_timeout_ms: int = 30_000
+    idle_in_transaction_timeout_ms: int = 60_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    redis_url: str | None = None
+    env: str = "development"
+    home: Path = field(default_factory=lambda: Path.cwd() / ".wcperf")
+    local_pg: tuple[str, int] = ("127.0.0.1", 5432)
+    local_redis: tuple[str, int] = ("127.0.0.1", 6379)
+    redis_prefix: str = "wcperf:"
+    pool: PoolSettings = field(default_factory=PoolSettings)
+    command: str = "cli"
+
+    @property
+    def application_name(self) -> str:
+        return f"wcperf:{self.command}"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        env_vars = os.environ if environ is None else environ
+        env = (env_vars.get("WCPERF_ENV") or "development").strip().lower()
+        if env not in ENVIRONMENTS:
+            raise ConfigError(f"WCPERF_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+        pool_size = 20 if env == "production" else 10
+        if raw := env_vars.get("WCPERF_POOL_SIZE"):
+            pool_size = _positive_int("WCPERF_POOL_SIZE", raw)
+        settings = cls(
+            database_url=env_vars.get("WCPERF_DATABASE_URL") or env_vars.get("DATABASE_URL") or None,
+            redis_url=env_vars.get("REDIS_URL") or None,
+            env=env,
+            home=Path(env_vars["WCPERF_HOME"]) if env_vars.get("WCPERF_HOME") else Path.cwd() / ".wcperf",
+            local_pg=_address("WCPERF_LOCAL_PG", env_vars.get("WCPERF_LOCAL_PG"), ("127.0.0.1", 5432)),
+            local_redis=_address(
+                "WCPERF_LOCAL_REDIS", env_vars.get("WCPERF_LOCAL_REDIS"), ("127.0.0.1", 6379)
+            ),
+            redis_prefix=env_vars.get("WCPERF_REDIS_PREFIX") or "wcperf:",
+            pool=PoolSettings(max_size=pool_size),
+        )
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "env" in given and given["env"] != settings.env:
+            env = str(given["env"])
+            if env not in ENVIRONMENTS:
+                raise ConfigError(f"--env must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+            if not env_vars.get("WCPERF_POOL_SIZE"):
+                given["pool"] = replace(settings.pool, max_size=20 if env == "production" else 10)
+        settings = replace(settings, **given)
+        for url in (settings.database_url, settings.redis_url):
+            if url and url != EMBEDDED:
+                validate_url(url)
+        return settings
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1")
+    return value
+
+
+def _address(name: str, raw: str | None, default: tuple[str, int]) -> tuple[str, int]:
+    if not raw:
+        return default
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"{name} must be HOST:PORT, not {raw!r}")
+    return host, int(port)
+
+
+_SCHEMES = {
+    "postgresql",
+    "postgres",
+    "postgresql+psycopg",
+    "redis",
+    "rediss",
+    "unix",
+}
+
+
+def validate_url(url: str) -> None:
+    """Refuse a URL we could not use, before anything connects."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+    except ValueError:
+        raise ConfigError(f"malformed URL: {mask_url(url)}") from None
+    if parts.scheme not in _SCHEMES:
+        raise ConfigError(
+            f"malformed URL: {mask_url(url)} (scheme must be postgresql:// or redis://)"
+        )
+
+
+def mask_url(url: str | None) -> str:
+    """The URL with its password replaced by ***; safe to print and log."""
+    if not url:
+        return "(none)"
+    if url == EMBEDDED:
+        return url
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        # Too broken to parse: hide everything between '//' and '@'.
+        head, at, tail = url.rpartition("@")
+        if not at:
+            return url
+        scheme, sep, _ = head.partition("//")
+        return f"{scheme}{sep}***@{tail}"
+    if password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def redact(text: str, url: str | None) -> str:
+    """Remove the password of `url` from a server or driver message."""
+    if not url or url == EMBEDDED:
+        return text
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return text
+    if password:
+        text = text.replace(password, "***")
+    return text
