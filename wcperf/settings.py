@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from wcperf.errors import ConfigError
 
@@ -132,24 +132,15 @@ def mask_url(url: str | None) -> str:
         return "(none)"
     if url == EMBEDDED:
         return url
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        # Too broken to parse: hide everything between '//' and '@'.
-        head, at, tail = url.rpartition("@")
-        if not at:
-            return url
-        scheme, sep, _ = head.partition("//")
-        return f"{scheme}{sep}***@{tail}"
-    if password is None:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{hostport}{slash}{tail}"
 
 
 def redact(text: str, url: str | None) -> str:

@@ -1,0 +1,117 @@
+"""Fixtures: a fresh database per test session on whichever server wcperf resolves.
+
+The same resolution as the CLI: a configured URL, else the local server, else the
+embedded one. Each session creates its own database (migrated to head), and its own
+Redis key prefix; nothing it did not create is touched, and everything is dropped
+at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+from wcperf.db import admin
+from wcperf.db.engine import Database
+from wcperf.db.servers import resolve_postgres, resolve_redis
+from wcperf.migrate import alembic_driver
+from wcperf.seed.district import District
+from wcperf.seed.load import seed
+from wcperf.settings import Settings
+
+RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings.from_env(command="test")
+
+
+@pytest.fixture(scope="session")
+def server_url(settings: Settings) -> str:
+    endpoint = resolve_postgres(settings)
+    assert endpoint.url, endpoint.describe()
+    return endpoint.url
+
+
+def make_database(server_url: str, name: str) -> str:
+    url = admin.with_database(server_url, name)
+    admin.drop_database(url)
+    admin.ensure_database(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str, settings: Settings) -> Iterator[str]:
+    """A migrated, empty database for this test session."""
+    url = make_database(server_url, f"wcperf_test_{RUN_ID}")
+    with Database(url, settings) as db:
+        alembic_driver.upgrade(db.engine)
+    yield url
+    admin.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def seeded_url(server_url: str, settings: Settings) -> Iterator[str]:
+    """A migrated database holding a small district (seed 42); tests must not modify it."""
+    url = make_database(server_url, f"wcperf_seeded_{RUN_ID}")
+    with Database(url, settings) as db:
+        alembic_driver.upgrade(db.engine)
+    seed(url, District(5_000, 42))
+    yield url
+    admin.drop_database(url)
+
+
+@pytest.fixture
+def scratch_url(server_url: str, settings: Settings) -> Iterator[str]:
+    """A migrated database of the test's own, for tests that write."""
+    url = make_database(server_url, f"wcperf_scratch_{RUN_ID}_{uuid.uuid4().hex[:6]}")
+    with Database(url, settings) as db:
+        alembic_driver.upgrade(db.engine)
+    yield url
+    admin.drop_database(url)
+
+
+@pytest.fixture
+def db(database_url: str, settings: Settings) -> Iterator[Database]:
+    with Database(database_url, replace(settings, command="test")) as database:
+        yield database
+
+
+@pytest.fixture(scope="session")
+def redis_url(settings: Settings) -> str:
+    endpoint = resolve_redis(settings)
+    if endpoint.url is None:
+        pytest.skip(f"no Redis: {endpoint.note}")
+    return endpoint.url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    prefix = f"wcperf-test:{RUN_ID}:{uuid.uuid4().hex[:6]}:"
+    yield prefix
+    client = redis_lib.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real `wcperf` entry point in a child process."""
+    full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "wcperf", *args], capture_output=True,
+                          text=True, env=full_env, cwd=cwd or REPO, timeout=timeout, check=False)

@@ -1,0 +1,103 @@
+"""The pool SPEC.md asks for, checked against a real server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+from psycopg_pool import PoolTimeout
+from sqlalchemy import text
+
+from wcperf.db import admin
+from wcperf.db.engine import Database
+from wcperf.settings import Settings
+
+
+def _sessions(db: Database, app: str) -> int:
+    with db.pool.connection() as conn:
+        row = conn.execute("select count(*) from pg_stat_activity where application_name = %s",
+                           (app,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_every_connection_carries_the_session_settings(db: Database) -> None:
+    with db.engine.connect() as conn:
+        row = conn.execute(text(
+            "select current_setting('application_name'), current_setting('statement_timeout'),"
+            " current_setting('idle_in_transaction_session_timeout')")).one()
+    assert tuple(row) == ("wcperf:test", "30s", "1min")
+
+
+def test_two_connections_are_kept_warm(database_url: str, settings: Settings) -> None:
+    with Database(database_url, replace(settings, command="warm")) as db:
+        figures = db.figures()
+        assert (figures.open, figures.idle, figures.in_use) == (2, 2, 0)
+        # Seen by the server too, under the pool's application_name (the query
+        # itself borrows one of the two).
+        assert _sessions(db, "wcperf:warm") == 2
+
+
+def test_waiting_requests_are_counted_when_every_connection_is_held(db: Database) -> None:
+    size = db.figures().max_size
+    held = [db.pool.getconn() for _ in range(size)]
+    assert db.figures().in_use == size
+    assert db.figures().utilisation_pct == 100.0
+    waiters = [threading.Thread(target=lambda: db.pool.putconn(db.pool.getconn()))
+               for _ in range(4)]
+    for t in waiters:
+        t.start()
+    deadline = time.monotonic() + 5
+    while db.figures().waiting < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert db.figures().waiting == 4
+    time.sleep(0.05)
+    for conn in held:
+        db.pool.putconn(conn)
+    for t in waiters:
+        t.join(5)
+    after = db.figures()
+    assert after.waiting == 0
+    assert after.requests_queued >= 4
+    assert after.wait_ms_total >= 4 * 40  # each waited at least the 50 ms we held them
+
+
+def test_acquire_timeout_is_reported_and_counted(database_url: str, settings: Settings) -> None:
+    quick = replace(settings, pool=replace(settings.pool, max_size=2, acquire_timeout_s=0.2))
+    with Database(database_url, quick) as db:
+        held = [db.pool.getconn() for _ in range(2)]
+        with pytest.raises(PoolTimeout):
+            db.pool.getconn()
+        assert db.figures().timeouts == 1
+        for conn in held:
+            db.pool.putconn(conn)
+
+
+def test_broken_connection_is_replaced_before_reuse(database_url: str, settings: Settings) -> None:
+    s = replace(settings, command="reconnect", pool=replace(settings.pool, max_size=2, min_size=1))
+    with Database(database_url, s) as db:
+        with db.engine.connect() as conn:
+            victim = conn.execute(text("select pg_backend_pid()")).scalar_one()
+        with admin.connect(database_url, autocommit=True) as outsider:
+            outsider.execute("select pg_terminate_backend(%s)", (victim,))
+        # The terminated connection is back in the pool; the check before reuse
+        # must notice and hand out a working one instead of an error.
+        for _ in range(3):
+            with db.engine.connect() as conn:
+                assert conn.execute(text("select pg_backend_pid()")).scalar_one() != victim
+
+
+def test_idle_connections_beyond_the_warm_two_are_closed(database_url: str,
+                                                         settings: Settings) -> None:
+    s = replace(settings, pool=replace(settings.pool, max_size=4, max_idle_s=0.5))
+    with Database(database_url, s) as db:
+        held = [db.pool.getconn() for _ in range(4)]
+        for conn in held:
+            db.pool.putconn(conn)
+        assert db.figures().open == 4
+        deadline = time.monotonic() + 15
+        while db.figures().open > 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert db.figures().open == 2

@@ -1,0 +1,1 @@
+"""The command line: typer apps that parse, call the library and render."""

@@ -1,0 +1,96 @@
+"""`wcperf`: the root command, global options and error handling."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import psycopg
+import typer
+
+from wcperf import __version__
+from wcperf.cli import db as db_cli
+from wcperf.cli import demo as demo_cli
+from wcperf.cli import later
+from wcperf.cli import migrate as migrate_cli
+from wcperf.cli import seed as seed_cli
+from wcperf.cli.context import CliState, err
+from wcperf.errors import EXIT_USAGE, WcperfError
+from wcperf.settings import Settings
+
+app = typer.Typer(
+    name="wcperf",
+    help="Performance operations for the White Cross school health database: online index "
+    "migrations, bulk jobs under backpressure, load replay and live monitoring.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"wcperf {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    database_url: str | None = typer.Option(
+        None, "--database-url", metavar="URL",
+        help="PostgreSQL URL, or 'embedded'. Default: $WCPERF_DATABASE_URL, $DATABASE_URL, "
+        "a server on 127.0.0.1:5432, else the embedded server under .wcperf/."),
+    redis_url: str | None = typer.Option(
+        None, "--redis-url", metavar="URL",
+        help="Redis URL, or 'embedded'. Default: $REDIS_URL, 127.0.0.1:6379, else embedded."),
+    env: str | None = typer.Option(
+        None, "--env", help="production (pool of 20) or development (pool of 10). "
+        "Default: $WCPERF_ENV or development."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not say which servers are used."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    settings = Settings.from_env(database_url=database_url, redis_url=redis_url, env=env)
+    ctx.obj = CliState(settings=settings, debug=debug, quiet=quiet)
+
+
+app.add_typer(migrate_cli.app, name="migrate")
+app.add_typer(later.bulk, name="bulk")
+app.add_typer(later.loadtest, name="loadtest")
+app.add_typer(later.monitor, name="monitor")
+app.command("seed")(seed_cli.seed)
+app.add_typer(db_cli.app, name="db")
+app.command("demo")(demo_cli.demo)
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"wcperf: error: {message}", markup=False, highlight=False)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or bool(os.environ.get("WCPERF_DEBUG"))
+    try:
+        app(args=args, prog_name="wcperf")
+    except WcperfError as exc:
+        if debug:
+            raise
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("wcperf: interrupted", markup=False)
+        sys.exit(130)
+    except psycopg.Error as exc:
+        if debug:
+            raise
+        # The primary message only: DETAIL lines can quote row values.
+        primary = exc.diag.message_primary or str(exc).splitlines()[0]
+        _fail(f"PostgreSQL: {primary}" + (f" [{exc.sqlstate}]" if exc.sqlstate else ""),
+              EXIT_USAGE)
+    except Exception as exc:
+        if debug:
+            raise
+        _fail(f"unexpected {type(exc).__name__} (run with --debug for the traceback)", 1)
