@@ -109,9 +109,32 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
         client.close()
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the real `wcperf` entry point in a child process."""
-    full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "wcperf", *args], capture_output=True,
-                          text=True, env=full_env, cwd=cwd or REPO, timeout=timeout, check=False)
+SERVER_VARS = (
+    "WCPERF_DATABASE_URL",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "WCPERF_HOME",
+    "WCPERF_LOCAL_PG",
+    "WCPERF_LOCAL_REDIS",
+)
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `wcperf` entry point in a child process.
+
+    Server variables of the calling environment are dropped, so each test says
+    exactly which servers its child uses.
+    """
+    base = {k: v for k, v in os.environ.items() if k not in SERVER_VARS}
+    full_env = {**base, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "wcperf", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or REPO,
+        timeout=timeout,
+        check=False,
+    )

@@ -9,14 +9,27 @@ from wcperf.db.schema import Base
 from wcperf.migrate import alembic_driver
 from wcperf.settings import Settings
 
-TABLES = {"schools", "users", "students", "health_records", "appointments", "medications",
-          "emergency_contacts", "audit_log", "bulk_jobs", "alembic_version"}
+TABLES = {
+    "schools",
+    "users",
+    "students",
+    "health_records",
+    "appointments",
+    "medications",
+    "emergency_contacts",
+    "audit_log",
+    "bulk_jobs",
+    "alembic_version",
+}
 
 
 def test_baseline_creates_the_data_model(db: Database) -> None:
     with db.engine.connect() as conn:
-        tables = set(conn.execute(text(
-            "select tablename from pg_tables where schemaname = current_schema()")).scalars())
+        tables = set(
+            conn.execute(
+                text("select tablename from pg_tables where schemaname = current_schema()")
+            ).scalars()
+        )
     assert tables == TABLES
 
 
@@ -27,10 +40,14 @@ def test_models_and_baseline_agree(db: Database) -> None:
 
 def test_baseline_has_primary_and_foreign_keys_only(db: Database) -> None:
     with db.engine.connect() as conn:
-        indexes = set(conn.execute(text(
-            "select indexname from pg_indexes where schemaname = current_schema()")).scalars())
-        fks = set(conn.execute(text(
-            "select conname from pg_constraint where contype = 'f'")).scalars())
+        indexes = set(
+            conn.execute(
+                text("select indexname from pg_indexes where schemaname = current_schema()")
+            ).scalars()
+        )
+        fks = set(
+            conn.execute(text("select conname from pg_constraint where contype = 'f'")).scalars()
+        )
     assert indexes == {f"{t}_pkey" for t in TABLES - {"alembic_version"}} | {"alembic_version_pkc"}
     assert "health_records_student_id_fkey" in fks
     assert "students_nurse_id_fkey" in fks

@@ -17,17 +17,21 @@ from wcperf.settings import Settings
 
 def _sessions(db: Database, app: str) -> int:
     with db.pool.connection() as conn:
-        row = conn.execute("select count(*) from pg_stat_activity where application_name = %s",
-                           (app,)).fetchone()
+        row = conn.execute(
+            "select count(*) from pg_stat_activity where application_name = %s", (app,)
+        ).fetchone()
     assert row is not None
     return int(row[0])
 
 
 def test_every_connection_carries_the_session_settings(db: Database) -> None:
     with db.engine.connect() as conn:
-        row = conn.execute(text(
-            "select current_setting('application_name'), current_setting('statement_timeout'),"
-            " current_setting('idle_in_transaction_session_timeout')")).one()
+        row = conn.execute(
+            text(
+                "select current_setting('application_name'), current_setting('statement_timeout'),"
+                " current_setting('idle_in_transaction_session_timeout')"
+            )
+        ).one()
     assert tuple(row) == ("wcperf:test", "30s", "1min")
 
 
@@ -45,8 +49,9 @@ def test_waiting_requests_are_counted_when_every_connection_is_held(db: Database
     held = [db.pool.getconn() for _ in range(size)]
     assert db.figures().in_use == size
     assert db.figures().utilisation_pct == 100.0
-    waiters = [threading.Thread(target=lambda: db.pool.putconn(db.pool.getconn()))
-               for _ in range(4)]
+    waiters = [
+        threading.Thread(target=lambda: db.pool.putconn(db.pool.getconn())) for _ in range(4)
+    ]
     for t in waiters:
         t.start()
     deadline = time.monotonic() + 5
@@ -89,8 +94,9 @@ def test_broken_connection_is_replaced_before_reuse(database_url: str, settings:
                 assert conn.execute(text("select pg_backend_pid()")).scalar_one() != victim
 
 
-def test_idle_connections_beyond_the_warm_two_are_closed(database_url: str,
-                                                         settings: Settings) -> None:
+def test_idle_connections_beyond_the_warm_two_are_closed(
+    database_url: str, settings: Settings
+) -> None:
     s = replace(settings, pool=replace(settings.pool, max_size=4, max_idle_s=0.5))
     with Database(database_url, s) as db:
         held = [db.pool.getconn() for _ in range(4)]

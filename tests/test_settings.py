@@ -7,16 +7,22 @@ from wcperf.settings import Settings, mask_url, redact
 
 
 def test_database_url_prefers_wcperf_variable() -> None:
-    s = Settings.from_env({"WCPERF_DATABASE_URL": "postgresql://a@h/x",
-                           "DATABASE_URL": "postgresql://b@h/y"})
+    s = Settings.from_env(
+        {"WCPERF_DATABASE_URL": "postgresql://a@h/x", "DATABASE_URL": "postgresql://b@h/y"}
+    )
     assert s.database_url == "postgresql://a@h/x"
-    assert Settings.from_env({"DATABASE_URL": "postgresql://b@h/y"}).database_url == \
-        "postgresql://b@h/y"
+    assert (
+        Settings.from_env({"DATABASE_URL": "postgresql://b@h/y"}).database_url
+        == "postgresql://b@h/y"
+    )
 
 
 def test_flags_override_environment() -> None:
-    s = Settings.from_env({"WCPERF_DATABASE_URL": "postgresql://a@h/x", "REDIS_URL": "redis://h"},
-                          database_url="postgresql://flag@h/z", redis_url=None)
+    s = Settings.from_env(
+        {"WCPERF_DATABASE_URL": "postgresql://a@h/x", "REDIS_URL": "redis://h"},
+        database_url="postgresql://flag@h/z",
+        redis_url=None,
+    )
     assert s.database_url == "postgresql://flag@h/z"
     assert s.redis_url == "redis://h"
 
@@ -25,7 +31,11 @@ def test_pool_size_follows_environment() -> None:
     assert Settings.from_env({}).pool.max_size == 10
     prod = Settings.from_env({"WCPERF_ENV": "production"})
     assert prod.pool.max_size == 20
-    assert (prod.pool.min_size, prod.pool.acquire_timeout_s, prod.pool.max_idle_s) == (2, 30.0, 10.0)
+    assert (prod.pool.min_size, prod.pool.acquire_timeout_s, prod.pool.max_idle_s) == (
+        2,
+        30.0,
+        10.0,
+    )
     assert prod.pool.statement_timeout_ms == 30_000
     assert Settings.from_env({}, env="production").pool.max_size == 20
     assert Settings.from_env({"WCPERF_ENV": "production"}, env="development").pool.max_size == 10
@@ -35,14 +45,17 @@ def test_application_name_names_the_command() -> None:
     assert Settings.from_env({}, command="seed").application_name == "wcperf:seed"
 
 
-@pytest.mark.parametrize("env", [
-    {"WCPERF_ENV": "staging"},
-    {"WCPERF_DATABASE_URL": "mysql://root@h/x"},
-    {"WCPERF_DATABASE_URL": "postgresql://u:p@h:notaport/x"},
-    {"REDIS_URL": "http://h"},
-    {"WCPERF_LOCAL_PG": "nohostport"},
-    {"WCPERF_POOL_SIZE": "0"},
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"WCPERF_ENV": "staging"},
+        {"WCPERF_DATABASE_URL": "mysql://root@h/x"},
+        {"WCPERF_DATABASE_URL": "postgresql://u:p@h:notaport/x"},
+        {"REDIS_URL": "http://h"},
+        {"WCPERF_LOCAL_PG": "nohostport"},
+        {"WCPERF_POOL_SIZE": "0"},
+    ],
+)
 def test_bad_settings_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env(env)
@@ -55,13 +68,19 @@ def test_home_and_local_addresses() -> None:
     assert s.local_pg == ("127.0.0.1", 1)
 
 
-@pytest.mark.parametrize("url,shown", [
-    ("postgresql://nurse:s3cret@db.example:5432/wc", "postgresql://nurse:***@db.example:5432/wc"),
-    ("redis://:s3cret@cache:6379/0", "redis://:***@cache:6379/0"),
-    ("postgresql://nurse@db/wc", "postgresql://nurse@db/wc"),
-    ("postgresql://u:s3cret@h:bad/x", "postgresql://u:***@h:bad/x"),
-    (None, "(none)"),
-])
+@pytest.mark.parametrize(
+    "url,shown",
+    [
+        (
+            "postgresql://nurse:s3cret@db.example:5432/wc",
+            "postgresql://nurse:***@db.example:5432/wc",
+        ),
+        ("redis://:s3cret@cache:6379/0", "redis://:***@cache:6379/0"),
+        ("postgresql://nurse@db/wc", "postgresql://nurse@db/wc"),
+        ("postgresql://u:s3cret@h:bad/x", "postgresql://u:***@h:bad/x"),
+        (None, "(none)"),
+    ],
+)
 def test_mask_url(url: str | None, shown: str) -> None:
     assert mask_url(url) == shown
 

@@ -21,13 +21,18 @@ class Summary:
 
 def district_summary(engine: Engine) -> Summary:
     with engine.connect() as conn:
-        rows = {t: int(conn.execute(text(f"select count(*) from {t}")).scalar_one())  # noqa: S608
-                for t in DISTRICT_TABLES}
+        rows = {
+            t: int(conn.execute(text(f"select count(*) from {t}")).scalar_one())
+            for t in DISTRICT_TABLES
+        }
         grades = [
             ("K" if g == 0 else str(g), int(n), int(a))
-            for g, n, a in conn.execute(text(
-                "select grade, count(*), count(*) filter (where status = 'active') "
-                "from students group by grade order by grade"))
+            for g, n, a in conn.execute(
+                text(
+                    "select grade, count(*), count(*) filter (where status = 'active') "
+                    "from students group by grade order by grade"
+                )
+            )
         ]
     return Summary(rows, grades)
 

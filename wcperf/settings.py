@@ -59,11 +59,17 @@ class Settings:
         if raw := env_vars.get("WCPERF_POOL_SIZE"):
             pool_size = _positive_int("WCPERF_POOL_SIZE", raw)
         settings = cls(
-            database_url=env_vars.get("WCPERF_DATABASE_URL") or env_vars.get("DATABASE_URL") or None,
+            database_url=env_vars.get("WCPERF_DATABASE_URL")
+            or env_vars.get("DATABASE_URL")
+            or None,
             redis_url=env_vars.get("REDIS_URL") or None,
             env=env,
-            home=Path(env_vars["WCPERF_HOME"]) if env_vars.get("WCPERF_HOME") else Path.cwd() / ".wcperf",
-            local_pg=_address("WCPERF_LOCAL_PG", env_vars.get("WCPERF_LOCAL_PG"), ("127.0.0.1", 5432)),
+            home=Path(env_vars["WCPERF_HOME"])
+            if env_vars.get("WCPERF_HOME")
+            else Path.cwd() / ".wcperf",
+            local_pg=_address(
+                "WCPERF_LOCAL_PG", env_vars.get("WCPERF_LOCAL_PG"), ("127.0.0.1", 5432)
+            ),
             local_redis=_address(
                 "WCPERF_LOCAL_REDIS", env_vars.get("WCPERF_LOCAL_REDIS"), ("127.0.0.1", 6379)
             ),

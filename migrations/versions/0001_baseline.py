@@ -145,6 +145,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("audit_log", "bulk_jobs", "emergency_contacts", "medications", "appointments",
-                  "health_records", "students", "users", "schools"):
+    for table in (
+        "audit_log",
+        "bulk_jobs",
+        "emergency_contacts",
+        "medications",
+        "appointments",
+        "health_records",
+        "students",
+        "users",
+        "schools",
+    ):
         op.drop_table(table)

@@ -39,19 +39,29 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     database_url: str | None = typer.Option(
-        None, "--database-url", metavar="URL",
+        None,
+        "--database-url",
+        metavar="URL",
         help="PostgreSQL URL, or 'embedded'. Default: $WCPERF_DATABASE_URL, $DATABASE_URL, "
-        "a server on 127.0.0.1:5432, else the embedded server under .wcperf/."),
+        "a server on 127.0.0.1:5432, else the embedded server under .wcperf/.",
+    ),
     redis_url: str | None = typer.Option(
-        None, "--redis-url", metavar="URL",
-        help="Redis URL, or 'embedded'. Default: $REDIS_URL, 127.0.0.1:6379, else embedded."),
+        None,
+        "--redis-url",
+        metavar="URL",
+        help="Redis URL, or 'embedded'. Default: $REDIS_URL, 127.0.0.1:6379, else embedded.",
+    ),
     env: str | None = typer.Option(
-        None, "--env", help="production (pool of 20) or development (pool of 10). "
-        "Default: $WCPERF_ENV or development."),
+        None,
+        "--env",
+        help="production (pool of 20) or development (pool of 10). "
+        "Default: $WCPERF_ENV or development.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not say which servers are used."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     settings = Settings.from_env(database_url=database_url, redis_url=redis_url, env=env)
     ctx.obj = CliState(settings=settings, debug=debug, quiet=quiet)
@@ -88,8 +98,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         # The primary message only: DETAIL lines can quote row values.
         primary = exc.diag.message_primary or str(exc).splitlines()[0]
-        _fail(f"PostgreSQL: {primary}" + (f" [{exc.sqlstate}]" if exc.sqlstate else ""),
-              EXIT_USAGE)
+        _fail(f"PostgreSQL: {primary}" + (f" [{exc.sqlstate}]" if exc.sqlstate else ""), EXIT_USAGE)
     except Exception as exc:
         if debug:
             raise

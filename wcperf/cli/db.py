@@ -14,15 +14,18 @@ from wcperf.db.servers import resolve_postgres, resolve_redis
 from wcperf.errors import WcperfError
 from wcperf.settings import DEFAULT_DATABASE, mask_url
 
-app = typer.Typer(help="Embedded PostgreSQL and Redis under .wcperf/, and which servers are used.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Embedded PostgreSQL and Redis under .wcperf/, and which servers are used.",
+    no_args_is_help=True,
+)
 
 
 @app.command()
 def up(
     ctx: typer.Context,
-    port: int | None = typer.Option(None, help="Also listen on 127.0.0.1:PORT (TCP). "
-                                    "Default: Unix socket only."),
+    port: int | None = typer.Option(
+        None, help="Also listen on 127.0.0.1:PORT (TCP). Default: Unix socket only."
+    ),
 ) -> None:
     """Start the embedded PostgreSQL and Redis (a no-op for any already running)."""
     settings = settings_for(ctx, "db")
@@ -53,8 +56,10 @@ def status(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -
     pg = resolve_postgres(settings, start=False)
     redis = resolve_redis(settings, start=False)
     report: dict[str, Any] = {}
-    for name, endpoint, check in (("postgresql", pg, admin.check_postgres),
-                                  ("redis", redis, admin.check_redis)):
+    for name, endpoint, check in (
+        ("postgresql", pg, admin.check_postgres),
+        ("redis", redis, admin.check_redis),
+    ):
         version, problem = None, endpoint.note or None
         if endpoint.url:
             try:
@@ -63,8 +68,13 @@ def status(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -
                 version = check(endpoint.url)
             except WcperfError as exc:
                 problem = str(exc)
-        report[name] = {"source": endpoint.source, "url": mask_url(endpoint.url),
-                        "version": version, "ok": version is not None, "problem": problem}
+        report[name] = {
+            "source": endpoint.source,
+            "url": mask_url(endpoint.url),
+            "version": version,
+            "ok": version is not None,
+            "problem": problem,
+        }
     emb_pg = EmbeddedPostgres(settings.home).status(DEFAULT_DATABASE)
     emb_redis = EmbeddedRedis(settings.home).status()
     report["embedded"] = {
@@ -74,11 +84,31 @@ def status(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -
     if json_out:
         emit_json(report)
     else:
-        out.print(table("servers", ["server", "source", "url", "version", "problem"], [
-            [n, report[n]["source"], report[n]["url"], report[n]["version"], report[n]["problem"]]
-            for n in ("postgresql", "redis")]))
-        out.print(table("embedded (.wcperf/)", ["server", "running", "pid", "location"], [
-            [n, "yes" if v["running"] else "no", v["pid"], v["location"]]
-            for n, v in report["embedded"].items()]))
+        out.print(
+            table(
+                "servers",
+                ["server", "source", "url", "version", "problem"],
+                [
+                    [
+                        n,
+                        report[n]["source"],
+                        report[n]["url"],
+                        report[n]["version"],
+                        report[n]["problem"],
+                    ]
+                    for n in ("postgresql", "redis")
+                ],
+            )
+        )
+        out.print(
+            table(
+                "embedded (.wcperf/)",
+                ["server", "running", "pid", "location"],
+                [
+                    [n, "yes" if v["running"] else "no", v["pid"], v["location"]]
+                    for n, v in report["embedded"].items()
+                ],
+            )
+        )
     if not report["postgresql"]["ok"] and pg.url:
         raise typer.Exit(2)

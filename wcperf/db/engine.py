@@ -52,16 +52,21 @@ class PoolFigures:
         return self.wait_ms_total / self.requests_queued if self.requests_queued else 0.0
 
     def as_dict(self) -> dict[str, float | int]:
-        return {**asdict(self), "utilisation_pct": round(self.utilisation_pct, 1),
-                "mean_wait_ms": round(self.mean_wait_ms, 1)}
+        return {
+            **asdict(self),
+            "utilisation_pct": round(self.utilisation_pct, 1),
+            "mean_wait_ms": round(self.mean_wait_ms, 1),
+        }
 
 
 def session_options(settings: Settings) -> dict[str, str]:
     p = settings.pool
     return {
         "application_name": settings.application_name[:63],
-        "options": (f"-c statement_timeout={p.statement_timeout_ms}"
-                    f" -c idle_in_transaction_session_timeout={p.idle_in_transaction_timeout_ms}"),
+        "options": (
+            f"-c statement_timeout={p.statement_timeout_ms}"
+            f" -c idle_in_transaction_session_timeout={p.idle_in_transaction_timeout_ms}"
+        ),
     }
 
 
@@ -127,6 +132,7 @@ class Database:
     def __enter__(self) -> Database:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

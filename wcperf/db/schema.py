@@ -175,6 +175,11 @@ class AuditLog(Base):
 
 
 DISTRICT_TABLES = (
-    "schools", "users", "students", "health_records", "appointments", "medications",
+    "schools",
+    "users",
+    "students",
+    "health_records",
+    "appointments",
+    "medications",
     "emergency_contacts",
 )

@@ -48,7 +48,9 @@ def resolve_postgres(settings: Settings, *, start: bool = True) -> Endpoint:
         return Endpoint("postgresql", CONFIGURED, url)
     if url != EMBEDDED and answers(settings.local_pg):
         host, port = settings.local_pg
-        return Endpoint("postgresql", LOCAL, f"postgresql://postgres@{host}:{port}/{DEFAULT_DATABASE}")
+        return Endpoint(
+            "postgresql", LOCAL, f"postgresql://postgres@{host}:{port}/{DEFAULT_DATABASE}"
+        )
     server = EmbeddedPostgres(settings.home)
     status = server.status(DEFAULT_DATABASE)
     if status.running:

@@ -86,8 +86,14 @@ def _foreign_keys(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
     ]
 
 
-def seed(url: str, district: District, *, mode: Mode = "new", progress: Progress | None = None,
-         application_name: str = "wcperf:seed") -> SeedResult:
+def seed(
+    url: str,
+    district: District,
+    *,
+    mode: Mode = "new",
+    progress: Progress | None = None,
+    application_name: str = "wcperf:seed",
+) -> SeedResult:
     started = time.perf_counter()
     result = SeedResult(mode, district.students, district.seed)
     with admin.connect(url, application_name=application_name, autocommit=True) as conn:
@@ -103,15 +109,22 @@ def seed(url: str, district: District, *, mode: Mode = "new", progress: Progress
             conn.execute("set local synchronous_commit = off")
             fkeys: list[tuple[str, str, str]] = []
             if fresh:
-                conn.execute(sql.SQL("truncate {} restart identity cascade").format(
-                    sql.SQL(", ").join(map(sql.Identifier, DISTRICT_TABLES))))
+                conn.execute(
+                    sql.SQL("truncate {} restart identity cascade").format(
+                        sql.SQL(", ").join(map(sql.Identifier, DISTRICT_TABLES))
+                    )
+                )
                 fkeys = _foreign_keys(conn)
                 for table, name, _ in fkeys:
-                    conn.execute(sql.SQL("alter table {} drop constraint {}").format(
-                        sql.Identifier(table), sql.Identifier(name)))
+                    conn.execute(
+                        sql.SQL("alter table {} drop constraint {}").format(
+                            sql.Identifier(table), sql.Identifier(name)
+                        )
+                    )
             else:
-                district = District(district.students, district.seed, _offsets(conn),
-                                    seed_medications=False)
+                district = District(
+                    district.students, district.seed, _offsets(conn), seed_medications=False
+                )
             for table in district.tables():
                 copy = sql.SQL("copy {} ({}) from stdin{}").format(
                     sql.Identifier(table.name),
@@ -127,19 +140,29 @@ def seed(url: str, district: District, *, mode: Mode = "new", progress: Progress
                             progress(table.name, rows, table.estimate)
                 result.rows[table.name] = written
             for table, name, definition in fkeys:
-                conn.execute(sql.SQL("alter table {} add constraint {} {}").format(
-                    sql.Identifier(table), sql.Identifier(name), sql.SQL(definition)))
+                conn.execute(
+                    sql.SQL("alter table {} add constraint {} {}").format(
+                        sql.Identifier(table), sql.Identifier(name), sql.SQL(definition)
+                    )
+                )
             for table in DISTRICT_TABLES:
                 conn.execute(
-                    sql.SQL("select setval(pg_get_serial_sequence({t}, 'id'), "
-                            "coalesce((select max(id) from {i}), 0) + 1, false)").format(
-                        t=sql.Literal(table), i=sql.Identifier(table)))
+                    sql.SQL(
+                        "select setval(pg_get_serial_sequence({t}, 'id'), "
+                        "coalesce((select max(id) from {i}), 0) + 1, false)"
+                    ).format(t=sql.Literal(table), i=sql.Identifier(table))
+                )
             result.seconds = time.perf_counter() - started
             conn.execute(
                 "insert into audit_log (actor, action, counts, details) values (%s, %s, %s, %s)",
-                (getpass.getuser(), "seed", json.dumps(result.rows),
-                 json.dumps({"mode": mode, "students": district.students,
-                             "random_seed": district.seed})),
+                (
+                    getpass.getuser(),
+                    "seed",
+                    json.dumps(result.rows),
+                    json.dumps(
+                        {"mode": mode, "students": district.students, "random_seed": district.seed}
+                    ),
+                ),
             )
         for table in DISTRICT_TABLES:
             conn.execute(sql.SQL("analyze {}").format(sql.Identifier(table)))

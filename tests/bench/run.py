@@ -1,0 +1,14 @@
+"""`make bench`: every benchmark in turn; figures on stdout and in bench-results/."""
+
+from __future__ import annotations
+
+from tests.bench import bench_seed
+
+
+def main() -> None:
+    print("== seed: wcperf seed vs. INSERT ... SELECT generate_series ==")
+    bench_seed.main([])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""The `wcperf` command as a user runs it: exit codes, one-line errors, masking."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+from wcperf.db import admin
+
+CANARY = "s3cret-canary-9f2"
+
+
+def _one_line_error(result) -> str:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("using ")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert CANARY not in result.stderr + result.stdout
+    assert lines[0].startswith("wcperf: error: ")
+    return lines[0]
+
+
+def test_help_lists_the_command_groups() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for group in ("migrate", "bulk", "loadtest", "monitor", "seed", "db"):
+        assert f" {group} " in result.stdout
+
+
+@pytest.mark.parametrize(
+    "url,expect",
+    [
+        (f"postgresql://postgres:{CANARY}@127.0.0.1:1/wcperf", "Connection refused"),
+        (f"postgresql://postgres:{CANARY}@127.0.0.1:notaport/wcperf", "malformed URL"),
+        (
+            f"postgresql://postgres:{CANARY}@no-such-host.invalid:5432/wcperf",
+            "failed to resolve host",
+        ),
+        (f"mysql://root:{CANARY}@127.0.0.1/wcperf", "malformed URL"),
+    ],
+)
+def test_unreachable_or_malformed_database(url: str, expect: str) -> None:
+    line = _one_line_error(run_cli("--database-url", url, "migrate", "status"))
+    assert expect in line
+    if "@127.0.0.1:1/" in url:
+        assert "postgres:***@127.0.0.1:1" in line
+
+
+def test_missing_database(server_url: str) -> None:
+    # Trust auth ignores the password; it is there to prove it is never shown.
+    url = admin.with_database(server_url, "wcperf_no_such_database").replace(
+        "postgresql://postgres@", f"postgresql://postgres:{CANARY}@", 1
+    )
+    line = _one_line_error(run_cli("--database-url", url, "seed", "--scale", "small"))
+    assert 'database "wcperf_no_such_database" does not exist' in line
+
+
+def test_not_yet_built_groups_say_so() -> None:
+    line = _one_line_error(run_cli("bulk"))
+    assert "not built yet" in line
+
+
+def test_seed_then_refuse_then_dry_run(scratch_url: str) -> None:
+    first = run_cli("--database-url", scratch_url, "seed", "--students", "500", "--json")
+    assert first.returncode == 0, first.stderr
+    data = json.loads(first.stdout)
+    assert data["rows"]["students"] == 500 and data["mode"] == "new"
+    assert "postgresql configured" in first.stderr  # says which server it used
+
+    again = run_cli("--database-url", scratch_url, "seed", "--students", "500")
+    assert "--append or --replace" in _one_line_error(again)
+
+    dry = run_cli(
+        "--database-url",
+        scratch_url,
+        "seed",
+        "--students",
+        "900",
+        "--replace",
+        "--dry-run",
+        "--json",
+    )
+    assert dry.returncode == 0 and json.loads(dry.stdout)["estimated_rows"]["students"] == 900
+    with admin.connect(scratch_url) as conn:
+        assert conn.execute("select count(*) from students").fetchone() == (500,)
+
+    both = run_cli("--database-url", scratch_url, "seed", "--append", "--replace")
+    assert "exclude each other" in _one_line_error(both)
+
+
+def test_migrate_status_reports_pending_with_exit_1(server_url: str) -> None:
+    url = admin.with_database(server_url, "wcperf_test_unmigrated")
+    admin.drop_database(url)
+    admin.ensure_database(url)
+    try:
+        behind = run_cli("--database-url", url, "migrate", "status", "--json")
+        assert behind.returncode == 1
+        assert json.loads(behind.stdout)["pending"] == ["0001_baseline"]
+        seed = run_cli("--database-url", url, "seed")
+        assert "run `wcperf migrate` first" in _one_line_error(seed)
+        assert run_cli("--database-url", url, "migrate").returncode == 0
+        now = run_cli("--database-url", url, "migrate", "status", "--json")
+        assert now.returncode == 0 and json.loads(now.stdout)["up_to_date"] is True
+    finally:
+        admin.drop_database(url)
+
+
+def test_db_status_names_sources_and_masks(server_url: str) -> None:
+    redis_url = f"redis://:{CANARY}@127.0.0.1:1/0"
+    result = run_cli(
+        "--database-url", server_url, "--redis-url", redis_url, "db", "status", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["postgresql"]["source"] == "configured" and report["postgresql"]["ok"]
+    assert report["redis"]["ok"] is False
+    assert CANARY not in result.stdout + result.stderr
+    assert ":***@127.0.0.1:1" in report["redis"]["url"]

