@@ -36,7 +36,8 @@ def settings_for(ctx: typer.Context, command: str) -> Settings:
 def announce(ctx: typer.Context, *endpoints: Endpoint) -> None:
     """Say which servers this command uses (on stderr, so --json stays clean)."""
     if not state(ctx).quiet:
-        err.print("[dim]using " + " · ".join(e.describe() for e in endpoints) + "[/]")
+        line = "using " + " · ".join(e.describe() for e in endpoints)
+        err.print(line, style="dim", markup=False, soft_wrap=True)
 
 
 def postgres(ctx: typer.Context, command: str, *, announce_it: bool = True) -> tuple[str, Settings]:

