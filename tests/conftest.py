@@ -43,19 +43,20 @@ def server_url(settings: Settings) -> str:
     return endpoint.url
 
 
-def make_database(server_url: str, name: str) -> str:
+def make_database(server_url: str, name: str, settings: Settings) -> str:
+    """A fresh database of this name, migrated to head."""
     url = admin.with_database(server_url, name)
     admin.drop_database(url)
     admin.ensure_database(url)
+    with Database(url, settings) as db:
+        alembic_driver.upgrade(db.engine)
     return url
 
 
 @pytest.fixture(scope="session")
 def database_url(server_url: str, settings: Settings) -> Iterator[str]:
     """A migrated, empty database for this test session."""
-    url = make_database(server_url, f"wcperf_test_{RUN_ID}")
-    with Database(url, settings) as db:
-        alembic_driver.upgrade(db.engine)
+    url = make_database(server_url, f"wcperf_test_{RUN_ID}", settings)
     yield url
     admin.drop_database(url)
 
@@ -63,9 +64,7 @@ def database_url(server_url: str, settings: Settings) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def seeded_url(server_url: str, settings: Settings) -> Iterator[str]:
     """A migrated database holding a small district (seed 42); tests must not modify it."""
-    url = make_database(server_url, f"wcperf_seeded_{RUN_ID}")
-    with Database(url, settings) as db:
-        alembic_driver.upgrade(db.engine)
+    url = make_database(server_url, f"wcperf_seeded_{RUN_ID}", settings)
     seed(url, District(5_000, 42))
     yield url
     admin.drop_database(url)
@@ -74,9 +73,7 @@ def seeded_url(server_url: str, settings: Settings) -> Iterator[str]:
 @pytest.fixture
 def scratch_url(server_url: str, settings: Settings) -> Iterator[str]:
     """A migrated database of the test's own, for tests that write."""
-    url = make_database(server_url, f"wcperf_scratch_{RUN_ID}_{uuid.uuid4().hex[:6]}")
-    with Database(url, settings) as db:
-        alembic_driver.upgrade(db.engine)
+    url = make_database(server_url, f"wcperf_scratch_{RUN_ID}_{uuid.uuid4().hex[:6]}", settings)
     yield url
     admin.drop_database(url)
 

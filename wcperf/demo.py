@@ -7,7 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, func, select, table, text
 
 from wcperf.db.engine import Database, PoolFigures
 from wcperf.db.schema import DISTRICT_TABLES
@@ -22,7 +22,7 @@ class Summary:
 def district_summary(engine: Engine) -> Summary:
     with engine.connect() as conn:
         rows = {
-            t: int(conn.execute(text(f"select count(*) from {t}")).scalar_one())
+            t: int(conn.execute(select(func.count()).select_from(table(t))).scalar_one())
             for t in DISTRICT_TABLES
         }
         grades = [

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from wcperf.cli.context import err, out, postgres
 from wcperf.cli.render import emit_json, table
 from wcperf.errors import ConfigError
-from wcperf.seed.district import MEDICATION_COUNT, SCALES, District
+from wcperf.seed.district import SCALES, District
 from wcperf.seed.load import Mode
 from wcperf.seed.load import seed as load_district
 
@@ -45,11 +45,10 @@ def seed(
     if append and replace:
         raise ConfigError("--append and --replace exclude each other")
     mode: Mode = "append" if append else "replace" if replace else "new"
-    district = District(students or SCALES[scale.value], random_seed)
+    # An appended district shares the medication catalogue already there.
+    district = District(students or SCALES[scale.value], random_seed, seed_medications=not append)
     if dry_run:
         plan = {t.name: t.estimate for t in district.tables()}
-        if append:
-            plan.pop("medications", None)
         if json_out:
             emit_json({"dry_run": True, "mode": mode, "estimated_rows": plan})
         else:
@@ -62,7 +61,7 @@ def seed(
             )
         return
     url, settings = postgres(ctx, "seed")
-    estimate = sum(t.estimate for t in district.tables()) - (MEDICATION_COUNT if append else 0)
+    estimate = sum(t.estimate for t in district.tables())
     with Progress(
         TextColumn("[bold]{task.description:<20}"),
         BarColumn(),
@@ -74,7 +73,11 @@ def seed(
         task = bar.add_task("seeding", total=estimate)
 
         def progress(name: str, rows: int, _total: int) -> None:
-            bar.update(task, advance=rows, description=name)
+            if rows == 0:  # loading is over: keys and statistics follow
+                done = bar.tasks[0].completed
+                bar.update(task, total=done, description=name)
+            else:
+                bar.update(task, advance=rows, description=name)
 
         result = load_district(
             url, district, mode=mode, progress=progress, application_name=settings.application_name
@@ -90,10 +93,13 @@ def seed(
             }
         )
         return
+    err.print(
+        f"seeded ({mode}) {result.total_rows:,} rows in {result.seconds:.1f} s "
+        f"({result.total_rows / result.seconds:,.0f} rows/s)"
+    )
     out.print(
         table(
-            f"seeded ({mode}) in {result.seconds:.1f} s "
-            f"({result.total_rows / result.seconds:,.0f} rows/s)",
+            "district rows added",
             ["table", "rows"],
             [[k, f"{v:,}"] for k, v in result.rows.items()],
         )

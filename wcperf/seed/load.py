@@ -13,7 +13,7 @@ import getpass
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import psycopg
@@ -25,7 +25,9 @@ from wcperf.errors import RefusedError, WcperfError
 from wcperf.seed.district import District, Offsets
 
 Mode = Literal["new", "append", "replace"]
-Progress = Callable[[str, int, int], None]  # table, rows just written, estimated total
+# (table or phase, rows just written, estimated total); phases after the load
+# ("foreign keys", "analyze") report 0 rows.
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -122,9 +124,7 @@ def seed(
                         )
                     )
             else:
-                district = District(
-                    district.students, district.seed, _offsets(conn), seed_medications=False
-                )
+                district = replace(district, offsets=_offsets(conn), seed_medications=False)
             for table in district.tables():
                 copy = sql.SQL("copy {} ({}) from stdin{}").format(
                     sql.Identifier(table.name),
@@ -139,6 +139,8 @@ def seed(
                         if progress:
                             progress(table.name, rows, table.estimate)
                 result.rows[table.name] = written
+            if progress and fkeys:
+                progress("foreign keys", 0, 0)
             for table, name, definition in fkeys:
                 conn.execute(
                     sql.SQL("alter table {} add constraint {} {}").format(
@@ -152,7 +154,6 @@ def seed(
                         "coalesce((select max(id) from {i}), 0) + 1, false)"
                     ).format(t=sql.Literal(table), i=sql.Identifier(table))
                 )
-            result.seconds = time.perf_counter() - started
             conn.execute(
                 "insert into audit_log (actor, action, counts, details) values (%s, %s, %s, %s)",
                 (
@@ -164,6 +165,8 @@ def seed(
                     ),
                 ),
             )
+        if progress:
+            progress("analyze", 0, 0)
         for table in DISTRICT_TABLES:
             conn.execute(sql.SQL("analyze {}").format(sql.Identifier(table)))
     result.seconds = time.perf_counter() - started
