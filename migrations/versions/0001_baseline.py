@@ -33,15 +33,23 @@ def _fk(column: str, target: str, nullable: bool) -> sa.Column:
     return sa.Column(column, sa.BigInteger, sa.ForeignKey(target), nullable=nullable)
 
 
+def _table(name: str, *columns: sa.Column) -> None:
+    op.create_table(name, *columns, if_not_exists=True)
+
+
 def upgrade() -> None:
-    op.create_table(
+    # New, empty tables take no lock anyone waits on, but say so explicitly: a
+    # baseline run against a database that is in use must not queue behind it.
+    op.execute("SET LOCAL lock_timeout = '5s'")
+    op.execute("SET LOCAL statement_timeout = '60s'")
+    _table(
         "schools",
         _id(),
         sa.Column("name", sa.Text, nullable=False),
         sa.Column("district", sa.Text, nullable=False),
         _now("created_at"),
     )
-    op.create_table(
+    _table(
         "users",
         _id(),
         _fk("school_id", "schools.id", nullable=True),
@@ -53,7 +61,7 @@ def upgrade() -> None:
         sa.Column("max_workload", sa.SmallInteger),
         _now("created_at"),
     )
-    op.create_table(
+    _table(
         "students",
         _id(),
         _fk("school_id", "schools.id", nullable=False),
@@ -71,7 +79,7 @@ def upgrade() -> None:
         _now("created_at"),
         _now("updated_at"),
     )
-    op.create_table(
+    _table(
         "health_records",
         _id(),
         _fk("student_id", "students.id", nullable=False),
@@ -83,7 +91,7 @@ def upgrade() -> None:
         sa.Column("notes", sa.Text),
         _now("created_at"),
     )
-    op.create_table(
+    _table(
         "appointments",
         _id(),
         _fk("student_id", "students.id", nullable=False),
@@ -96,7 +104,7 @@ def upgrade() -> None:
         _now("created_at"),
         _now("updated_at"),
     )
-    op.create_table(
+    _table(
         "medications",
         _id(),
         sa.Column("name", sa.Text, nullable=False),
@@ -106,7 +114,7 @@ def upgrade() -> None:
         sa.Column("is_controlled", sa.Boolean, server_default="false", nullable=False),
         sa.Column("dea_schedule", sa.Text),
     )
-    op.create_table(
+    _table(
         "emergency_contacts",
         _id(),
         _fk("student_id", "students.id", nullable=False),
@@ -117,7 +125,7 @@ def upgrade() -> None:
         sa.Column("priority", sa.SmallInteger, nullable=False),
         sa.Column("is_primary", sa.Boolean, server_default="false", nullable=False),
     )
-    op.create_table(
+    _table(
         "bulk_jobs",
         _id(),
         sa.Column("kind", sa.Text, nullable=False),
@@ -132,7 +140,7 @@ def upgrade() -> None:
         _now("updated_at"),
         sa.Column("finished_at", TZ),
     )
-    op.create_table(
+    _table(
         "audit_log",
         _id(),
         _now("occurred_at"),
@@ -156,4 +164,4 @@ def downgrade() -> None:
         "users",
         "schools",
     ):
-        op.drop_table(table)
+        op.drop_table(table, if_exists=True)
