@@ -43,13 +43,13 @@ def server_url(settings: Settings) -> str:
     return endpoint.url
 
 
-def make_database(server_url: str, name: str, settings: Settings) -> str:
-    """A fresh database of this name, migrated to head."""
+def make_database(server_url: str, name: str, settings: Settings, target: str = "head") -> str:
+    """A fresh database of this name, migrated to `target`."""
     url = admin.with_database(server_url, name)
     admin.drop_database(url)
     admin.ensure_database(url)
     with Database(url, settings) as db:
-        alembic_driver.upgrade(db.engine)
+        alembic_driver.upgrade(db.engine, target)
     return url
 
 
@@ -63,8 +63,11 @@ def database_url(server_url: str, settings: Settings) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def seeded_url(server_url: str, settings: Settings) -> Iterator[str]:
-    """A migrated database holding a small district (seed 42); tests must not modify it."""
-    url = make_database(server_url, f"wcperf_seeded_{RUN_ID}", settings)
+    """The baseline schema (no performance indexes) holding a small district (seed 42).
+
+    Read-only: tests must not modify it.
+    """
+    url = make_database(server_url, f"wcperf_seeded_{RUN_ID}", settings, "0001_baseline")
     seed(url, District(5_000, 42))
     yield url
     admin.drop_database(url)
@@ -74,6 +77,17 @@ def seeded_url(server_url: str, settings: Settings) -> Iterator[str]:
 def scratch_url(server_url: str, settings: Settings) -> Iterator[str]:
     """A migrated database of the test's own, for tests that write."""
     url = make_database(server_url, f"wcperf_scratch_{RUN_ID}_{uuid.uuid4().hex[:6]}", settings)
+    yield url
+    admin.drop_database(url)
+
+
+@pytest.fixture
+def district_url(server_url: str, settings: Settings) -> Iterator[str]:
+    """A database of the test's own at the baseline, holding a small district."""
+    url = make_database(
+        server_url, f"wcperf_district_{RUN_ID}_{uuid.uuid4().hex[:6]}", settings, "0001_baseline"
+    )
+    seed(url, District(5_000, 42))
     yield url
     admin.drop_database(url)
 

@@ -97,7 +97,10 @@ def test_migrate_status_reports_pending_with_exit_1(server_url: str) -> None:
     try:
         behind = run_cli("--database-url", url, "migrate", "status", "--json")
         assert behind.returncode == 1
-        assert json.loads(behind.stdout)["pending"] == ["0001_baseline"]
+        assert json.loads(behind.stdout)["pending"] == [
+            "0001_baseline",
+            "0002_performance_indexes",
+        ]
         seed = run_cli("--database-url", url, "seed")
         assert "run `wcperf migrate` first" in _one_line_error(seed)
         assert run_cli("--database-url", url, "migrate").returncode == 0

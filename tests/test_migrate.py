@@ -38,8 +38,8 @@ def test_models_and_baseline_agree(db: Database) -> None:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
 
-def test_baseline_has_primary_and_foreign_keys_only(db: Database) -> None:
-    with db.engine.connect() as conn:
+def test_baseline_has_primary_and_foreign_keys_only(seeded_url: str, settings: Settings) -> None:
+    with Database(seeded_url, settings) as db, db.engine.connect() as conn:
         indexes = set(
             conn.execute(
                 text("select indexname from pg_indexes where schemaname = current_schema()")
@@ -55,14 +55,15 @@ def test_baseline_has_primary_and_foreign_keys_only(db: Database) -> None:
 
 def test_status_and_rerun(db: Database) -> None:
     st = alembic_driver.status(db.engine)
-    assert st.up_to_date and st.current == st.heads == ("0001_baseline",)
-    assert alembic_driver.upgrade(db.engine).current == ("0001_baseline",)
+    assert st.up_to_date and st.current == st.heads == ("0002_performance_indexes",)
+    assert alembic_driver.upgrade(db.engine).current == ("0002_performance_indexes",)
 
 
 def test_downgrade_and_upgrade_again(scratch_url: str, settings: Settings) -> None:
     with Database(scratch_url, settings) as db:
         st = alembic_driver.downgrade(db.engine, "base")
-        assert st.current == () and st.pending == ("0001_baseline",)
+        assert st.current == ()
+        assert st.pending == ("0001_baseline", "0002_performance_indexes")
         with db.engine.connect() as conn:
             assert conn.execute(text("select to_regclass('students')")).scalar_one() is None
         assert alembic_driver.upgrade(db.engine).up_to_date

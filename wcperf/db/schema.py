@@ -1,7 +1,8 @@
 """The platform's data model as SQLAlchemy models.
 
-The Alembic baseline creates exactly these tables (a test compares the two). Only
-primary and foreign keys here: the performance indexes have their own revision.
+A database at Alembic's head has exactly these tables and indexes (a test compares
+the two): the baseline revision creates the tables with primary and foreign keys,
+the index revision the 14 performance indexes.
 Every name, date of birth, phone, note and diagnosis code is PHI.
 """
 
@@ -16,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Identity,
+    Index,
     MetaData,
     SmallInteger,
     Text,
@@ -95,6 +97,18 @@ class Student(Base):
 
 class HealthRecord(Base):
     __tablename__ = "health_records"
+    __table_args__ = (
+        Index("idx_health_records_student_type_date", "student_id", "record_type", "record_date"),
+        Index("idx_health_records_student_confidential", "student_id", "is_confidential"),
+        Index(
+            "idx_health_records_type_confidential_date",
+            "record_type",
+            "is_confidential",
+            "record_date",
+        ),
+        Index("idx_health_records_provider_date", "provider", "record_date"),
+        Index("idx_health_records_diagnosis_code", "diagnosis_code"),
+    )
     id: Mapped[int] = _id()
     student_id: Mapped[int] = mapped_column(ForeignKey("students.id"))
     record_type: Mapped[str]
@@ -108,6 +122,14 @@ class HealthRecord(Base):
 
 class Appointment(Base):
     __tablename__ = "appointments"
+    __table_args__ = (
+        Index("idx_appointments_student_scheduled", "student_id", "scheduled_at"),
+        Index("idx_appointments_nurse_scheduled", "nurse_id", "scheduled_at"),
+        Index("idx_appointments_status_scheduled", "status", "scheduled_at"),
+        Index("idx_appointments_student_status_scheduled", "student_id", "status", "scheduled_at"),
+        Index("idx_appointments_type_status_scheduled", "type", "status", "scheduled_at"),
+        Index("idx_appointments_recurring_group", "recurring_group_id"),
+    )
     id: Mapped[int] = _id()
     student_id: Mapped[int] = mapped_column(ForeignKey("students.id"))
     nurse_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
@@ -122,6 +144,11 @@ class Appointment(Base):
 
 class Medication(Base):
     __tablename__ = "medications"
+    __table_args__ = (
+        Index("idx_medications_active_name", "is_active", "name"),
+        Index("idx_medications_controlled_schedule", "is_controlled", "dea_schedule"),
+        Index("idx_medications_form_active", "dosage_form", "is_active"),
+    )
     id: Mapped[int] = _id()
     name: Mapped[str]
     dosage_form: Mapped[str]

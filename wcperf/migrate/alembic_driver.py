@@ -26,7 +26,9 @@ from wcperf.migrate.online_index import (
     IndexSpec,
     IndexState,
     MigrationHooks,
+    OnlineIndexBuilder,
     index_states,
+    plan_create,
 )
 
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -98,20 +100,30 @@ def indexes(engine: Engine) -> dict[str, IndexState]:
         return index_states(conn.connection.driver_connection, performance_indexes())
 
 
-def upgrade(engine: Engine, target: str = "head",
-            hooks: MigrationHooks | None = None) -> MigrationStatus:
+def upgrade(
+    engine: Engine, target: str = "head", hooks: MigrationHooks | None = None
+) -> MigrationStatus:
     _run(engine, command.upgrade, target, hooks)
     return status(engine)
 
 
-def downgrade(engine: Engine, target: str,
-              hooks: MigrationHooks | None = None) -> MigrationStatus:
+def downgrade(engine: Engine, target: str, hooks: MigrationHooks | None = None) -> MigrationStatus:
     _run(engine, command.downgrade, target, hooks)
     return status(engine)
 
 
-def upgrade_sql(engine: Engine, target: str = "head",
-                hooks: MigrationHooks | None = None) -> str:
+def repair_indexes(engine: Engine, hooks: MigrationHooks | None = None) -> None:
+    """At head already: rebuild any declared index that is missing or INVALID."""
+    hooks = hooks or MigrationHooks()
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        raw = conn.connection.driver_connection
+        OnlineIndexBuilder(raw, hooks.policy, hooks.listener, hooks.poll_connect).create(
+            performance_indexes()
+        )
+
+
+def upgrade_sql(engine: Engine, target: str = "head", hooks: MigrationHooks | None = None) -> str:
     """Exactly what `upgrade` would run against this database now; nothing is executed."""
     hooks = hooks or MigrationHooks()
     st = status(engine)
@@ -122,7 +134,16 @@ def upgrade_sql(engine: Engine, target: str = "head",
     cfg.output_buffer = buffer
     span = f"{st.current[0]}:{target}" if st.current else target
     if st.current and target in ("head", "heads") and st.up_to_date:
-        return ""
+        steps = plan_create(performance_indexes(), hooks.states)
+        if not steps:
+            return ""
+        policy = hooks.policy
+        lines = ["-- at head; repairing indexes missing or left INVALID"]
+        lines += [
+            f"{s};"
+            for s in (*policy.session_sql(), *(step.sql for step in steps), *policy.reset_sql())
+        ]
+        return "\n".join(lines) + "\n"
     try:
         command.upgrade(cfg, span, sql=True)
     except CommandError as exc:
@@ -130,8 +151,9 @@ def upgrade_sql(engine: Engine, target: str = "head",
     return buffer.getvalue().replace(_VERSION_TABLE, _VERSION_TABLE_NOTED, 1)
 
 
-def _run(engine: Engine, fn: Callable[..., None], target: str,
-         hooks: MigrationHooks | None) -> None:
+def _run(
+    engine: Engine, fn: Callable[..., None], target: str, hooks: MigrationHooks | None
+) -> None:
     cfg = alembic_config(hooks)
     try:
         # A plain connection, not engine.begin(): Alembic must own the transaction

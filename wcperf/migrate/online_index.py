@@ -70,8 +70,10 @@ class BuildPolicy:
     maintenance_work_mem: str | None = "256MB"
 
     def session_sql(self) -> list[str]:
-        sql = [f"SET lock_timeout = '{int(self.lock_timeout_ms)}ms'",
-               f"SET statement_timeout = '{_setting(self.build_timeout)}'"]
+        sql = [
+            f"SET lock_timeout = '{int(self.lock_timeout_ms)}ms'",
+            f"SET statement_timeout = '{_setting(self.build_timeout)}'",
+        ]
         if self.maintenance_work_mem:
             sql.append(f"SET maintenance_work_mem = '{_setting(self.maintenance_work_mem)}'")
         return sql
@@ -122,8 +124,9 @@ def index_states(conn: psycopg.Connection, specs: Iterable[IndexSpec]) -> dict[s
         _, valid, table, size, scans, columns = row
         same = table == spec.table and tuple(columns) == spec.columns
         state = VALID if valid and same else INVALID if not valid else DIFFERS
-        states[spec.name] = IndexState(spec.name, state, table, tuple(columns), int(size),
-                                       int(scans))
+        states[spec.name] = IndexState(
+            spec.name, state, table, tuple(columns), int(size), int(scans)
+        )
     return states
 
 
@@ -146,8 +149,11 @@ def plan_create(specs: Iterable[IndexSpec], states: dict[str, IndexState]) -> li
         if state == VALID:
             continue
         if state in (INVALID, DIFFERS):
-            why = "left INVALID by an interrupted build" if state == INVALID else \
-                "exists with other columns"
+            why = (
+                "left INVALID by an interrupted build"
+                if state == INVALID
+                else "exists with other columns"
+            )
             steps.append(Step(spec, spec.drop_sql(), why))
         steps.append(Step(spec, spec.create_sql(), "build online"))
         if spec.table not in touched:
@@ -171,8 +177,10 @@ class Blocker:
     seconds: float
 
     def describe(self) -> str:
-        return f"pid {self.pid} ({self.application or 'no application_name'}, {self.state}, " \
-               f"{self.seconds:.0f} s)"
+        return (
+            f"pid {self.pid} ({self.application or 'no application_name'}, {self.state}, "
+            f"{self.seconds:.0f} s)"
+        )
 
 
 @dataclass(frozen=True)
@@ -245,8 +253,14 @@ def _blockers(rows: Iterable[tuple]) -> tuple[Blocker, ...]:
 class _Poller:
     """Samples a build's progress and blockers from a second connection."""
 
-    def __init__(self, connect: PollConnect, pid: int, spec: IndexSpec, listener: Listener,
-                 interval_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        connect: PollConnect,
+        pid: int,
+        spec: IndexSpec,
+        listener: Listener,
+        interval_s: float = 0.2,
+    ) -> None:
         self._connect, self._pid, self._spec = connect, pid, spec
         self._listener, self._interval = listener, interval_s
         self._stop = threading.Event()
@@ -271,8 +285,15 @@ class _Poller:
                     if blockers:
                         self.last_blockers = blockers
                     if row is not None:
-                        self._listener(IndexEvent("progress", self._spec, progress=BuildProgress(
-                            str(row[0]), *(int(v or 0) for v in row[1:]), blockers=blockers)))
+                        self._listener(
+                            IndexEvent(
+                                "progress",
+                                self._spec,
+                                progress=BuildProgress(
+                                    str(row[0]), *(int(v or 0) for v in row[1:]), blockers=blockers
+                                ),
+                            )
+                        )
                     self._stop.wait(self._interval)
         except psycopg.Error:
             return  # progress is a nicety; the build itself reports its own errors
@@ -293,15 +314,21 @@ def _session(conn: psycopg.Connection, policy: BuildPolicy) -> Iterator[None]:
 def _privileges(exc: errors.InsufficientPrivilege) -> PrivilegeError:
     return PrivilegeError(
         "wcperf migrate must own the tables (or be a superuser) to build or drop indexes: "
-        f"{exc.diag.message_primary}")
+        f"{exc.diag.message_primary}"
+    )
 
 
 class OnlineIndexBuilder:
     """Runs create and drop plans on an autocommit psycopg connection."""
 
-    def __init__(self, conn: psycopg.Connection, policy: BuildPolicy | None = None,
-                 listener: Listener | None = None, poll_connect: PollConnect | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        policy: BuildPolicy | None = None,
+        listener: Listener | None = None,
+        poll_connect: PollConnect | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if not conn.autocommit:
             raise WcperfError("concurrent index builds need an autocommit connection")
         self.conn = conn
@@ -339,9 +366,16 @@ class OnlineIndexBuilder:
                     raise LockBudgetExceeded(
                         f"gave up {verb} {spec.name}: still waiting for {who} after "
                         f"{attempt} attempts of {self.policy.lock_timeout_ms} ms; "
-                        "nothing is left half-done that a re-run cannot repair") from None
-                self.listener(IndexEvent("retry", spec, detail=(
-                    f"attempt {attempt} timed out waiting for {who}; retrying in {delay:.1f} s")))
+                        "nothing is left half-done that a re-run cannot repair"
+                    ) from None
+                self.listener(
+                    IndexEvent(
+                        "retry",
+                        spec,
+                        detail=f"attempt {attempt} timed out waiting for {who}; "
+                        f"retrying in {delay:.1f} s",
+                    )
+                )
                 self._sleep(delay)
                 delay = min(delay * 2, self.policy.backoff_max_s)
             except errors.InsufficientPrivilege as exc:
@@ -358,15 +392,19 @@ class OnlineIndexBuilder:
                 self.listener(IndexEvent("analyze", None, detail=table))
                 started = time.perf_counter()
                 self.conn.execute(f"ANALYZE {table}")
-                self.listener(IndexEvent("analyzed", None, detail=table,
-                                         seconds=time.perf_counter() - started))
+                self.listener(
+                    IndexEvent(
+                        "analyzed", None, detail=table, seconds=time.perf_counter() - started
+                    )
+                )
 
     def _ensure(self, spec: IndexSpec) -> bool:
         """Make `spec` exist and be valid; True if anything was built."""
         state = index_states(self.conn, [spec])[spec.name]
         if state.state == VALID:
-            self.listener(IndexEvent("skipped", spec, detail="already valid",
-                                     size_bytes=state.size_bytes))
+            self.listener(
+                IndexEvent("skipped", spec, detail="already valid", size_bytes=state.size_bytes)
+            )
             return False
         self.listener(IndexEvent("start", spec, detail=state.state))
         started = time.perf_counter()
@@ -382,10 +420,15 @@ class OnlineIndexBuilder:
         self._with_retries(spec, attempt, "building")
         final = index_states(self.conn, [spec])[spec.name]
         if final.state != VALID:
-            raise WcperfError(f"{spec.name} is {final.state} after its build; run wcperf "
-                              "migrate again to rebuild it")
-        self.listener(IndexEvent("done", spec, seconds=time.perf_counter() - started,
-                                 size_bytes=final.size_bytes))
+            raise WcperfError(
+                f"{spec.name} is {final.state} after its build; run wcperf "
+                "migrate again to rebuild it"
+            )
+        self.listener(
+            IndexEvent(
+                "done", spec, seconds=time.perf_counter() - started, size_bytes=final.size_bytes
+            )
+        )
         return True
 
     def drop(self, specs: Iterable[IndexSpec]) -> None:
@@ -393,10 +436,12 @@ class OnlineIndexBuilder:
             for spec in specs:
                 self.listener(IndexEvent("start", spec, detail="drop"))
                 started = time.perf_counter()
-                self._with_retries(spec, lambda s=spec: self.conn.execute(s.drop_sql()),
-                                   "dropping")
-                self.listener(IndexEvent("done", spec, detail="dropped",
-                                         seconds=time.perf_counter() - started))
+                self._with_retries(spec, lambda s=spec: self.conn.execute(s.drop_sql()), "dropping")
+                self.listener(
+                    IndexEvent(
+                        "done", spec, detail="dropped", seconds=time.perf_counter() - started
+                    )
+                )
 
 
 class _NullPoller:
@@ -429,8 +474,11 @@ def run_revision(context: object, op: object, specs: tuple[IndexSpec, ...], dire
     migration = op.get_context()  # type: ignore[attr-defined]
     with migration.autocommit_block():
         if migration.as_sql:
-            steps = plan_create(specs, hooks.states or {}) if direction == "upgrade" \
+            steps = (
+                plan_create(specs, hooks.states or {})
+                if direction == "upgrade"
                 else plan_drop(reversed(specs))
+            )
             if steps:
                 for stmt in hooks.policy.session_sql():
                     op.execute(stmt)  # type: ignore[attr-defined]

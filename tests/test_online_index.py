@@ -1,0 +1,350 @@
+"""The 14 performance indexes: built online, repaired on re-run, refused cleanly."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import REPO, make_database, run_cli
+from wcperf.db import admin
+from wcperf.db.engine import Database
+from wcperf.migrate import alembic_driver
+from wcperf.migrate.online_index import (
+    BuildPolicy,
+    IndexEvent,
+    LockBudgetExceeded,
+    MigrationHooks,
+)
+from wcperf.settings import Settings
+
+SPEC_INDEXES = {
+    "idx_health_records_student_type_date": ("student_id", "record_type", "record_date"),
+    "idx_health_records_student_confidential": ("student_id", "is_confidential"),
+    "idx_health_records_type_confidential_date": ("record_type", "is_confidential", "record_date"),
+    "idx_health_records_provider_date": ("provider", "record_date"),
+    "idx_health_records_diagnosis_code": ("diagnosis_code",),
+    "idx_appointments_student_scheduled": ("student_id", "scheduled_at"),
+    "idx_appointments_nurse_scheduled": ("nurse_id", "scheduled_at"),
+    "idx_appointments_status_scheduled": ("status", "scheduled_at"),
+    "idx_appointments_student_status_scheduled": ("student_id", "status", "scheduled_at"),
+    "idx_appointments_type_status_scheduled": ("type", "status", "scheduled_at"),
+    "idx_appointments_recurring_group": ("recurring_group_id",),
+    "idx_medications_active_name": ("is_active", "name"),
+    "idx_medications_controlled_schedule": ("is_controlled", "dea_schedule"),
+    "idx_medications_form_active": ("dosage_form", "is_active"),
+}
+
+FAST = BuildPolicy(lock_timeout_ms=150, attempts=2, backoff_s=0.05)
+
+
+def _states(url: str, settings: Settings) -> dict[str, tuple[str, tuple[str, ...]]]:
+    with Database(url, settings) as db:
+        return {k: (v.state, v.columns) for k, v in alembic_driver.indexes(db.engine).items()}
+
+
+def _all_valid(url: str, settings: Settings) -> bool:
+    return _states(url, settings) == {k: ("valid", v) for k, v in SPEC_INDEXES.items()}
+
+
+def _upgrade(
+    url: str,
+    settings: Settings,
+    policy: BuildPolicy | None = None,
+    events: list[IndexEvent] | None = None,
+    listener: Callable[[IndexEvent], None] | None = None,
+) -> None:
+    with Database(url, replace(settings, command="migrate")) as db:
+        hooks = MigrationHooks(
+            policy=policy or BuildPolicy(),
+            listener=listener or (events.append if events is not None else None),
+            poll_connect=db.pool.connection,
+        )
+        alembic_driver.upgrade(db.engine, hooks=hooks)
+
+
+def test_the_revision_declares_exactly_the_spec_indexes() -> None:
+    specs = alembic_driver.performance_indexes()
+    assert {s.name: s.columns for s in specs} == SPEC_INDEXES
+
+
+def test_migrate_builds_all_14_valid_and_analyzes(district_url: str, settings: Settings) -> None:
+    events: list[IndexEvent] = []
+    _upgrade(district_url, settings, events=events)
+    assert _all_valid(district_url, settings)
+    assert [e.spec.name for e in events if e.kind == "done" and e.spec] == list(SPEC_INDEXES)
+    assert [e.detail for e in events if e.kind == "analyzed"] == [
+        "health_records",
+        "appointments",
+        "medications",
+    ]
+    with admin.connect(district_url) as conn:
+        analyzed = conn.execute("""select count(*) from pg_stat_user_tables
+            where relname in ('health_records', 'appointments', 'medications')
+              and coalesce(last_analyze, last_autoanalyze) is not null""").fetchone()
+    assert analyzed == (3,)
+    # Re-running builds nothing and keeps them valid.
+    again: list[IndexEvent] = []
+    _upgrade(district_url, settings, events=again)
+    assert not [e for e in again if e.kind in ("start", "done")]
+    assert _all_valid(district_url, settings)
+
+
+def _writer(url: str, stop: threading.Event, ok: list[float], failed: list[str]) -> None:
+    rng = random.Random(os.getpid())
+    with admin.connect(url, autocommit=True, application_name="wcperf-test-writer") as conn:
+        while not stop.is_set():
+            try:
+                student = rng.randint(1, 5_000)
+                conn.execute(
+                    """insert into health_records (student_id, record_type, record_date,
+                                is_confidential) values (%s, 'checkup', current_date, false)""",
+                    (student,),
+                )
+                conn.execute(
+                    """update appointments set status = 'completed', updated_at = now()
+                                 where id = %s""",
+                    (rng.randint(1, 10_000),),
+                )
+                conn.execute(
+                    """insert into appointments (student_id, nurse_id, type, status,
+                                scheduled_at) values (%s, null, 'checkup', 'scheduled', now())""",
+                    (student,),
+                )
+                ok.append(time.monotonic())
+            except psycopg.Error as exc:
+                failed.append(type(exc).__name__)
+
+
+def test_writes_never_fail_during_the_online_build(district_url: str, settings: Settings) -> None:
+    stop = threading.Event()
+    ok: list[float] = []
+    failed: list[str] = []
+    writers = [
+        threading.Thread(target=_writer, args=(district_url, stop, ok, failed)) for _ in range(3)
+    ]
+    for w in writers:
+        w.start()
+    time.sleep(0.2)
+    stamps: list[float] = []
+    _upgrade(district_url, settings, listener=lambda _event: stamps.append(time.monotonic()))
+    time.sleep(0.2)
+    stop.set()
+    for w in writers:
+        w.join(10)
+    assert failed == []
+    started, finished = min(stamps), max(stamps)
+    during = [t for t in ok if started <= t <= finished]
+    assert len(during) > 10, "writers must have run while the indexes were built"
+    assert _all_valid(district_url, settings)
+
+
+def test_an_invalid_leftover_is_dropped_and_rebuilt(district_url: str, settings: Settings) -> None:
+    # A failed concurrent build leaves an INVALID index behind under the real name.
+    with (
+        admin.connect(district_url, autocommit=True) as conn,
+        pytest.raises(psycopg.errors.UniqueViolation),
+    ):
+        conn.execute(
+            "create unique index concurrently idx_health_records_provider_date "
+            "on health_records (provider)"
+        )
+    assert _states(district_url, settings)["idx_health_records_provider_date"][0] == "INVALID"
+    events: list[IndexEvent] = []
+    _upgrade(district_url, settings, events=events)
+    assert any(
+        e.kind == "dropped" and e.spec and e.spec.name == "idx_health_records_provider_date"
+        for e in events
+    )
+    assert _all_valid(district_url, settings)
+    with admin.connect(district_url) as conn:
+        (unique,) = conn.execute("""select indisunique from pg_index i join pg_class c
+            on c.oid = i.indexrelid where c.relname = 'idx_health_records_provider_date'
+            """).fetchone()
+    assert unique is False
+
+
+@pytest.fixture
+def blocker(district_url: str) -> Iterator[psycopg.Connection]:
+    """A connection that can hold a lock, named so wcperf's message can name it."""
+    with admin.connect(district_url, application_name="wcperf-test-blocker") as conn:
+        yield conn
+        conn.rollback()
+
+
+def test_a_lock_that_never_frees_fails_cleanly_and_rerun_repairs(
+    district_url: str, settings: Settings, blocker: psycopg.Connection
+) -> None:
+    blocker.execute("lock table appointments in share mode")
+    with pytest.raises(LockBudgetExceeded) as info:
+        _upgrade(district_url, settings, FAST)
+    message = str(info.value)
+    assert "idx_appointments_student_scheduled" in message
+    assert "wcperf-test-blocker" in message and "idle in transaction" in message
+    assert info.value.exit_code == 3
+    blocker.rollback()
+    states = _states(district_url, settings)
+    assert states["idx_health_records_diagnosis_code"][0] == "valid"  # built before the lock
+    _upgrade(district_url, settings, FAST)
+    assert _all_valid(district_url, settings)
+
+
+def test_a_lock_that_frees_within_the_budget_is_waited_out(
+    district_url: str, settings: Settings, blocker: psycopg.Connection
+) -> None:
+    blocker.execute("lock table medications in share mode")
+    threading.Timer(1.0, blocker.rollback).start()
+    events: list[IndexEvent] = []
+    _upgrade(
+        district_url, settings, BuildPolicy(lock_timeout_ms=200, attempts=8, backoff_s=0.1), events
+    )
+    retries = [e for e in events if e.kind == "retry"]
+    assert retries and all("wcperf-test-blocker" in e.detail for e in retries)
+    assert _all_valid(district_url, settings)
+
+
+def test_killed_mid_build_then_rerun_ends_all_valid(
+    district_url: str, settings: Settings, blocker: psycopg.Connection
+) -> None:
+    # An open snapshot makes each concurrent build wait before it can be marked
+    # valid, which holds the build still long enough to kill it there.
+    blocker.execute("set transaction isolation level repeatable read")
+    blocker.execute("select count(*) from schools")
+    env = {k: v for k, v in os.environ.items() if k not in ("WCPERF_DATABASE_URL",)}
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wcperf",
+            "-q",
+            "--database-url",
+            district_url,
+            "migrate",
+            "--lock-timeout",
+            "60000",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        pid = None
+        with admin.connect(district_url, autocommit=True) as watcher:
+            deadline = time.monotonic() + 60
+            while pid is None and time.monotonic() < deadline:
+                row = watcher.execute("""select p.pid from pg_stat_progress_create_index p
+                    join pg_stat_activity a on a.pid = p.pid
+                    where a.application_name = 'wcperf:migrate'""").fetchone()
+                pid = row[0] if row else None
+                time.sleep(0.05)
+            assert pid is not None, "the build never started"
+            child.send_signal(signal.SIGKILL)
+            child.wait(10)
+            watcher.execute("select pg_terminate_backend(%s)", (pid,))
+    finally:
+        if child.poll() is None:
+            child.kill()
+    blocker.rollback()
+    states = _states(district_url, settings)
+    assert "INVALID" in {s for s, _ in states.values()}
+    result = run_cli("--database-url", district_url, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert _all_valid(district_url, settings)
+
+
+def test_a_role_that_does_not_own_the_tables_is_told_so(
+    district_url: str, settings: Settings
+) -> None:
+    role = f"wcperf_test_{uuid.uuid4().hex[:8]}"
+    with admin.connect(district_url, autocommit=True) as conn:
+        conn.execute(f"create role {role} login")
+        conn.execute(f"grant select, update on all tables in schema public to {role}")
+    try:
+        url = district_url.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
+        result = run_cli("--database-url", url, "migrate")
+        assert result.returncode == 2
+        assert "must own the tables" in result.stderr and "Traceback" not in result.stderr
+        assert (
+            _states(district_url, settings)["idx_health_records_student_type_date"][0] == "missing"
+        )
+    finally:
+        with admin.connect(district_url, autocommit=True) as conn:
+            conn.execute(f"drop owned by {role}")
+            conn.execute(f"drop role {role}")
+
+
+def test_unknown_revision_and_database_without_baseline(server_url: str, district_url: str) -> None:
+    bad = run_cli("--database-url", district_url, "migrate", "downgrade", "no_such_rev")
+    assert bad.returncode == 2 and "no_such_rev" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    empty = admin.with_database(server_url, f"wcperf_test_empty_{uuid.uuid4().hex[:6]}")
+    admin.ensure_database(empty)
+    try:
+        verify = run_cli("--database-url", empty, "migrate", "verify")
+        assert verify.returncode == 2 and "run `wcperf migrate` first" in verify.stderr
+    finally:
+        admin.drop_database(empty)
+
+
+def test_sql_prints_and_runs_nothing_and_squawk_finds_no_violation(
+    server_url: str, district_url: str, settings: Settings, tmp_path: Path
+) -> None:
+    fresh = make_database(server_url, f"wcperf_test_fresh_{uuid.uuid4().hex[:6]}", settings, "base")
+    try:
+        outputs = {
+            "fresh": run_cli("-q", "--database-url", fresh, "migrate", "--sql"),
+            "baseline": run_cli("-q", "--database-url", district_url, "migrate", "--sql"),
+        }
+        for name, result in outputs.items():
+            assert result.returncode == 0, result.stderr
+            path = tmp_path / f"{name}.sql"
+            path.write_text(result.stdout)
+            lint = subprocess.run(
+                [
+                    str(Path(sys.executable).parent / "squawk"),
+                    "-c",
+                    str(REPO / ".squawk.toml"),
+                    "--reporter",
+                    "gcc",
+                    str(path),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert lint.returncode == 0, lint.stdout + lint.stderr
+        sql = outputs["baseline"].stdout
+        assert sql.count("CREATE INDEX CONCURRENTLY IF NOT EXISTS") == 14
+        assert "SET lock_timeout" in sql and "ANALYZE health_records" in sql
+        assert "CREATE TABLE IF NOT EXISTS students" in outputs["fresh"].stdout
+        with admin.connect(fresh) as conn:
+            assert conn.execute("select to_regclass('students')").fetchone() == (None,)
+    finally:
+        admin.drop_database(fresh)
+    assert _states(district_url, settings)["idx_health_records_diagnosis_code"][0] == "missing"
+
+
+def test_downgrade_drops_them_concurrently_and_upgrade_restores(
+    district_url: str, settings: Settings
+) -> None:
+    _upgrade(district_url, settings)
+    down = run_cli("--database-url", district_url, "migrate", "downgrade", "0001_baseline")
+    assert down.returncode == 0, down.stderr
+    assert {s for s, _ in _states(district_url, settings).values()} == {"missing"}
+    status = run_cli("--database-url", district_url, "migrate", "status", "--json")
+    assert status.returncode == 1
+    assert run_cli("--database-url", district_url, "migrate").returncode == 0
+    assert _all_valid(district_url, settings)
+    assert run_cli("--database-url", district_url, "migrate", "status").returncode == 0
