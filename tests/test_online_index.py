@@ -348,3 +348,20 @@ def test_downgrade_drops_them_concurrently_and_upgrade_restores(
     assert run_cli("--database-url", district_url, "migrate").returncode == 0
     assert _all_valid(district_url, settings)
     assert run_cli("--database-url", district_url, "migrate", "status").returncode == 0
+
+
+def test_auto_parallelism_yields_to_live_sessions(district_url: str, settings: Settings) -> None:
+    quiet: list[IndexEvent] = []
+    _upgrade(district_url, settings, events=quiet)
+    starts = [e.detail for e in quiet if e.kind == "start"]
+    assert starts and all("parallel: database quiet" in d for d in starts)
+
+    with Database(district_url, settings) as db:
+        alembic_driver.downgrade(db.engine, "0001_baseline")
+    busy: list[IndexEvent] = []
+    with admin.connect(district_url, application_name="nurse-app") as nurse:
+        nurse.execute("select 1")  # a nurse's session, in a transaction right now
+        _upgrade(district_url, settings, events=busy)
+    starts = [e.detail for e in busy if e.kind == "start"]
+    assert len(starts) == 14 and all("one core: 1 other sessions working" in d for d in starts)
+    assert _all_valid(district_url, settings)

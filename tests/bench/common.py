@@ -18,8 +18,8 @@ RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
 
 
 @contextmanager
-def bench_database(name: str) -> Iterator[str]:
-    """A fresh, migrated database on the resolved server, dropped afterwards."""
+def bench_database(name: str, target: str = "head") -> Iterator[str]:
+    """A fresh database on the resolved server, migrated to `target`, dropped afterwards."""
     settings = Settings.from_env(command="bench")
     endpoint = resolve_postgres(settings)
     assert endpoint.url
@@ -29,7 +29,7 @@ def bench_database(name: str) -> Iterator[str]:
     admin.ensure_database(url)
     try:
         with Database(url, settings) as db:
-            alembic_driver.upgrade(db.engine)
+            alembic_driver.upgrade(db.engine, target)
         yield url
     finally:
         admin.drop_database(url)

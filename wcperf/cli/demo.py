@@ -10,6 +10,7 @@ from wcperf.db import admin
 from wcperf.demo import district_summary, pool_burst
 from wcperf.errors import WcperfError
 from wcperf.migrate import alembic_driver
+from wcperf.migrate.verify import verify
 from wcperf.seed.district import SCALES, District
 from wcperf.seed.load import district_counts
 from wcperf.seed.load import seed as load_district
@@ -26,7 +27,13 @@ def demo(ctx: typer.Context) -> None:
             except WcperfError as exc:
                 err.print(f"[yellow]{exc}[/]")
         status = alembic_driver.upgrade(db.engine)
-        err.print(f"schema at {', '.join(status.current)}")
+        alembic_driver.repair_indexes(db.engine)
+        states = alembic_driver.indexes(db.engine)
+        valid = sum(s.state == "valid" for s in states.values())
+        err.print(
+            f"schema at {', '.join(status.current)}; {valid}/{len(states)} performance "
+            "indexes valid"
+        )
         with db.engine.connect() as conn:
             counts = district_counts(conn.connection.driver_connection)
         if counts.schools:
@@ -46,6 +53,23 @@ def demo(ctx: typer.Context) -> None:
                 "students by grade",
                 ["grade", "students", "active"],
                 [[g, f"{n:,}", f"{a:,}"] for g, n, a in summary.grades],
+            )
+        )
+        with db.pool.connection() as conn:
+            verdicts = verify(conn, compare=True, repeat=1)
+        out.print(
+            table(
+                "hot queries (wcperf migrate verify --compare)",
+                ["query", "index used", "ms", "without index ms"],
+                [
+                    [
+                        v.query,
+                        "yes" if v.chosen else "no (small table)",
+                        f"{v.after.ms:.3f}",
+                        f"{v.before.ms:.3f}" if v.before else "-",
+                    ]
+                    for v in verdicts
+                ],
             )
         )
         burst = pool_burst(db, workers=3 * db.settings.pool.max_size, queries=600)

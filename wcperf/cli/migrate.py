@@ -35,6 +35,13 @@ ATTEMPTS = typer.Option(
 )
 BUILD_TIMEOUT = typer.Option("2h", "--build-timeout", help="statement_timeout for one build.")
 WORK_MEM = typer.Option("256MB", "--maintenance-work-mem", help="Memory for each build's sort.")
+PARALLEL = typer.Option(
+    "auto",
+    "--parallel-workers",
+    metavar="auto|N",
+    help="Parallel workers per build. auto: one core while other sessions are working, "
+    "PostgreSQL's own parallelism while the database is quiet.",
+)
 
 
 def _size(n: int) -> str:
@@ -110,6 +117,14 @@ def _progress(json_out: bool) -> Progress:
     )
 
 
+def _workers(value: str) -> int | str:
+    if value == "auto":
+        return value
+    if not value.isdigit():
+        raise typer.BadParameter("auto or a whole number", param_hint="--parallel-workers")
+    return int(value)
+
+
 def _hooks(db: Database, bars: _Bars, policy: BuildPolicy) -> MigrationHooks:
     return MigrationHooks(policy=policy, listener=bars, poll_connect=db.pool.connection)
 
@@ -127,6 +142,7 @@ def migrate(
     attempts: int = ATTEMPTS,
     build_timeout: str = BUILD_TIMEOUT,
     maintenance_work_mem: str = WORK_MEM,
+    parallel_workers: str = PARALLEL,
     json_out: bool = typer.Option(False, "--json", help="Print a summary as JSON."),
 ) -> None:
     """Upgrade to the newest revision: baseline if needed, then the indexes, online.
@@ -142,6 +158,7 @@ def migrate(
         attempts=attempts,
         build_timeout=build_timeout,
         maintenance_work_mem=maintenance_work_mem,
+        parallel_workers=_workers(parallel_workers),
     )
     policy.session_sql()  # validates the durations and sizes before anything connects
     with database(ctx, "migrate") as db:

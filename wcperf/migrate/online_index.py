@@ -29,6 +29,7 @@ from wcperf.errors import WcperfError
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 VALID, INVALID, MISSING, DIFFERS = "valid", "INVALID", "missing", "differs"
+AUTO = "auto"
 
 
 class LockBudgetExceeded(WcperfError):
@@ -68,6 +69,10 @@ class BuildPolicy:
     backoff_max_s: float = 30.0
     build_timeout: str = "2h"  # statement_timeout for one build; the pool's 30 s would kill it
     maintenance_work_mem: str | None = "256MB"
+    # Parallel workers per build: a number, or "auto": one core while other sessions
+    # are working on this database (live traffic comes first), and PostgreSQL's own
+    # parallelism while it is quiet. Decided afresh before each build.
+    parallel_workers: int | str = AUTO
 
     def session_sql(self) -> list[str]:
         sql = [
@@ -76,10 +81,17 @@ class BuildPolicy:
         ]
         if self.maintenance_work_mem:
             sql.append(f"SET maintenance_work_mem = '{_setting(self.maintenance_work_mem)}'")
+        if self.parallel_workers != AUTO:
+            sql.append(f"SET max_parallel_maintenance_workers = {int(self.parallel_workers)}")
         return sql
 
     def reset_sql(self) -> list[str]:
-        return ["RESET lock_timeout", "RESET statement_timeout", "RESET maintenance_work_mem"]
+        return [
+            "RESET lock_timeout",
+            "RESET statement_timeout",
+            "RESET maintenance_work_mem",
+            "RESET max_parallel_maintenance_workers",
+        ]
 
 
 def _setting(value: str) -> str:
@@ -246,6 +258,17 @@ select distinct a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
 """
 
 
+# Other client sessions of this database busy now or within the last second. This
+# migration's own connections (the pool's, the poller's) carry its application_name.
+_TRAFFIC_SQL = """
+select count(*) from pg_stat_activity
+ where datname = current_database() and backend_type = 'client backend'
+   and pid <> pg_backend_pid() and application_name is distinct from %s
+   and (state in ('active', 'idle in transaction')
+        or state_change > now() - interval '1 second')
+"""
+
+
 def _blockers(rows: Iterable[tuple]) -> tuple[Blocker, ...]:
     return tuple(Blocker(int(p), str(a), str(s), float(t or 0)) for p, a, s, t in rows)
 
@@ -406,7 +429,8 @@ class OnlineIndexBuilder:
                 IndexEvent("skipped", spec, detail="already valid", size_bytes=state.size_bytes)
             )
             return False
-        self.listener(IndexEvent("start", spec, detail=state.state))
+        cores = self._choose_parallelism()
+        self.listener(IndexEvent("start", spec, detail=f"{state.state}; {cores}"))
         started = time.perf_counter()
 
         def attempt() -> None:
@@ -430,6 +454,19 @@ class OnlineIndexBuilder:
             )
         )
         return True
+
+    def _choose_parallelism(self) -> str:
+        """For `auto`: yield the other cores to live traffic, use them when quiet."""
+        if self.policy.parallel_workers != AUTO:
+            return f"{self.policy.parallel_workers} parallel workers"
+        app = self.conn.execute("show application_name").fetchone()
+        row = self.conn.execute(_TRAFFIC_SQL, (app[0] if app else "",)).fetchone()
+        busy = int(row[0]) if row else 0
+        if busy:
+            self.conn.execute("SET max_parallel_maintenance_workers = 0")
+            return f"one core: {busy} other sessions working"
+        self.conn.execute("RESET max_parallel_maintenance_workers")
+        return "parallel: database quiet"
 
     def drop(self, specs: Iterable[IndexSpec]) -> None:
         with _session(self.conn, self.policy):

@@ -84,7 +84,7 @@ HOT_QUERIES = (
         "idx_appointments_status_scheduled",
         "select id, student_id, nurse_id, scheduled_at from appointments"
         " where status = %(status)s and scheduled_at >= %(day)s"
-        " and scheduled_at < %(day_end)s order by scheduled_at",
+        " and scheduled_at < %(day_end)s order by scheduled_at limit 100",
     ),
     HotQuery(
         "student appointments by status",
