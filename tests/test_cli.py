@@ -110,10 +110,10 @@ def test_migrate_status_reports_pending_with_exit_1(server_url: str) -> None:
         admin.drop_database(url)
 
 
-def test_db_status_names_sources_and_masks(server_url: str) -> None:
+def test_db_status_names_sources_and_masks(database_url: str) -> None:
     redis_url = f"redis://:{CANARY}@127.0.0.1:1/0"
     result = run_cli(
-        "--database-url", server_url, "--redis-url", redis_url, "db", "status", "--json"
+        "--database-url", database_url, "--redis-url", redis_url, "db", "status", "--json"
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
