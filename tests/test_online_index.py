@@ -365,3 +365,27 @@ def test_auto_parallelism_yields_to_live_sessions(district_url: str, settings: S
     starts = [e.detail for e in busy if e.kind == "start"]
     assert len(starts) == 14 and all("one core: 1 other sessions working" in d for d in starts)
     assert _all_valid(district_url, settings)
+
+
+def test_analyze_waits_out_a_lock_like_the_builds(
+    district_url: str, settings: Settings, blocker: psycopg.Connection
+) -> None:
+    """ANALYZE needs the same lock as a build; it retries and names the blocker too."""
+    events: list[IndexEvent] = []
+    policy = BuildPolicy(lock_timeout_ms=150, attempts=8, backoff_s=0.1)
+
+    def hold_medications_once_built(event: IndexEvent) -> None:
+        events.append(event)
+        if event.kind == "analyze" and event.table == "health_records":
+            blocker.execute("lock table medications in share update exclusive mode")
+            threading.Timer(0.8, blocker.rollback).start()
+
+    _upgrade(district_url, settings, policy, listener=hold_medications_once_built)
+    retries = [e for e in events if e.kind == "retry" and e.table == "medications"]
+    assert retries and all(e.spec is None and "wcperf-test-blocker" in e.detail for e in retries)
+    assert [e.table for e in events if e.kind == "analyzed"] == [
+        "health_records",
+        "appointments",
+        "medications",
+    ]
+    assert _all_valid(district_url, settings)

@@ -61,7 +61,7 @@ class _Bars:
         self.summary: list[dict[str, Any]] = []
 
     def __call__(self, event: IndexEvent) -> None:
-        name = event.spec.name if event.spec else f"analyze {event.detail}"
+        name = event.spec.name if event.spec else f"analyze {event.table}"
         p = self.progress
         if event.kind in ("start", "analyze"):
             self.tasks[name] = p.add_task(name, total=1.0, phase=event.detail or "")

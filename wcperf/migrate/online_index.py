@@ -233,6 +233,7 @@ class IndexEvent:
     progress: BuildProgress | None = None
     seconds: float = 0.0
     size_bytes: int = 0
+    table: str = ""
 
 
 Listener = Callable[[IndexEvent], None]
@@ -368,26 +369,30 @@ class OnlineIndexBuilder:
             return _NullPoller()
         return _Poller(self.poll_connect, self._pid(), spec, self.listener)
 
-    def _who_blocks(self, spec: IndexSpec, seen: tuple[Blocker, ...]) -> str:
-        blockers = seen or _blockers(self.conn.execute(_TABLE_LOCKERS_SQL, (spec.table,)))
+    def _who_blocks(self, table: str, seen: tuple[Blocker, ...]) -> str:
+        blockers = seen or _blockers(self.conn.execute(_TABLE_LOCKERS_SQL, (table,)))
         if not blockers:
             return "a lock held by another transaction"
         return ", ".join(b.describe() for b in blockers[:3])
 
-    def _with_retries(self, spec: IndexSpec, action: Callable[[], None], verb: str) -> None:
+    def _with_retries(
+        self, spec: IndexSpec | None, table: str, action: Callable[[], None], verb: str
+    ) -> None:
+        """Run `action`; on a lock timeout say who was in the way, back off, try again."""
+        target = spec.name if spec else table
         delay = self.policy.backoff_s
         for attempt in range(1, self.policy.attempts + 1):
-            poller = self._poller(spec)
+            poller = self._poller(spec) if spec else _NullPoller()
             try:
                 with poller:
                     action()
                 return
             except errors.LockNotAvailable:
                 seen = getattr(poller, "last_blockers", ())
-                who = self._who_blocks(spec, seen)
+                who = self._who_blocks(table, seen)
                 if attempt == self.policy.attempts:
                     raise LockBudgetExceeded(
-                        f"gave up {verb} {spec.name}: still waiting for {who} after "
+                        f"gave up {verb} {target}: still waiting for {who} after "
                         f"{attempt} attempts of {self.policy.lock_timeout_ms} ms; "
                         "nothing is left half-done that a re-run cannot repair"
                     ) from None
@@ -397,6 +402,7 @@ class OnlineIndexBuilder:
                         spec,
                         detail=f"attempt {attempt} timed out waiting for {who}; "
                         f"retrying in {delay:.1f} s",
+                        table=table,
                     )
                 )
                 self._sleep(delay)
@@ -409,15 +415,21 @@ class OnlineIndexBuilder:
         touched: list[str] = []
         with _session(self.conn, self.policy):
             for spec in specs:
-                if self._ensure(spec):
-                    touched.append(spec.table) if spec.table not in touched else None
+                if self._ensure(spec) and spec.table not in touched:
+                    touched.append(spec.table)
             for table in touched:
-                self.listener(IndexEvent("analyze", None, detail=table))
+                self.listener(IndexEvent("analyze", None, detail=table, table=table))
                 started = time.perf_counter()
-                self.conn.execute(f"ANALYZE {table}")
+                self._with_retries(
+                    None, table, lambda t=table: self.conn.execute(f"ANALYZE {t}"), "analyzing"
+                )
                 self.listener(
                     IndexEvent(
-                        "analyzed", None, detail=table, seconds=time.perf_counter() - started
+                        "analyzed",
+                        None,
+                        detail=table,
+                        table=table,
+                        seconds=time.perf_counter() - started,
                     )
                 )
 
@@ -441,7 +453,7 @@ class OnlineIndexBuilder:
             if current != VALID:
                 self.conn.execute(spec.create_sql())
 
-        self._with_retries(spec, attempt, "building")
+        self._with_retries(spec, spec.table, attempt, "building")
         final = index_states(self.conn, [spec])[spec.name]
         if final.state != VALID:
             raise WcperfError(
@@ -473,7 +485,9 @@ class OnlineIndexBuilder:
             for spec in specs:
                 self.listener(IndexEvent("start", spec, detail="drop"))
                 started = time.perf_counter()
-                self._with_retries(spec, lambda s=spec: self.conn.execute(s.drop_sql()), "dropping")
+                self._with_retries(
+                    spec, spec.table, lambda s=spec: self.conn.execute(s.drop_sql()), "dropping"
+                )
                 self.listener(
                     IndexEvent(
                         "done", spec, detail="dropped", seconds=time.perf_counter() - started
