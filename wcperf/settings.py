@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from wcperf.errors import ConfigError
+from wcperf.observe.targets import Targets
 
 ENVIRONMENTS = ("production", "development")
 EMBEDDED = "embedded"
@@ -34,6 +35,17 @@ class PoolSettings:
 
 
 @dataclass(frozen=True)
+class MonitorSettings:
+    """Slow-query threshold, N+1 detection and the targets alerts are judged against."""
+
+    slow_ms: float = 500.0
+    n_plus_one_threshold: int = 5
+    n_plus_one_window_s: float = 1.0
+    health_interval_s: float = 60.0
+    targets: Targets = field(default_factory=Targets)
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
     redis_url: str | None = None
@@ -43,6 +55,7 @@ class Settings:
     local_redis: tuple[str, int] = ("127.0.0.1", 6379)
     redis_prefix: str = "wcperf:"
     pool: PoolSettings = field(default_factory=PoolSettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
     command: str = "cli"
 
     @property
@@ -75,6 +88,13 @@ class Settings:
             ),
             redis_prefix=env_vars.get("WCPERF_REDIS_PREFIX") or "wcperf:",
             pool=PoolSettings(max_size=pool_size),
+            monitor=MonitorSettings(
+                slow_ms=_number("WCPERF_SLOW_MS", env_vars.get("WCPERF_SLOW_MS"), 500.0),
+                n_plus_one_threshold=int(
+                    _number("WCPERF_N_PLUS_ONE", env_vars.get("WCPERF_N_PLUS_ONE"), 5)
+                ),
+                targets=Targets.parse(env_vars.get("WCPERF_TARGETS")),
+            ),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         if "env" in given and given["env"] != settings.env:
@@ -97,6 +117,18 @@ def _positive_int(name: str, raw: str) -> int:
         raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
     if value < 1:
         raise ConfigError(f"{name} must be at least 1")
+    return value
+
+
+def _number(name: str, raw: str | None, default: float) -> float:
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be above 0")
     return value
 
 

@@ -13,6 +13,7 @@ from wcperf.cli import db as db_cli
 from wcperf.cli import demo as demo_cli
 from wcperf.cli import later
 from wcperf.cli import migrate as migrate_cli
+from wcperf.cli import monitor as monitor_cli
 from wcperf.cli import seed as seed_cli
 from wcperf.cli.context import CliState, err
 from wcperf.errors import EXIT_USAGE, WcperfError
@@ -70,7 +71,7 @@ def root(
 app.add_typer(migrate_cli.app, name="migrate")
 app.add_typer(later.bulk, name="bulk")
 app.add_typer(later.loadtest, name="loadtest")
-app.add_typer(later.monitor, name="monitor")
+app.add_typer(monitor_cli.app, name="monitor")
 app.command("seed")(seed_cli.seed)
 app.add_typer(db_cli.app, name="db")
 app.command("demo")(demo_cli.demo)

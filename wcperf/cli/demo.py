@@ -11,9 +11,11 @@ from wcperf.demo import district_summary, pool_burst
 from wcperf.errors import WcperfError
 from wcperf.migrate import alembic_driver
 from wcperf.migrate.verify import verify
+from wcperf.observe.observer import Observer
 from wcperf.seed.district import SCALES, District
 from wcperf.seed.load import district_counts
 from wcperf.seed.load import seed as load_district
+from wcperf.views.tables import percentile_table
 
 
 def demo(ctx: typer.Context) -> None:
@@ -72,7 +74,11 @@ def demo(ctx: typer.Context) -> None:
                 ],
             )
         )
-        burst = pool_burst(db, workers=3 * db.settings.pool.max_size, queries=600)
+        # The burst runs observed, and publishes like any working wcperf process:
+        # `wcperf monitor live` in another terminal shows it.
+        with Observer(db, db.settings, redis_url=redis.url) as observer:
+            burst = pool_burst(db, workers=3 * db.settings.pool.max_size, queries=600)
+            seen = observer.snapshot()
         out.print(
             pairs(
                 f"pool under a burst of {burst.workers} workers "
@@ -88,3 +94,4 @@ def demo(ctx: typer.Context) -> None:
                 },
             )
         )
+        out.print(percentile_table(seen, limit=5, buckets=False))

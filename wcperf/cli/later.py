@@ -19,4 +19,3 @@ def _group(name: str, summary: str) -> typer.Typer:
 
 bulk = _group("bulk", "Year-end and staffing bulk jobs under connection-pool backpressure.")
 loadtest = _group("loadtest", "Replay load scenarios and judge P50/P95/P99 against targets.")
-monitor = _group("monitor", "Live pool, query-percentile, slow-query and cache tables.")

@@ -1,0 +1,93 @@
+"""`wcperf monitor`: live tables, one merged Snapshot, Prometheus exposition."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import typer
+
+from wcperf.cli.context import err, out, postgres, redis_endpoint
+from wcperf.db import admin
+from wcperf.observe.collect import collect
+from wcperf.observe.prometheus import check_bind, server
+from wcperf.observe.snapshot import Snapshot
+from wcperf.views import live as live_view
+from wcperf.views.tables import frame
+
+app = typer.Typer(
+    help="Pool, query percentiles, slow queries, N+1, cache and alerts: from "
+    "every publishing wcperf process, beside PostgreSQL's and Redis's own view.",
+    no_args_is_help=True,
+)
+
+
+@contextlib.contextmanager
+def _fetcher(ctx: typer.Context) -> Iterator[Callable[[], Snapshot]]:
+    url, settings = postgres(ctx, "monitor")
+    endpoint = redis_endpoint(ctx, "monitor")
+    client = None
+    note = "" if endpoint.url else f"Redis unavailable ({endpoint.note}): database side only"
+    if endpoint.url:
+        import redis
+
+        client = redis.Redis.from_url(endpoint.url, socket_timeout=1, socket_connect_timeout=1)
+    conn = admin.connect(url, application_name=settings.application_name, autocommit=True)
+    try:
+        yield lambda: collect(conn, client, settings.redis_prefix, settings.monitor.targets, note)
+    finally:
+        conn.close()
+        if client is not None:
+            client.close()
+
+
+@app.command()
+def live(
+    ctx: typer.Context,
+    interval: float = typer.Option(1.0, min=0.1, help="Seconds between refreshes."),
+    once: bool = typer.Option(False, "--once", help="Print one frame and exit."),
+) -> None:
+    """Live tables; `q` or Ctrl-C quits. Respects NO_COLOR and non-terminals."""
+    with _fetcher(ctx) as fetch:
+        if once:
+            out.print(frame(fetch()))
+            return
+        live_view.run(fetch, out, interval)
+
+
+@app.command()
+def snapshot(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -> None:
+    """One merged Snapshot of every live publisher and the servers' own view."""
+    with _fetcher(ctx) as fetch:
+        snap = fetch()
+    if json_out:
+        out.print(snap.to_json(derived=True), markup=False, highlight=False, soft_wrap=True)
+    else:
+        out.print(frame(snap))
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", help="Address to bind."),
+    port: int = typer.Option(9187, min=1, max=65535),
+    token: str | None = typer.Option(
+        None,
+        envvar="WCPERF_METRICS_TOKEN",
+        help="Require `Authorization: Bearer TOKEN`; needed to bind anything but localhost.",
+    ),
+) -> None:
+    """Prometheus exposition of the same figures, collected afresh on every scrape."""
+    check_bind(host, token)
+    with _fetcher(ctx) as fetch:
+        httpd = server(fetch, host, port, token)
+        err.print(
+            f"serving metrics on http://{host}:{httpd.server_port}/metrics "
+            f"({'bearer token required' if token else 'no token'}); Ctrl-C stops"
+        )
+        try:
+            httpd.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            httpd.server_close()

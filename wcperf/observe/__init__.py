@@ -1,0 +1,1 @@
+"""Observation: query and pool monitors, one Snapshot, publishing and merging it."""

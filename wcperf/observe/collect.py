@@ -1,0 +1,142 @@
+"""Gather every live publisher's Snapshot and what PostgreSQL and Redis say themselves."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+
+from wcperf.observe.fingerprint import Fingerprinter
+from wcperf.observe.observer import snapshot_key
+from wcperf.observe.snapshot import DatabaseView, Snapshot, merge
+from wcperf.observe.targets import Targets, evaluate
+
+_fingerprint = Fingerprinter()
+
+
+def published(client: Any, prefix: str) -> list[Snapshot]:
+    keys = sorted(client.scan_iter(match=snapshot_key(prefix, "*"), count=500))
+    if not keys:
+        return []
+    return [Snapshot.from_json(raw) for raw in client.mget(keys) if raw]
+
+
+_ACTIVITY = """
+select coalesce(nullif(application_name, ''), '(none)') as application,
+       case when wait_event_type = 'Lock' then 'waiting on a lock' else state end as state,
+       count(*) as sessions,
+       coalesce(max(extract(epoch from now() - query_start))
+                filter (where state = 'active'), 0) as longest_query_s
+  from pg_stat_activity
+ where datname = current_database() and backend_type = 'client backend'
+   and pid <> pg_backend_pid()
+ group by 1, 2 order by 1, 2
+"""
+_LONGEST = """
+select coalesce(max(extract(epoch from now() - query_start)) filter (where state = 'active'), 0),
+       coalesce(max(extract(epoch from now() - xact_start)), 0),
+       count(*) filter (where wait_event_type = 'Lock')
+  from pg_stat_activity
+ where datname = current_database() and backend_type = 'client backend'
+   and pid <> pg_backend_pid()
+"""
+_STATEMENTS = """
+select query, calls, mean_exec_time, total_exec_time from pg_stat_statements
+ where dbid = (select oid from pg_database where datname = current_database())
+ order by total_exec_time desc limit 10
+"""
+_BUILDS = """
+select c.relname as index, t.relname as "table", p.phase,
+       case when p.blocks_total > 0 then round(100.0 * p.blocks_done / p.blocks_total, 1) end
+         as blocks_pct
+  from pg_stat_progress_create_index p
+  left join pg_class c on c.oid = p.index_relid
+  left join pg_class t on t.oid = p.relid
+"""
+
+
+def database_view(conn: psycopg.Connection) -> DatabaseView:
+    """pg_stat_activity, pg_stat_statements and index builds; never any query's text."""
+    view = DatabaseView()
+    conn.autocommit = True
+    for app, state, sessions, longest in conn.execute(_ACTIVITY):
+        view.activity.append(
+            {
+                "application": app,
+                "state": state or "unknown",
+                "sessions": int(sessions),
+                "longest_query_s": float(longest),
+            }
+        )
+    longest_q, longest_x, waiting = conn.execute(_LONGEST).fetchone()  # type: ignore[misc]
+    view.longest_query_s, view.longest_transaction_s = float(longest_q), float(longest_x)
+    view.waiting_on_locks = int(waiting)
+    try:
+        rows = conn.execute(_STATEMENTS).fetchall()
+        # pg_stat_statements keeps constants as $n already; normalise again to be sure.
+        view.statements = [
+            {
+                "query": _fingerprint(q).normalized,
+                "calls": int(c),
+                "mean_ms": round(float(m), 3),
+                "total_ms": round(float(t), 1),
+            }
+            for q, c, m, t in rows
+        ]
+    except psycopg.Error:
+        view.statements_note = "pg_stat_statements is not installed in this database"
+    view.index_builds = [
+        dict(zip(("index", "table", "phase", "blocks_pct"), r, strict=True))
+        for r in conn.execute(_BUILDS)
+    ]
+    return view
+
+
+def redis_view(client: Any) -> dict[str, Any]:
+    info = client.info()
+    hits, misses = int(info.get("keyspace_hits", 0)), int(info.get("keyspace_misses", 0))
+    return {
+        "version": info.get("redis_version"),
+        "used_memory": info.get("used_memory"),
+        "used_memory_human": info.get("used_memory_human"),
+        "keyspace_hits": hits,
+        "keyspace_misses": misses,
+        "hit_rate_pct": round(100.0 * hits / (hits + misses), 1) if hits + misses else None,
+        "connected_clients": info.get("connected_clients"),
+        "keys": sum(
+            int(v.get("keys", 0))
+            for k, v in info.items()
+            if k.startswith("db") and isinstance(v, dict)
+        ),
+    }
+
+
+def collect(
+    conn: psycopg.Connection | None,
+    redis_client: Any,
+    prefix: str,
+    targets: Targets,
+    redis_note: str = "",
+) -> Snapshot:
+    """One merged Snapshot: every live publisher, plus the servers' own view."""
+    snaps: list[Snapshot] = []
+    redis_info: dict[str, Any] | None = None
+    if redis_client is not None:
+        try:
+            snaps = published(redis_client, prefix)
+            redis_info = redis_view(redis_client)
+        except Exception as exc:  # Redis down: still show the database side
+            redis_note = f"Redis unreachable ({type(exc).__name__}): no published snapshots"
+    merged = merge(snaps, time.time())
+    merged.notes = []
+    if conn is not None:
+        merged.database = database_view(conn)
+        merged.database.redis = redis_info
+        merged.database.redis_note = redis_note
+    if redis_note:
+        merged.notes.append(redis_note)
+    elif not snaps:
+        merged.notes.append("no wcperf process is publishing right now")
+    merged.alerts = evaluate(merged, targets)
+    return merged

@@ -1,0 +1,267 @@
+"""One Snapshot shape for every output: live tables, --json, Prometheus, verdicts.
+
+Plain data that goes to JSON and back. Histograms travel HDR-encoded so that a
+merge of many processes is exact (counts added bucket by bucket), never an average
+of percentiles. Nothing here may hold a statement as sent or a parameter value:
+statements are normalised text, parameters are type names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from wcperf.observe import histogram as hdr
+
+BUCKETS = ("fast", "medium", "slow", "very_slow")  # < 100 ms, 100-500, 500-1000, > 1000
+
+
+def bucket_of(us: int) -> str:
+    if us < 100_000:
+        return "fast"
+    if us < 500_000:
+        return "medium"
+    if us <= 1_000_000:
+        return "slow"
+    return "very_slow"
+
+
+@dataclass
+class Source:
+    name: str  # host:pid
+    command: str
+    pid: int
+    taken_at: float
+
+
+@dataclass
+class QueryStats:
+    fingerprint: str
+    normalized: str
+    table: str | None
+    count: int = 0
+    errors: int = 0
+    total_us: int = 0
+    min_us: int = 0
+    max_us: int = 0
+    buckets: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BUCKETS, 0))
+    histogram: str = ""  # HDR, encoded
+
+    @cached_property
+    def hdr(self) -> HdrHistogram:
+        return hdr.decode(self.histogram)
+
+    @property
+    def mean_ms(self) -> float:
+        return self.total_us / self.count / 1000 if self.count else 0.0
+
+    def p(self, pct: float) -> float:
+        return hdr.percentile_ms(self.hdr, pct)
+
+
+@dataclass
+class SlowQuery:
+    at: float
+    fingerprint: str
+    normalized: str
+    table: str | None
+    duration_ms: float
+    param_types: list[str]
+    source: str = ""
+
+
+@dataclass
+class NPlusOne:
+    fingerprint: str
+    normalized: str
+    table: str | None
+    call_site: str
+    count: int
+    window_s: float
+    at: float
+    source: str = ""
+
+    @property
+    def suggestion(self) -> str:
+        target = self.table or "the related rows"
+        return f"load {target} eagerly (selectinload/joinedload) or in one batch query"
+
+
+@dataclass
+class HistoryPoint:
+    minute: int  # epoch minute
+    max_utilisation_pct: float
+    max_waiting: int
+    mean_in_use: float
+
+
+@dataclass
+class PoolStats:
+    source: str
+    max_size: int
+    min_size: int
+    open: int
+    in_use: int
+    idle: int
+    waiting: int
+    utilisation_pct: float
+    requests: int
+    mean_wait_ms: float
+    timeouts: int
+    health: str  # ok | failing | unknown
+    consecutive_failures: int
+    last_check_at: float | None
+    history: list[HistoryPoint] = field(default_factory=list)
+
+
+@dataclass
+class Alert:
+    severity: str  # warning | critical
+    code: str
+    message: str
+    value: float
+    threshold: float
+    source: str = ""
+
+
+@dataclass
+class DatabaseView:
+    """What PostgreSQL and Redis say themselves; gathered by `monitor`, not by workers."""
+
+    activity: list[dict[str, Any]] = field(default_factory=list)  # application, state, count
+    waiting_on_locks: int = 0
+    longest_query_s: float = 0.0
+    longest_transaction_s: float = 0.0
+    statements: list[dict[str, Any]] = field(default_factory=list)
+    statements_note: str = ""
+    index_builds: list[dict[str, Any]] = field(default_factory=list)
+    redis: dict[str, Any] | None = None
+    redis_note: str = ""
+
+
+@dataclass
+class Snapshot:
+    taken_at: float
+    sources: list[Source] = field(default_factory=list)
+    pools: list[PoolStats] = field(default_factory=list)
+    queries: list[QueryStats] = field(default_factory=list)
+    slow: list[SlowQuery] = field(default_factory=list)
+    n_plus_one: list[NPlusOne] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    cache: dict[str, Any] | None = None  # filled by the query cache
+    throttle: dict[str, Any] | None = None  # filled by bulk jobs
+    database: DatabaseView | None = None
+    notes: list[str] = field(default_factory=list)
+
+    # -- derived figures --------------------------------------------------------
+    def overall(self) -> HdrHistogram:
+        return hdr.merge([q.histogram for q in self.queries])
+
+    def top_slow(self, n: int = 10) -> list[QueryStats]:
+        return sorted(self.queries, key=lambda q: q.p(95), reverse=True)[:n]
+
+    def top_frequent(self, n: int = 10) -> list[QueryStats]:
+        return sorted(self.queries, key=lambda q: q.count, reverse=True)[:n]
+
+    # -- JSON -------------------------------------------------------------------
+    def to_dict(self, *, derived: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        if derived:
+            for q, out in zip(self.queries, data["queries"], strict=True):
+                out |= {
+                    "mean_ms": round(q.mean_ms, 3),
+                    "p50_ms": q.p(50),
+                    "p95_ms": q.p(95),
+                    "p99_ms": q.p(99),
+                }
+        return data
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(**kw), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Snapshot:
+        def build(kind: type, raw: dict[str, Any]) -> Any:
+            names = {f.name for f in fields(kind)}
+            return kind(**{k: v for k, v in raw.items() if k in names})
+
+        pools = []
+        for raw in data.get("pools", []):
+            pool = build(PoolStats, raw)
+            pool.history = [build(HistoryPoint, h) for h in raw.get("history", [])]
+            pools.append(pool)
+        db = data.get("database")
+        return cls(
+            taken_at=data["taken_at"],
+            sources=[build(Source, s) for s in data.get("sources", [])],
+            pools=pools,
+            queries=[build(QueryStats, q) for q in data.get("queries", [])],
+            slow=[build(SlowQuery, s) for s in data.get("slow", [])],
+            n_plus_one=[build(NPlusOne, n) for n in data.get("n_plus_one", [])],
+            alerts=[build(Alert, a) for a in data.get("alerts", [])],
+            cache=data.get("cache"),
+            throttle=data.get("throttle"),
+            database=build(DatabaseView, db) if db else None,
+            notes=list(data.get("notes", [])),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Snapshot:
+        return cls.from_dict(json.loads(text))
+
+
+def merge(snapshots: list[Snapshot], taken_at: float, slow_keep: int = 100) -> Snapshot:
+    """Many processes' snapshots as one: counts added, histograms merged exactly."""
+    merged = Snapshot(taken_at=taken_at)
+    by_fp: dict[str, QueryStats] = {}
+    encoded: dict[str, list[str]] = {}
+    for snap in snapshots:
+        merged.sources += snap.sources
+        merged.pools += snap.pools
+        merged.slow += snap.slow
+        merged.n_plus_one += snap.n_plus_one
+        merged.notes += snap.notes
+        if snap.throttle:
+            merged.throttle = {**(merged.throttle or {}), **snap.throttle}
+        if snap.cache:
+            merged.cache = _merge_counts(merged.cache, snap.cache)
+        for q in snap.queries:
+            into = by_fp.get(q.fingerprint)
+            if into is None:
+                into = by_fp[q.fingerprint] = QueryStats(
+                    q.fingerprint, q.normalized, q.table, min_us=q.min_us
+                )
+            into.count += q.count
+            into.errors += q.errors
+            into.total_us += q.total_us
+            into.min_us = min(into.min_us, q.min_us) if into.count > q.count else q.min_us
+            into.max_us = max(into.max_us, q.max_us)
+            for b in BUCKETS:
+                into.buckets[b] += q.buckets.get(b, 0)
+            encoded.setdefault(q.fingerprint, []).append(q.histogram)
+    for fp, stats in by_fp.items():
+        stats.histogram = hdr.encode(hdr.merge(encoded[fp]))
+    merged.queries = sorted(by_fp.values(), key=lambda q: q.total_us, reverse=True)
+    merged.slow = sorted(merged.slow, key=lambda s: s.at)[-slow_keep:]
+    return merged
+
+
+def _merge_counts(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]:
+    """Cache stats add up field by field; anything not a number keeps the newest."""
+    if not a:
+        return dict(b)
+    out = dict(a)
+    for k, v in b.items():
+        if (
+            isinstance(v, int | float)
+            and not isinstance(v, bool)
+            and isinstance(out.get(k), int | float)
+        ):
+            out[k] = out[k] + v
+        else:
+            out[k] = v
+    return out

@@ -1,0 +1,135 @@
+"""Targets from SPEC.md and the alerts raised when a snapshot breaches them.
+
+Messages hold figures, sources and normalised statements only: never a value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from wcperf.errors import ConfigError
+from wcperf.observe import histogram as hdr
+from wcperf.observe.snapshot import Alert, Snapshot
+
+
+@dataclass(frozen=True)
+class Targets:
+    p50_ms: float = 100.0
+    p95_ms: float = 500.0
+    p99_ms: float = 1000.0
+    cache_hit_pct: float = 80.0
+    pool_utilisation_pct: float = 80.0  # warning above
+    pool_critical_pct: float = 95.0  # critical above
+    pool_waiting: int = 5  # "high wait queue" above
+    n_plus_one: int = 0
+
+    @classmethod
+    def parse(cls, text: str | None, base: Targets | None = None) -> Targets:
+        """`p95_ms=300,cache_hit_pct=85` over the defaults."""
+        targets = base or cls()
+        if not text:
+            return targets
+        names = {f.name: f.type for f in fields(cls)}
+        changes: dict[str, float | int] = {}
+        for part in text.split(","):
+            key, sep, raw = part.strip().partition("=")
+            if not sep or key not in names:
+                raise ConfigError(f"unknown target {key!r}; known: {', '.join(names)}")
+            try:
+                changes[key] = int(raw) if names[key] in ("int", int) else float(raw)
+            except ValueError:
+                raise ConfigError(f"target {key} must be a number, not {raw!r}") from None
+        return replace(targets, **changes)
+
+
+def evaluate(snap: Snapshot, t: Targets) -> list[Alert]:
+    alerts: list[Alert] = []
+    overall = snap.overall()
+    if overall.get_total_count():
+        for pct, limit in ((50, t.p50_ms), (95, t.p95_ms), (99, t.p99_ms)):
+            value = hdr.percentile_ms(overall, pct)
+            if value > limit:
+                severity = "critical" if value > 2 * limit else "warning"
+                alerts.append(
+                    Alert(
+                        severity,
+                        f"p{pct}",
+                        f"P{pct} {value:.1f} ms is over the {limit:g} ms target",
+                        value,
+                        limit,
+                    )
+                )
+    for pool in snap.pools:
+        util = pool.utilisation_pct
+        if util > t.pool_critical_pct:
+            alerts.append(
+                Alert(
+                    "critical",
+                    "pool_utilisation",
+                    f"pool {pool.source} at {util:.0f} % of {pool.max_size}",
+                    util,
+                    t.pool_critical_pct,
+                    pool.source,
+                )
+            )
+        elif util > t.pool_utilisation_pct:
+            alerts.append(
+                Alert(
+                    "warning",
+                    "pool_utilisation",
+                    f"pool {pool.source} at {util:.0f} % of {pool.max_size}",
+                    util,
+                    t.pool_utilisation_pct,
+                    pool.source,
+                )
+            )
+        if pool.waiting > t.pool_waiting:
+            alerts.append(
+                Alert(
+                    "warning",
+                    "pool_wait_queue",
+                    f"high wait queue: {pool.waiting} requests waiting on pool {pool.source}",
+                    pool.waiting,
+                    t.pool_waiting,
+                    pool.source,
+                )
+            )
+        if pool.health == "failing":
+            alerts.append(
+                Alert(
+                    "critical",
+                    "pool_health",
+                    f"pool {pool.source}: "
+                    f"{pool.consecutive_failures} failed health checks in a row",
+                    pool.consecutive_failures,
+                    0,
+                    pool.source,
+                )
+            )
+    cache = snap.cache or {}
+    lookups = int(cache.get("hits", 0)) + int(cache.get("misses", 0))
+    if lookups:
+        rate = 100.0 * int(cache.get("hits", 0)) / lookups
+        if rate < t.cache_hit_pct:
+            alerts.append(
+                Alert(
+                    "warning",
+                    "cache_hit_rate",
+                    f"cache hit rate {rate:.0f} % is under the {t.cache_hit_pct:g} % target",
+                    rate,
+                    t.cache_hit_pct,
+                )
+            )
+    if len(snap.n_plus_one) > t.n_plus_one:
+        for d in snap.n_plus_one[-5:]:
+            alerts.append(
+                Alert(
+                    "warning",
+                    "n_plus_one",
+                    f"N+1: {d.count} x `{d.normalized}` from {d.call_site} within {d.window_s:g} s",
+                    d.count,
+                    t.n_plus_one,
+                    d.source,
+                )
+            )
+    return alerts

@@ -1,0 +1,1 @@
+"""Rich renderables built from a Snapshot; nothing here touches a database."""

@@ -1,0 +1,246 @@
+"""The monitor's tables, each a pure function of a Snapshot."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from wcperf.observe.snapshot import BUCKETS, Snapshot
+
+_SEVERITY = {"critical": "bold red", "warning": "yellow"}
+
+
+def _table(title: str, *columns: str) -> Table:
+    t = Table(
+        title=title,
+        title_justify="left",
+        title_style="bold",
+        show_edge=False,
+        pad_edge=False,
+        expand=False,
+    )
+    for i, col in enumerate(columns):
+        t.add_column(
+            col,
+            justify="left" if i == 0 else "right",
+            overflow="fold",
+            min_width=24 if i == 0 else None,
+        )
+    return t
+
+
+def _short(text: str, width: int = 70) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def header(snap: Snapshot) -> RenderableType:
+    when = time.strftime("%H:%M:%S", time.localtime(snap.taken_at))
+    commands = ", ".join(sorted({s.command for s in snap.sources})) or "none"
+    line = Text(f"wcperf monitor · {when} · {len(snap.sources)} publishing process(es): {commands}")
+    notes = [Text(f"note: {n}", style="yellow") for n in dict.fromkeys(snap.notes)]
+    return Group(line, *notes)
+
+
+def pool_table(snap: Snapshot) -> Table:
+    t = _table(
+        "connection pools",
+        "process",
+        "in use",
+        "idle",
+        "waiting",
+        "util %",
+        "mean wait ms",
+        "timeouts",
+        "health",
+        "failed checks",
+    )
+    for p in snap.pools:
+        util_style = (
+            "bold red" if p.utilisation_pct > 95 else "yellow" if p.utilisation_pct > 80 else ""
+        )
+        t.add_row(
+            p.source,
+            f"{p.in_use}/{p.max_size}",
+            str(p.idle),
+            str(p.waiting),
+            Text(f"{p.utilisation_pct:.0f}", style=util_style),
+            f"{p.mean_wait_ms:.1f}",
+            str(p.timeouts),
+            p.health,
+            str(p.consecutive_failures),
+        )
+    if not snap.pools:
+        t.add_row("(no publishing process)", *[""] * 8)
+    return t
+
+
+def percentile_table(snap: Snapshot, limit: int = 12, buckets: bool = True) -> Table:
+    shown = BUCKETS if buckets else ()
+    t = _table(
+        "query percentiles (ms)",
+        "pattern",
+        "table",
+        "count",
+        "mean",
+        "p50",
+        "p95",
+        "p99",
+        "max",
+        *shown,
+    )
+    for q in snap.top_frequent(limit):
+        t.add_row(
+            _short(q.normalized),
+            q.table or "-",
+            f"{q.count:,}",
+            f"{q.mean_ms:.2f}",
+            f"{q.p(50):.2f}",
+            f"{q.p(95):.2f}",
+            f"{q.p(99):.2f}",
+            f"{q.max_us / 1000:.2f}",
+            *(f"{q.buckets.get(b, 0):,}" for b in shown),
+        )
+    if snap.queries:
+        overall = snap.overall()
+        from wcperf.observe import histogram as hdr
+
+        t.add_row(
+            Text("all queries", style="bold"),
+            "",
+            f"{overall.get_total_count():,}",
+            "",
+            *(f"{hdr.percentile_ms(overall, p):.2f}" for p in (50, 95, 99)),
+            f"{overall.get_max_value() / 1000:.2f}",
+            *[""] * len(shown),
+        )
+    return t
+
+
+def slow_table(snap: Snapshot, limit: int = 8) -> Table:
+    t = _table("slow queries and N+1", "pattern", "table", "ms / count", "when", "where")
+    for s in reversed(snap.slow[-limit:]):
+        t.add_row(
+            _short(s.normalized),
+            s.table or "-",
+            f"{s.duration_ms:.1f} ms",
+            time.strftime("%H:%M:%S", time.localtime(s.at)),
+            "params: " + (", ".join(s.param_types) or "none"),
+        )
+    for n in snap.n_plus_one[-limit:]:
+        t.add_row(
+            Text("N+1 ", style="bold yellow") + Text(_short(n.normalized, 60)),
+            n.table or "-",
+            f"{n.count} in {n.window_s:g} s",
+            time.strftime("%H:%M:%S", time.localtime(n.at)),
+            f"{n.call_site}: {n.suggestion}",
+        )
+    if not snap.slow and not snap.n_plus_one:
+        t.add_row("(none)", "", "", "", "")
+    return t
+
+
+def cache_table(snap: Snapshot) -> Table:
+    t = _table(
+        "query cache",
+        "tier",
+        "hits",
+        "misses",
+        "hit rate",
+        "entries",
+        "bytes",
+        "evictions",
+        "errors",
+    )
+    tiers = (snap.cache or {}).get("tiers") or {}
+    for name, c in tiers.items():
+        lookups = c.get("hits", 0) + c.get("misses", 0)
+        rate = f"{100 * c.get('hits', 0) / lookups:.0f} %" if lookups else "-"
+        t.add_row(
+            name,
+            *(f"{c.get(k, 0):,}" for k in ("hits", "misses")),
+            rate,
+            *(f"{c.get(k, 0):,}" for k in ("entries", "bytes", "evictions", "errors")),
+        )
+    redis = snap.database.redis if snap.database else None
+    if redis:
+        rate = f"{redis['hit_rate_pct']:.0f} %" if redis.get("hit_rate_pct") is not None else "-"
+        t.add_row(
+            "redis server",
+            f"{redis['keyspace_hits']:,}",
+            f"{redis['keyspace_misses']:,}",
+            rate,
+            f"{redis.get('keys', 0):,}",
+            str(redis.get("used_memory_human") or "-"),
+            "-",
+            "-",
+        )
+    if not tiers and not redis:
+        note = snap.database.redis_note if snap.database else ""
+        t.add_row(note or "(no cache figures published yet)", *[""] * 7)
+    return t
+
+
+def alerts_table(snap: Snapshot) -> Table:
+    t = _table("alerts", "severity", "what", "source")
+    for a in snap.alerts:
+        t.add_row(Text(a.severity, style=_SEVERITY.get(a.severity, "")), a.message, a.source or "-")
+    if not snap.alerts:
+        t.add_row(Text("ok", style="green"), "every target met", "")
+    return t
+
+
+def database_table(snap: Snapshot) -> RenderableType:
+    db = snap.database
+    if db is None:
+        return Text("")
+    t = _table("database sessions", "application", "state", "sessions", "longest query s")
+    for row in db.activity:
+        t.add_row(
+            row["application"], row["state"], str(row["sessions"]), f"{row['longest_query_s']:.1f}"
+        )
+    summary = Text(
+        f"waiting on locks: {db.waiting_on_locks} · longest query "
+        f"{db.longest_query_s:.1f} s · longest transaction "
+        f"{db.longest_transaction_s:.1f} s"
+    )
+    parts: list[RenderableType] = [t, summary]
+    if db.statements:
+        s = _table(
+            "pg_stat_statements (top by total time)", "statement", "calls", "mean ms", "total ms"
+        )
+        for row in db.statements[:6]:
+            s.add_row(
+                _short(row["query"]),
+                f"{row['calls']:,}",
+                f"{row['mean_ms']:.2f}",
+                f"{row['total_ms']:,.0f}",
+            )
+        parts.append(s)
+    elif db.statements_note:
+        parts.append(Text(db.statements_note, style="dim"))
+    if db.index_builds:
+        b = _table("index builds in progress", "index", "table", "phase", "blocks %")
+        for row in db.index_builds:
+            b.add_row(
+                str(row["index"]),
+                str(row["table"]),
+                str(row["phase"]),
+                "-" if row["blocks_pct"] is None else f"{row['blocks_pct']}",
+            )
+        parts.append(b)
+    return Group(*parts)
+
+
+def frame(snap: Snapshot) -> Group:
+    return Group(
+        header(snap),
+        pool_table(snap),
+        percentile_table(snap),
+        slow_table(snap),
+        cache_table(snap),
+        alerts_table(snap),
+        database_table(snap),
+    )
