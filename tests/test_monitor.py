@@ -1,0 +1,171 @@
+"""Publishing and merging across processes, Prometheus, and `wcperf monitor`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+import redis as redis_lib
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import REPO, run_cli
+from wcperf.db import admin
+from wcperf.errors import ConfigError
+from wcperf.observe.collect import collect
+from wcperf.observe.fingerprint import fingerprint
+from wcperf.observe.prometheus import check_bind, exposition, server
+from wcperf.observe.query_monitor import QueryMonitor
+from wcperf.observe.snapshot import Snapshot
+from wcperf.observe.targets import Targets
+
+PUBLISHER = """
+import sys
+from sqlalchemy import text
+from wcperf.db.engine import Database
+from wcperf.observe.observer import Observer
+from wcperf.settings import Settings
+
+url, redis_url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+settings = Settings.from_env(command="test-publisher")
+with Database(url, settings) as db:
+    observer = Observer(db, settings, redis_url=redis_url).start()
+    with db.engine.connect() as conn:
+        for i in range(n):
+            conn.execute(text("select CAST(:i AS int) + 1"), {"i": i})
+    observer.stop()
+print(observer.source)
+"""
+STATEMENT = fingerprint("select CAST(%(i)s AS int) + 1")
+
+
+def _publish(database_url: str, redis_url: str, prefix: str, n: int) -> str:
+    env = {**os.environ, "WCPERF_REDIS_PREFIX": prefix}
+    done = subprocess.run(
+        [sys.executable, "-c", PUBLISHER, database_url, redis_url, str(n)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_two_publishing_processes_are_merged(
+    database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    sources = {_publish(database_url, redis_url, redis_prefix, n) for n in (30, 45)}
+    assert len(sources) == 2
+    client = redis_lib.Redis.from_url(redis_url)
+    with admin.connect(database_url, autocommit=True) as conn:
+        snap = collect(conn, client, redis_prefix, Targets())
+    client.close()
+    assert {s.name for s in snap.sources} == sources
+    assert len(snap.pools) == 2
+    (stats,) = [q for q in snap.queries if q.fingerprint == STATEMENT.id]
+    assert stats.count == 75
+    assert stats.hdr.get_total_count() == 75  # histograms merged, not averaged
+    assert stats.buckets["fast"] + stats.buckets["medium"] == 75
+    assert snap.database is not None and snap.database.redis is not None
+    # Each process ran its loop from one call site: an N+1 pattern in both.
+    assert {d.source for d in snap.n_plus_one} == sources
+
+
+def test_exposition_parses_and_carries_the_figures() -> None:
+    m = QueryMonitor()
+    for us in (900, 1_500, 120_000, 2_000_000):
+        m.record("select * from students where id = %(id)s", us)
+    snap = Snapshot(
+        taken_at=0, queries=m.queries(), cache={"tiers": {"l1": {"hits": 9, "misses": 1}}}
+    )
+    families = {f.name: f for f in text_string_to_metric_families(exposition(lambda: snap))}
+    (count,) = families["wcperf_queries"].samples
+    assert count.value == 4 and count.labels["table"] == "students"
+    buckets = {
+        s.labels["le"]: s.value
+        for s in families["wcperf_query_duration_seconds"].samples
+        if s.name.endswith("_bucket")
+    }
+    assert buckets == {"0.1": 2, "0.5": 3, "1.0": 3, "+Inf": 4}
+    quantiles = {
+        s.labels["quantile"]: s.value for s in families["wcperf_query_latency_seconds"].samples
+    }
+    assert quantiles["0.99"] == pytest.approx(2.0, rel=0.001)
+    assert families["wcperf_cache_hits"].samples[0].value == 9
+
+
+def test_serve_requires_a_token_off_localhost_and_checks_it() -> None:
+    with pytest.raises(ConfigError, match="--token"):
+        check_bind("0.0.0.0", None)
+    check_bind("127.0.0.1", None)
+    httpd = server(lambda: Snapshot(taken_at=0), "127.0.0.1", 0, "s3cret")
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{httpd.server_port}/metrics"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(url, timeout=5)
+        assert info.value.code == 401
+        request = urllib.request.Request(url, headers={"Authorization": "Bearer s3cret"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            body = response.read().decode()
+        assert "wcperf_publishers" in {f.name for f in text_string_to_metric_families(body)}
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    refused = run_cli("monitor", "serve", "--host", "0.0.0.0")
+    assert refused.returncode == 2 and "--token" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_monitor_live_once_renders_the_tables(
+    database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    source = _publish(database_url, redis_url, redis_prefix, 12)
+    result = run_cli(
+        "--database-url",
+        database_url,
+        "--redis-url",
+        redis_url,
+        "monitor",
+        "live",
+        "--once",
+        env={"WCPERF_REDIS_PREFIX": redis_prefix},
+    )
+    assert result.returncode == 0, result.stderr
+    for title in (
+        "connection pools",
+        "query percentiles",
+        "query cache",
+        "alerts",
+        "database sessions",
+    ):
+        assert title in result.stdout
+    assert source in result.stdout
+    assert STATEMENT.normalized in result.stdout
+    assert "\x1b[" not in result.stdout  # NO_COLOR and not a terminal: plain text
+
+
+def test_snapshot_json_without_redis_still_shows_the_database(database_url: str) -> None:
+    result = run_cli(
+        "--database-url",
+        database_url,
+        "--redis-url",
+        "redis://127.0.0.1:1/0",
+        "monitor",
+        "snapshot",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert any("Redis unreachable" in n for n in data["notes"])
+    assert data["database"]["activity"] is not None
+    assert data["sources"] == []

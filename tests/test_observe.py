@@ -1,0 +1,261 @@
+"""The query and pool monitors, N+1 detection, targets, and the Snapshot."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, lazyload, selectinload
+
+from wcperf.db.engine import Database
+from wcperf.db.schema import Student
+from wcperf.observe.fingerprint import fingerprint
+from wcperf.observe.observer import Observer
+from wcperf.observe.pool_monitor import MINUTES_KEPT, PoolMonitor
+from wcperf.observe.prometheus import exposition
+from wcperf.observe.query_monitor import NPlusOneError, QueryMonitor
+from wcperf.observe.snapshot import Snapshot, merge
+from wcperf.observe.targets import Targets, evaluate
+from wcperf.settings import Settings
+
+CANARIES = (
+    "Zebulon-Canary-7731",
+    "1999-12-31",
+    "+1-555-0199-CANARY",
+    "asthma-canary-note",
+    "Q99.9-CANARY",
+)
+
+
+def _exact(values: list[int], pct: float) -> float:
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def test_percentiles_agree_with_an_exact_computation() -> None:
+    rng = random.Random(3)
+    values = [int(rng.lognormvariate(7, 1.2)) + 1 for _ in range(20_000)]  # µs, ~1 ms median
+    monitor = QueryMonitor()
+    for us in values:
+        monitor.record("select * from students where id = %(id)s", us)
+    (stats,) = monitor.queries()
+    assert stats.count == len(values)
+    assert stats.total_us == sum(values)
+    assert (stats.min_us, stats.max_us) == (min(values), max(values))
+    for pct in (50, 95, 99):
+        exact_ms = _exact(values, pct) / 1000
+        assert abs(stats.p(pct) - exact_ms) <= exact_ms * 0.001 + 0.001, pct  # HDR: 3 digits
+
+
+def test_merged_histograms_equal_the_histogram_of_the_union() -> None:
+    rng = random.Random(5)
+    a = [rng.randint(50, 5_000) for _ in range(3_000)]
+    b = [rng.randint(2_000, 900_000) for _ in range(1_000)]
+    snaps = []
+    for part in (a, b):
+        m = QueryMonitor()
+        for us in part:
+            m.record("select 1", us)
+        snaps.append(Snapshot(taken_at=0, queries=m.queries()))
+    (merged,) = merge([Snapshot.from_json(s.to_json()) for s in snaps], 0).queries
+    assert merged.count == len(a) + len(b)
+    for pct in (50, 95, 99):
+        exact_ms = _exact(a + b, pct) / 1000
+        assert abs(merged.p(pct) - exact_ms) <= exact_ms * 0.001 + 0.001
+    assert merged.buckets["fast"] + merged.buckets["medium"] + merged.buckets["slow"] == len(
+        a
+    ) + len(b)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM students WHERE first_name = 'Zebulon-Canary-7731' AND date_of_birth = "
+        "'1999-12-31'",
+        "select id from students where last_name like 'Zebulon-Canary-7731%'"
+        " /* asthma-canary-note */",
+        "update emergency_contacts set phone = '+1-555-0199-CANARY' where id in (1, 2, 3)",
+        "insert into health_records (notes, diagnosis_code) values ($$asthma-canary-note$$, "
+        "E'Q99.9-CANARY') -- Zebulon-Canary-7731",
+    ],
+)
+def test_every_literal_and_comment_is_stripped(sql: str) -> None:
+    fp = fingerprint(sql)
+    assert not [c for c in CANARIES if c in fp.normalized], fp.normalized
+    assert "$1" in fp.normalized
+
+
+def test_planted_phi_never_reaches_any_output(
+    database_url: str, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    s = replace(settings, monitor=replace(settings.monitor, slow_ms=0.0))
+    with Database(database_url, s) as db, Observer(db, s) as observer:
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "insert into schools (name, district) values "
+                    "('Zebulon-Canary-7731 School', 'd')"
+                )
+            )
+            school = conn.execute(text("select max(id) from schools")).scalar_one()
+            for _ in range(6):  # also an N+1 pattern
+                conn.execute(
+                    text(
+                        "select * from students where first_name = :n and date_of_birth = :d"
+                        " and school_id = :s"
+                    ),
+                    {"n": CANARIES[0], "d": CANARIES[1], "s": school},
+                )
+            conn.execute(
+                text(
+                    f"select * from emergency_contacts where phone = '{CANARIES[2]}'"
+                    f" /* {CANARIES[3]} */"
+                )
+            )
+            conn.execute(text("delete from schools where id = :id"), {"id": school})
+        snap = observer.snapshot()
+    assert snap.slow and snap.n_plus_one and snap.alerts
+    outputs = {
+        "json": snap.to_json(derived=True),
+        "prometheus": exposition(lambda: snap),
+        "alerts": " ".join(a.message for a in snap.alerts),
+        "logs": caplog.text,
+    }
+    for name, body in outputs.items():
+        leaked = [c for c in CANARIES if c in body]
+        assert leaked == [], name
+    assert {t for sq in snap.slow for t in sq.param_types} >= {"str", "int"}
+
+
+def test_n_plus_one_fires_for_a_lazy_loop_and_not_for_the_eager_query(
+    seeded_url: str, settings: Settings
+) -> None:
+    with Database(seeded_url, settings) as db:
+        with db.engine.connect() as conn:  # one student per school: each has another nurse
+            ids = list(
+                conn.execute(
+                    text("select distinct on (school_id) id from students order by school_id, id")
+                ).scalars()
+            )
+        assert len(ids) >= 10
+        first_of_each_school = select(Student).where(Student.id.in_(ids)).order_by(Student.id)
+        monitor = QueryMonitor()
+        monitor.attach(db.engine)
+        with Session(db.engine) as session:
+            students = session.scalars(first_of_each_school.options(lazyload(Student.nurse))).all()
+            nurses = {s.nurse.id for s in students if s.nurse}  # one query per student
+        lazy = list(monitor.n_plus_one.detections)
+        assert len(lazy) == 1 and nurses
+        assert lazy[0].count >= 5 and lazy[0].table == "users"
+        assert "test_observe.py" in lazy[0].call_site
+        assert "eagerly" in lazy[0].suggestion
+
+        monitor.n_plus_one.detections.clear()
+        with Session(db.engine) as session:
+            students = session.scalars(
+                first_of_each_school.options(selectinload(Student.nurse))
+            ).all()
+            assert {s.nurse.id for s in students if s.nurse} == nurses
+        assert list(monitor.n_plus_one.detections) == []
+        monitor.detach()
+
+        strict = QueryMonitor(strict=True)
+        strict.attach(db.engine)
+        with Session(db.engine) as session, pytest.raises(NPlusOneError, match="N\\+1"):
+            for s in session.scalars(first_of_each_school.options(lazyload(Student.nurse))).all():
+                _ = s.nurse
+        strict.detach()
+
+
+def test_waiting_requests_and_pool_alerts_show_in_the_snapshot(
+    database_url: str, settings: Settings
+) -> None:
+    with Database(database_url, settings) as db:
+        observer = Observer(db, settings)
+        held = [db.pool.getconn() for _ in range(db.figures().max_size)]
+        waiters = [
+            threading.Thread(target=lambda: db.pool.putconn(db.pool.getconn())) for _ in range(7)
+        ]
+        for w in waiters:
+            w.start()
+        deadline = time.monotonic() + 5
+        while db.figures().waiting < 7 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        snap = observer.snapshot()
+        for conn in held:
+            db.pool.putconn(conn)
+        for w in waiters:
+            w.join(5)
+    (pool,) = snap.pools
+    assert pool.waiting == 7 and pool.in_use == pool.max_size
+    assert pool.utilisation_pct == 100.0
+    codes = {(a.severity, a.code) for a in snap.alerts}
+    assert ("critical", "pool_utilisation") in codes
+    assert ("warning", "pool_wait_queue") in codes
+
+
+def test_health_check_counts_consecutive_failures(database_url: str, settings: Settings) -> None:
+    small = replace(settings, pool=replace(settings.pool, max_size=2))
+    with Database(database_url, small) as db:
+        monitor = PoolMonitor(db, "t", health_timeout_s=0.2)
+        assert monitor.check_health() and monitor.consecutive_failures == 0
+        held = [db.pool.getconn() for _ in range(2)]
+        assert not monitor.check_health()
+        assert not monitor.check_health()
+        assert monitor.consecutive_failures == 2
+        assert monitor.sample().health == "failing"
+        alerts = evaluate(Snapshot(taken_at=0, pools=[monitor.sample()]), Targets())
+        assert any(a.code == "pool_health" and a.severity == "critical" for a in alerts)
+        for conn in held:
+            db.pool.putconn(conn)
+        assert monitor.check_health() and monitor.consecutive_failures == 0
+
+
+def test_pool_history_keeps_24_hours_of_minutes(database_url: str, settings: Settings) -> None:
+    now = [1_000_000.0]
+    with Database(database_url, settings) as db:
+        monitor = PoolMonitor(db, "t", clock=lambda: now[0])
+        for _ in range(MINUTES_KEPT + 300):
+            monitor.sample()
+            now[0] += 60
+        history = monitor.sample().history
+    assert len(monitor.history) == MINUTES_KEPT
+    assert len(history) == MINUTES_KEPT + 1  # the minute in progress too
+    minutes = [h.minute for h in history]
+    assert minutes == sorted(minutes) and minutes[-1] - minutes[0] == MINUTES_KEPT
+
+
+def test_targets_are_configurable_and_judged_on_merged_latency() -> None:
+    m = QueryMonitor()
+    for us in [50_000] * 90 + [700_000] * 10:
+        m.record("select 1", us)
+    snap = Snapshot(taken_at=0, queries=m.queries())
+    codes = {a.code: a for a in evaluate(snap, Targets())}
+    assert set(codes) == {"p95"}  # P50 50 ms, P95 700 ms, P99 700 ms
+    assert codes["p95"].value == pytest.approx(700, rel=0.01)
+    assert codes["p95"].severity == "warning"
+    strict = Targets.parse("p95_ms=300,p50_ms=40")
+    assert {a.code for a in evaluate(snap, strict)} == {"p50", "p95"}
+    assert {a.severity for a in evaluate(snap, strict) if a.code == "p95"} == {"critical"}
+    snap.cache = {"hits": 70, "misses": 30}
+    assert "cache_hit_rate" in {a.code for a in evaluate(snap, Targets())}
+
+
+def test_snapshot_round_trips_through_json() -> None:
+    m = QueryMonitor(slow_ms=0.0)
+    m.record("select * from students where id = %(id)s", 1234)
+    snap = Snapshot(taken_at=1.0, queries=m.queries(), cache={"hits": 3})
+    again = Snapshot.from_json(snap.to_json())
+    assert again.to_dict() == snap.to_dict()
+    assert json.loads(snap.to_json(derived=True))["queries"][0]["p50_ms"] == pytest.approx(
+        1.234, rel=0.001
+    )
