@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.bench import bench_migrate, bench_seed
+from tests.bench import bench_migrate, bench_monitor, bench_seed
 
 
 def main() -> None:
@@ -10,6 +10,8 @@ def main() -> None:
     bench_seed.main([])
     print("\n== migrate: online index build vs. plain builds, writer, verify --compare ==")
     bench_migrate.main([])
+    print("\n== monitor: query monitor overhead on SELECT 1, one live refresh ==")
+    bench_monitor.main([])
 
 
 if __name__ == "__main__":
