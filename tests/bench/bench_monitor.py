@@ -76,15 +76,29 @@ def main(argv: list[str] | None = None) -> None:
             client.close()
     b, o = statistics.median(bare), statistics.median(observed)
     overhead = (o - b) / b
-    print(f"SELECT 1 bare          {b:7.1f} µs/statement (median of {args.blocks} blocks "
-          f"of {args.statements:,})")
-    print(f"SELECT 1 instrumented  {o:7.1f} µs/statement   overhead {overhead:+.1%} "
-          f"(goal <= 10 %) {'OK' if overhead <= 0.10 else 'MISSED'}")
+    print(
+        f"SELECT 1 bare          {b:7.1f} µs/statement (median of {args.blocks} blocks "
+        f"of {args.statements:,})"
+    )
+    print(
+        f"SELECT 1 instrumented  {o:7.1f} µs/statement   overhead {overhead:+.1%} "
+        f"(goal <= 10 %) {'OK' if overhead <= 0.10 else 'MISSED'}"
+    )
     print(f"fold into HDR (once a second, off the query path): {fold_us:.2f} µs/statement")
-    print(f"monitor live refresh   {statistics.median(refresh_ms):7.1f} ms (median of 20: "
-          "collect from Redis and PostgreSQL, merge, render)")
-    save("monitor", {"bare_us": b, "instrumented_us": o, "overhead": overhead,
-                     "fold_us": fold_us, "refresh_ms": statistics.median(refresh_ms)})
+    print(
+        f"monitor live refresh   {statistics.median(refresh_ms):7.1f} ms (median of 20: "
+        "collect from Redis and PostgreSQL, merge, render)"
+    )
+    save(
+        "monitor",
+        {
+            "bare_us": b,
+            "instrumented_us": o,
+            "overhead": overhead,
+            "fold_us": fold_us,
+            "refresh_ms": statistics.median(refresh_ms),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -152,17 +152,22 @@ class QueryMonitor:
         self._engines: list[Engine] = []
 
     # -- engine events ---------------------------------------------------------
+    def _listeners(self) -> tuple[tuple[str, Any], ...]:
+        return (
+            ("before_cursor_execute", self._before),
+            ("after_cursor_execute", self._after),
+            ("handle_error", self._error),
+        )
+
     def attach(self, engine: Engine) -> None:
-        event.listen(engine, "before_cursor_execute", self._before)
-        event.listen(engine, "after_cursor_execute", self._after)
-        event.listen(engine, "handle_error", self._error)
+        for name, fn in self._listeners():
+            event.listen(engine, name, fn)
         self._engines.append(engine)
 
     def detach(self) -> None:
         for engine in self._engines:
-            event.remove(engine, "before_cursor_execute", self._before)
-            event.remove(engine, "after_cursor_execute", self._after)
-            event.remove(engine, "handle_error", self._error)
+            for name, fn in self._listeners():
+                event.remove(engine, name, fn)
         self._engines.clear()
 
     def _before(

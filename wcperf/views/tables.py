@@ -8,6 +8,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from wcperf.observe import histogram as hdr
 from wcperf.observe.snapshot import BUCKETS, Snapshot
 
 _SEVERITY = {"critical": "bold red", "warning": "yellow"}
@@ -105,8 +106,6 @@ def percentile_table(snap: Snapshot, limit: int = 12, buckets: bool = True) -> T
         )
     if snap.queries:
         overall = snap.overall()
-        from wcperf.observe import histogram as hdr
-
         t.add_row(
             Text("all queries", style="bold"),
             "",
