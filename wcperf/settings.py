@@ -54,6 +54,7 @@ class Settings:
     local_pg: tuple[str, int] = ("127.0.0.1", 5432)
     local_redis: tuple[str, int] = ("127.0.0.1", 6379)
     redis_prefix: str = "wcperf:"
+    cache_secret: str | None = None
     pool: PoolSettings = field(default_factory=PoolSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     command: str = "cli"
@@ -87,6 +88,7 @@ class Settings:
                 "WCPERF_LOCAL_REDIS", env_vars.get("WCPERF_LOCAL_REDIS"), ("127.0.0.1", 6379)
             ),
             redis_prefix=env_vars.get("WCPERF_REDIS_PREFIX") or "wcperf:",
+            cache_secret=env_vars.get("WCPERF_CACHE_SECRET") or None,
             pool=PoolSettings(max_size=pool_size),
             monitor=MonitorSettings(
                 slow_ms=_number("WCPERF_SLOW_MS", env_vars.get("WCPERF_SLOW_MS"), 500.0),

@@ -9,6 +9,7 @@ import psycopg
 import typer
 
 from wcperf import __version__
+from wcperf.cli import cache as cache_cli
 from wcperf.cli import db as db_cli
 from wcperf.cli import demo as demo_cli
 from wcperf.cli import later
@@ -73,6 +74,7 @@ app.add_typer(later.bulk, name="bulk")
 app.add_typer(later.loadtest, name="loadtest")
 app.add_typer(monitor_cli.app, name="monitor")
 app.command("seed")(seed_cli.seed)
+app.add_typer(cache_cli.app, name="cache")
 app.add_typer(db_cli.app, name="db")
 app.command("demo")(demo_cli.demo)
 

@@ -12,6 +12,7 @@ they cost no round trip and hold on every connection the pool ever opens.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from types import TracebackType
 
@@ -59,6 +60,41 @@ class PoolFigures:
         }
 
 
+CommitListener = Callable[[frozenset[str]], None]
+
+
+class TrackingConnection(psycopg.Connection):  # type: ignore[type-arg]
+    """Tells listeners which tables a transaction wrote, once its commit has succeeded.
+
+    SQLAlchemy's own commit event fires before the commit: a cache that invalidated
+    then could be refilled with pre-commit data by a concurrent reader. The real
+    commit happens here, so this is the one place "after commit" is exact. A
+    rollback forgets what was written.
+    """
+
+    listeners: list[CommitListener] = []  # noqa: RUF012 - each Database makes a subclass
+
+    def mark_written(self, tables: Iterable[str]) -> None:
+        if self.autocommit:  # already committed by the statement itself
+            self._notify(frozenset(tables))
+        else:
+            self.__dict__.setdefault("_written", set()).update(tables)
+
+    def commit(self) -> None:
+        super().commit()
+        written = self.__dict__.pop("_written", None)
+        if written:
+            self._notify(frozenset(written))
+
+    def rollback(self) -> None:
+        self.__dict__.pop("_written", None)
+        super().rollback()
+
+    def _notify(self, tables: frozenset[str]) -> None:
+        for listener in self.listeners:
+            listener(tables)
+
+
 def session_options(settings: Settings) -> dict[str, str]:
     p = settings.pool
     return {
@@ -77,6 +113,10 @@ class Database:
         self.url = url
         self.settings = settings
         p = settings.pool
+        self.commit_listeners: list[CommitListener] = []
+        connection_class = type(
+            "WcperfConnection", (TrackingConnection,), {"listeners": self.commit_listeners}
+        )
         self.pool: ConnectionPool = ConnectionPool(
             libpq_url(url),
             min_size=min(p.min_size, p.max_size),
@@ -86,6 +126,7 @@ class Database:
             reconnect_timeout=p.reconnect_timeout_s,
             check=ConnectionPool.check_connection,
             close_returns=True,
+            connection_class=connection_class,
             kwargs={**session_options(settings), "connect_timeout": CONNECT_TIMEOUT_S},
             name=settings.application_name,
             open=False,

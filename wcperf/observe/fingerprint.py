@@ -13,9 +13,10 @@ import re
 import threading
 from dataclasses import dataclass
 
-from pglast import parser
+from pglast import parse_sql, parser
 from pglast.parser import ParseError
 from pglast.stream import RawStream
+from pglast.visitors import referenced_relations
 
 # psycopg's placeholders (%s, %(name)s) are not SQL; turn them into $n first.
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s|%%")
@@ -28,6 +29,8 @@ class Fingerprint:
     id: str  # libpg_query fingerprint, hex
     normalized: str
     table: str | None  # first table the statement names
+    tables: tuple[str, ...] = ()  # every table it names
+    writes: bool = False  # INSERT/UPDATE/DELETE/MERGE/TRUNCATE/COPY FROM, or a CTE doing one
 
 
 def _dollarize(sql: str) -> str:
@@ -78,7 +81,23 @@ def fingerprint(sql: str) -> Fingerprint:
         # deparsing the normalised tree drops them.
         normalized = RawStream()(parser.normalize(text))
         fp = parser.fingerprint(text)
+        tables = tuple(sorted(referenced_relations(text)))
+        writes = any(_writes(raw.stmt) for raw in parse_sql(text))
     except ParseError:
         # Not parseable (a psql meta-command, a fragment): never show it as sent.
         return Fingerprint("unparsed", "(statement not parseable; text withheld)", None)
-    return Fingerprint(fp, normalized, _first_table(normalized))
+    return Fingerprint(fp, normalized, _first_table(normalized), tables, writes)
+
+
+_WRITES = {"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "TruncateStmt"}
+
+
+def _writes(stmt: object) -> bool:
+    kind = type(stmt).__name__
+    if kind in _WRITES:
+        return True
+    if kind == "CopyStmt":
+        return bool(getattr(stmt, "is_from", False))
+    with_clause = getattr(stmt, "withClause", None)
+    ctes = getattr(with_clause, "ctes", None) or ()
+    return any(_writes(getattr(cte, "ctequery", None)) for cte in ctes)

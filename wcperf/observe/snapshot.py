@@ -256,12 +256,16 @@ def _merge_counts(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]
         return dict(b)
     out = dict(a)
     for k, v in b.items():
-        if (
+        mine = out.get(k)
+        if isinstance(v, dict) and isinstance(mine, dict):
+            out[k] = _merge_counts(mine, v)  # per-tier figures add up too
+        elif (
             isinstance(v, int | float)
             and not isinstance(v, bool)
-            and isinstance(out.get(k), int | float)
+            and isinstance(mine, int | float)
+            and not isinstance(mine, bool)
         ):
-            out[k] = out[k] + v
+            out[k] = mine + v
         else:
             out[k] = v
     return out

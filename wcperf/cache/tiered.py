@@ -1,0 +1,453 @@
+"""The query cache: L1 in process, L2 in Redis, invalidated by per-table generations.
+
+Reading: L1 (an entry is good while the generations of the tables it read are
+unchanged), then L2 with one MGET of the entry and those tables' generations (so a
+write committed anywhere is seen at once), then the database, one loader per key:
+single-flight within the process, a short Redis lock across processes.
+
+Writing: attached to a Database, the cache sees every statement; a statement
+that writes marks each table it names on its connection, and when that
+connection's commit succeeds the tables' generations are bumped (INCR in Redis,
+announced by pub/sub to other processes' L1). A rollback bumps nothing. Raw SQL
+and bulk UPDATEs through the engine are caught the same way; anything else calls
+`bump()`.
+
+Redis down or slow (short timeouts): the cache runs on L1 alone, counts the
+errors, backs off, reconnects by itself, and never raises to the caller.
+L2 values are signed (HMAC) before they are unpickled: whoever can write to
+Redis still cannot make this process run code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import secrets
+import threading
+import time
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis
+from sqlalchemy import event
+
+from wcperf.cache.keys import TTL_S, cache_key, key_digest, sign, verify
+from wcperf.cache.l1 import L1, L1Entry
+from wcperf.db.engine import Database
+from wcperf.observe.fingerprint import Fingerprinter
+
+T = TypeVar("T")
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
+_MISS = object()
+
+
+@dataclass
+class _Flight:
+    event: threading.Event = field(default_factory=threading.Event)
+    value: Any = None
+    ok: bool = False
+
+
+def _freeze(value: Any) -> Hashable:
+    if isinstance(value, list | tuple | set | frozenset):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    return value
+
+
+class QueryCache:
+    def __init__(
+        self,
+        redis_url: str | None,
+        *,
+        secret: bytes,
+        prefix: str = "wcperf:",
+        l1_size: int = 1000,
+        lock_ttl_ms: int = 3000,
+        refresh_s: float = 1.0,
+        socket_timeout_s: float = 0.25,
+    ) -> None:
+        self.l1 = L1(l1_size)
+        self.prefix = prefix
+        self._secret = secret
+        self._lock_ttl_ms = lock_ttl_ms
+        self._refresh_s = refresh_s
+        self._redis: redis.Redis | None = None
+        if redis_url:
+            self._redis = redis.Redis.from_url(
+                redis_url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
+            )
+        self._gens: dict[str, int] = {}
+        self._pending_bumps: set[str] = set()
+        self._down_until = 0.0
+        self._backoff = 0.5
+        self._inflight: dict[Hashable, _Flight] = {}
+        self._flight_lock = threading.Lock()
+        self._fp = Fingerprinter()
+        self.counts = dict.fromkeys(
+            (
+                "l1_hits",
+                "l1_misses",
+                "l1_stale",
+                "l2_hits",
+                "l2_misses",
+                "l2_stale",
+                "l2_errors",
+                "l2_writes",
+                "l2_tampered",
+                "loads",
+                "coalesced",
+                "lock_waits",
+                "bumps",
+            ),
+            0,
+        )
+        self._stop = threading.Event()
+        self._listener: threading.Thread | None = None
+        if self._redis is not None:
+            self._listener = threading.Thread(
+                target=self._listen, name="wcperf-cache-gens", daemon=True
+            )
+            self._listener.start()
+
+    # -- Redis, guarded ---------------------------------------------------------
+    def _usable(self) -> redis.Redis | None:
+        if self._redis is None or time.monotonic() < self._down_until:
+            return None
+        return self._redis
+
+    def _failed(self) -> None:
+        self.counts["l2_errors"] += 1
+        self._down_until = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, 10.0)
+
+    def _recovered(self) -> None:
+        self._backoff = 0.5
+
+    def _gen_key(self, table: str) -> str:
+        return f"{self.prefix}gen:{table}"
+
+    @property
+    def _channel(self) -> str:
+        return f"{self.prefix}cache-events"
+
+    # -- generations ------------------------------------------------------------
+    def _local(self, tables: tuple[str, ...]) -> tuple[int, ...]:
+        gens = self._gens
+        return tuple(gens.get(t, 0) for t in tables)
+
+    def _note(self, tables: tuple[str, ...] | list[str], values: list[Any]) -> tuple[int, ...]:
+        out = []
+        for table, raw in zip(tables, values, strict=True):
+            value = int(raw or 0)
+            if value > self._gens.get(table, 0):
+                self._gens[table] = value
+            out.append(value)
+        return tuple(out)
+
+    def bump(self, *tables: str) -> None:
+        """After a commit that wrote `tables`: every entry that read them is dead."""
+        if not tables:
+            return
+        self.counts["bumps"] += 1
+        for t in tables:
+            self._gens[t] = self._gens.get(t, 0) + 1
+        self._pending_bumps.update(tables)
+        self._push_bumps()
+
+    def _push_bumps(self) -> None:
+        r = self._usable()
+        if r is None or not self._pending_bumps:
+            return
+        tables = sorted(self._pending_bumps)
+        try:
+            pipe = r.pipeline(transaction=False)
+            for t in tables:
+                pipe.incr(self._gen_key(t))
+            values = pipe.execute()
+            self._pending_bumps.difference_update(tables)
+            self._note(tables, values)
+            r.publish(
+                self._channel,
+                "gen " + " ".join(f"{t}={v}" for t, v in zip(tables, values, strict=True)),
+            )
+            self._recovered()
+        except redis.RedisError:
+            self._failed()
+
+    def _refresh(self, r: redis.Redis) -> None:
+        tables = sorted(self._gens)
+        if tables:
+            self._note(tables, r.mget([self._gen_key(t) for t in tables]))
+
+    def _listen(self) -> None:
+        """Keep this process's generations current: pub/sub, and a full re-read each second."""
+        while not self._stop.is_set():
+            r = self._usable()
+            if r is None:
+                self._stop.wait(0.2)
+                continue
+            pubsub = r.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(self._channel)
+                self._push_bumps()
+                self._refresh(r)
+                last = time.monotonic()
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=self._refresh_s)
+                    if message and isinstance(message.get("data"), bytes):
+                        self._on_message(message["data"].decode())
+                    if time.monotonic() - last >= self._refresh_s:
+                        self._push_bumps()
+                        self._refresh(r)
+                        last = time.monotonic()
+            except (redis.RedisError, OSError, ValueError):
+                self._failed()
+            finally:
+                with contextlib.suppress(Exception):  # the connection is gone either way
+                    pubsub.close()
+
+    def _on_message(self, text: str) -> None:
+        verb, _, rest = text.partition(" ")
+        if verb == "gen":
+            pairs = [p.partition("=") for p in rest.split()]
+            self._note([t for t, _, _ in pairs], [v for _, _, v in pairs])
+        elif verb == "flush":
+            self.l1.drop_kind(rest or None)
+
+    # -- reading ------------------------------------------------------------------
+    def get_or_load(
+        self,
+        kind: str,
+        model: str,
+        statement: str,
+        params: Mapping[str, Any],
+        tables: tuple[str, ...],
+        loader: Callable[[], T],
+        ttl_s: int | None = None,
+    ) -> T:
+        key = (kind, model, statement, _freeze(params))
+        entry = self.l1.get(key)
+        if entry is not None:
+            if entry.gens == self._local(tables):
+                self.counts["l1_hits"] += 1
+                return entry.value  # type: ignore[no-any-return]
+            self.counts["l1_stale"] += 1
+            self.l1.drop(key)
+        self.counts["l1_misses"] += 1
+        with self._flight_lock:
+            flight = self._inflight.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._inflight[key] = _Flight()
+        assert flight is not None
+        if not leader:
+            flight.event.wait(self._lock_ttl_ms / 1000 * 2)
+            if flight.ok:
+                self.counts["coalesced"] += 1
+                return flight.value  # type: ignore[no-any-return]
+        try:
+            value = self._through_l2(
+                key, kind, model, statement, params, tables, loader, ttl_s or TTL_S.get(kind, 300)
+            )
+            flight.value, flight.ok = value, True
+            return value
+        finally:
+            if leader:
+                flight.event.set()
+                with self._flight_lock:
+                    self._inflight.pop(key, None)
+
+    def _l2_read(
+        self, r: redis.Redis, rkey: str, tables: tuple[str, ...]
+    ) -> tuple[Any, tuple[int, ...]]:
+        raw = r.mget([rkey, *(self._gen_key(t) for t in tables)])
+        gens = self._note(tables, raw[1:])
+        blob = raw[0]
+        if blob is None:
+            return _MISS, gens
+        payload = verify(self._secret, blob)
+        if payload is None:
+            self.counts["l2_tampered"] += 1
+            return _MISS, gens
+        stored_gens, value = pickle.loads(payload)
+        if tuple(stored_gens) != gens:
+            self.counts["l2_stale"] += 1
+            return _MISS, gens
+        return value, gens
+
+    def _through_l2(
+        self,
+        key: Hashable,
+        kind: str,
+        model: str,
+        statement: str,
+        params: Mapping[str, Any],
+        tables: tuple[str, ...],
+        loader: Callable[[], T],
+        ttl_s: int,
+    ) -> T:
+        rkey = cache_key(self.prefix, kind, model, key_digest(self._secret, statement, params))
+        r = self._usable()
+        redis_gens: tuple[int, ...] | None = None
+        token: str | None = None
+        if r is not None:
+            try:
+                value, redis_gens = self._l2_read(r, rkey, tables)
+                if value is not _MISS:
+                    self.counts["l2_hits"] += 1
+                    self._remember(key, kind, tables, value, None)
+                    return value  # type: ignore[no-any-return]
+                self.counts["l2_misses"] += 1
+                token = secrets.token_hex(8)
+                if not r.set(rkey + ":lock", token, nx=True, px=self._lock_ttl_ms):
+                    token = None
+                    value = self._wait_for_other(r, rkey, tables)
+                    if value is not _MISS:
+                        self._remember(key, kind, tables, value, None)
+                        return value  # type: ignore[no-any-return]
+                    redis_gens = None  # the other loader's gens moved on; do not store ours
+                self._recovered()
+            except redis.RedisError:
+                self._failed()
+                redis_gens, token = None, None
+        local = self._local(tables)  # read before loading: a write during the load wins
+        value = loader()
+        self.counts["loads"] += 1
+        blob = pickle.dumps((redis_gens or (), value), protocol=pickle.HIGHEST_PROTOCOL)
+        self._remember(key, kind, tables, value, len(blob), local)
+        r = self._usable()
+        if r is not None and redis_gens is not None:
+            try:
+                pipe = r.pipeline(transaction=False)
+                pipe.set(rkey, sign(self._secret, blob), ex=ttl_s)
+                if token:
+                    pipe.eval(_RELEASE, 1, rkey + ":lock", token)
+                pipe.execute()
+                self.counts["l2_writes"] += 1
+            except redis.RedisError:
+                self._failed()
+        return value
+
+    def _wait_for_other(self, r: redis.Redis, rkey: str, tables: tuple[str, ...]) -> Any:
+        """Another process is loading this key: wait for its value, briefly."""
+        self.counts["lock_waits"] += 1
+        deadline = time.monotonic() + self._lock_ttl_ms / 1000
+        while time.monotonic() < deadline:
+            time.sleep(0.005)
+            value, _ = self._l2_read(r, rkey, tables)
+            if value is not _MISS:
+                self.counts["l2_hits"] += 1
+                return value
+            if not r.exists(rkey + ":lock"):
+                break
+        return _MISS
+
+    def _remember(
+        self,
+        key: Hashable,
+        kind: str,
+        tables: tuple[str, ...],
+        value: Any,
+        size: int | None,
+        gens: tuple[int, ...] | None = None,
+    ) -> None:
+        if size is None:
+            size = len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        ttl = TTL_S.get(kind, 300)
+        self.l1.put(
+            key,
+            L1Entry(
+                value,
+                gens if gens is not None else self._local(tables),
+                tables,
+                time.monotonic() + ttl,
+                size,
+                kind,
+            ),
+        )
+
+    # -- operations ---------------------------------------------------------------
+    def attach(self, db: Database) -> None:
+        """Bump the tables a transaction wrote, after its commit succeeds."""
+        db.commit_listeners.append(lambda tables: self.bump(*tables))
+
+        def track(
+            conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+        ) -> None:
+            fp = self._fp(statement)
+            if fp.writes and fp.tables:
+                conn.connection.driver_connection.mark_written(fp.tables)
+
+        event.listen(db.engine, "after_cursor_execute", track)
+
+    def flush(self, kind: str | None = None) -> int:
+        """Delete entries whose kind starts with `kind` (all if None), here and in Redis."""
+        dropped = self.l1.drop_kind(kind)
+        r = self._usable()
+        if r is None:
+            return dropped
+        pattern = f"{self.prefix}cache:{kind or ''}*"
+        deleted = 0
+        batch: list[bytes] = []
+        try:
+            for k in r.scan_iter(match=pattern, count=1000):
+                batch.append(k)
+                if len(batch) >= 500:
+                    deleted += r.unlink(*batch)
+                    batch.clear()
+            if batch:
+                deleted += r.unlink(*batch)
+            r.publish(self._channel, f"flush {kind or ''}".strip())
+        except redis.RedisError:
+            self._failed()
+        return deleted
+
+    def mode(self) -> str:
+        if self._redis is None:
+            return "L1 only: no Redis configured"
+        if time.monotonic() < self._down_until:
+            return "L1 only: Redis unreachable, retrying"
+        return "L1 + Redis"
+
+    def stats(self) -> dict[str, Any]:
+        c = self.counts
+        return {
+            "mode": self.mode(),
+            "hits": c["l1_hits"] + c["l2_hits"] + c["coalesced"],
+            "misses": c["loads"],
+            "loads": c["loads"],
+            "bumps": c["bumps"],
+            "tiers": {
+                "l1": {
+                    "hits": c["l1_hits"],
+                    "misses": c["l1_misses"],
+                    "entries": len(self.l1),
+                    "bytes": self.l1.bytes,
+                    "evictions": self.l1.evictions,
+                    "errors": 0,
+                    "stale": c["l1_stale"],
+                    "coalesced": c["coalesced"],
+                },
+                "l2": {
+                    "hits": c["l2_hits"],
+                    "misses": c["l2_misses"],
+                    "entries": c["l2_writes"],
+                    "bytes": 0,
+                    "evictions": 0,
+                    "errors": c["l2_errors"],
+                    "stale": c["l2_stale"],
+                    "tampered": c["l2_tampered"],
+                    "lock_waits": c["lock_waits"],
+                },
+            },
+        }
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.join(self._refresh_s + 1)
+        if self._redis is not None:
+            self._redis.close()

@@ -1,0 +1,1 @@
+"""The platform's hot paths, reads and writes, as plain functions over a Session."""
