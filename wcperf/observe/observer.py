@@ -39,6 +39,7 @@ class Observer:
         redis_url: str | None = None,
         strict: bool = False,
         interval_s: float = 1.0,
+        cache_stats: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         m = settings.monitor
         self.settings = settings
@@ -52,6 +53,8 @@ class Observer:
         self.db = db
         self.interval_s = interval_s
         self.extras: dict[str, Callable[[], dict[str, Any] | None]] = {}  # cache, throttle
+        if cache_stats is not None:
+            self.extras["cache"] = cache_stats
         self.publish_errors = 0
         self._redis: Any = None
         if redis_url:

