@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.bench import bench_migrate, bench_monitor, bench_seed
+from tests.bench import bench_cache, bench_migrate, bench_monitor, bench_seed
 
 
 def main() -> None:
@@ -12,6 +12,8 @@ def main() -> None:
     bench_migrate.main([])
     print("\n== monitor: query monitor overhead on SELECT 1, one live refresh ==")
     bench_monitor.main([])
+    print("\n== cache: L1, L2 against a raw GET, database against cached per hot path ==")
+    bench_cache.main([])
 
 
 if __name__ == "__main__":

@@ -52,10 +52,16 @@ def _canonical(params: Mapping[str, Any]) -> bytes:
     return repr(sorted(params.items())).encode()
 
 
-def key_digest(secret: bytes, statement: str, params: Mapping[str, Any]) -> str:
+def key_digest(
+    secret: bytes, statement: str, params: Mapping[str, Any], generations: tuple[int, ...] = ()
+) -> str:
+    """The key names the table generations it was built on: a write moves readers to a
+    new key in O(1), and the old entries age out by their TTL."""
     mac = hmac.new(secret, statement.encode(), hashlib.sha256)
     mac.update(b"\x1f")
     mac.update(_canonical(params))
+    mac.update(b"\x1f")
+    mac.update(repr(generations).encode())
     return mac.hexdigest()[:16]
 
 

@@ -1,9 +1,15 @@
 """The query cache: L1 in process, L2 in Redis, invalidated by per-table generations.
 
-Reading: L1 (an entry is good while the generations of the tables it read are
-unchanged), then L2 with one MGET of the entry and those tables' generations (so a
-write committed anywhere is seen at once), then the database, one loader per key:
-single-flight within the process, a short Redis lock across processes.
+Every table has a generation number (in Redis, and mirrored in each process).
+Reading: L1, where an entry is good while the generations of the tables it read
+are unchanged; then L2, one GET of a key that names those generations (so an
+entry written before a bump is simply never asked for again and ages out by its
+TTL); then the database, one loader per key: single-flight within the process, a
+short Redis lock across processes.
+
+Another process learns of a bump by pub/sub (well under a millisecond on
+loopback) and re-reads every generation each second in case a message was lost;
+a table's generation is read synchronously the first time a process uses it.
 
 Writing: attached to a Database, the cache sees every statement; a statement
 that writes marks each table it names on its connection, and when that
@@ -80,6 +86,7 @@ class QueryCache:
                 redis_url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
             )
         self._gens: dict[str, int] = {}
+        self._rkeys: dict[Hashable, str] = {}
         self._pending_bumps: set[str] = set()
         self._down_until = 0.0
         self._backoff = 0.5
@@ -93,7 +100,6 @@ class QueryCache:
                 "l1_stale",
                 "l2_hits",
                 "l2_misses",
-                "l2_stale",
                 "l2_errors",
                 "l2_writes",
                 "l2_tampered",
@@ -136,7 +142,23 @@ class QueryCache:
     # -- generations ------------------------------------------------------------
     def _local(self, tables: tuple[str, ...]) -> tuple[int, ...]:
         gens = self._gens
-        return tuple(gens.get(t, 0) for t in tables)
+        try:
+            return tuple([gens[t] for t in tables])
+        except KeyError:
+            self._learn([t for t in tables if t not in gens])
+            return tuple(gens.get(t, 0) for t in tables)
+
+    def _learn(self, tables: list[str]) -> None:
+        """First use of a table here: read its generation now, not at the next refresh."""
+        r = self._usable()
+        values: list[Any] = [0] * len(tables)
+        if r is not None:
+            try:
+                values = r.mget([self._gen_key(t) for t in tables])
+            except redis.RedisError:
+                self._failed()
+        for t, v in zip(tables, values, strict=True):
+            self._gens.setdefault(t, int(v or 0))
 
     def _note(self, tables: tuple[str, ...] | list[str], values: list[Any]) -> tuple[int, ...]:
         out = []
@@ -237,6 +259,28 @@ class QueryCache:
             self.counts["l1_stale"] += 1
             self.l1.drop(key)
         self.counts["l1_misses"] += 1
+        gens = self._local(tables)  # before any load: a write during the load wins
+        rkey = self._rkeys.get((key, gens))
+        if rkey is None:
+            if len(self._rkeys) >= 4 * self.l1.max_entries + 64:
+                self._rkeys.clear()
+            rkey = self._rkeys[(key, gens)] = cache_key(
+                self.prefix, kind, model, key_digest(self._secret, statement, params, gens)
+            )
+        r = self._usable()
+        use_redis = False
+        if r is not None:
+            try:
+                value, size = self._l2_read(r, rkey)
+                if value is not _MISS:
+                    self.counts["l2_hits"] += 1
+                    self._remember(key, kind, tables, value, size, gens)
+                    return value  # type: ignore[no-any-return]
+                self.counts["l2_misses"] += 1
+                use_redis = True
+            except redis.RedisError:
+                self._failed()
+        # A miss: one loader per key in this process...
         with self._flight_lock:
             flight = self._inflight.get(key)
             leader = flight is None
@@ -249,8 +293,8 @@ class QueryCache:
                 self.counts["coalesced"] += 1
                 return flight.value  # type: ignore[no-any-return]
         try:
-            value = self._through_l2(
-                key, kind, model, statement, params, tables, loader, ttl_s or TTL_S.get(kind, 300)
+            value = self._load(
+                key, rkey, kind, tables, gens, loader, ttl_s or TTL_S.get(kind, 300), use_redis
             )
             flight.value, flight.ok = value, True
             return value
@@ -260,66 +304,50 @@ class QueryCache:
                 with self._flight_lock:
                     self._inflight.pop(key, None)
 
-    def _l2_read(
-        self, r: redis.Redis, rkey: str, tables: tuple[str, ...]
-    ) -> tuple[Any, tuple[int, ...]]:
-        raw = r.mget([rkey, *(self._gen_key(t) for t in tables)])
-        gens = self._note(tables, raw[1:])
-        blob = raw[0]
+    def _l2_read(self, r: redis.Redis, rkey: str) -> tuple[Any, int]:
+        """(value or _MISS, bytes): one GET. The key names the generations it was built on."""
+        blob = r.get(rkey)
         if blob is None:
-            return _MISS, gens
+            return _MISS, 0
         payload = verify(self._secret, blob)
         if payload is None:
             self.counts["l2_tampered"] += 1
-            return _MISS, gens
-        stored_gens, value = pickle.loads(payload)
-        if tuple(stored_gens) != gens:
-            self.counts["l2_stale"] += 1
-            return _MISS, gens
-        return value, gens
+            return _MISS, 0
+        return pickle.loads(payload), len(blob)  # signed by us, verified above
 
-    def _through_l2(
+    def _load(
         self,
         key: Hashable,
+        rkey: str,
         kind: str,
-        model: str,
-        statement: str,
-        params: Mapping[str, Any],
         tables: tuple[str, ...],
+        gens: tuple[int, ...],
         loader: Callable[[], T],
         ttl_s: int,
+        use_redis: bool,
     ) -> T:
-        rkey = cache_key(self.prefix, kind, model, key_digest(self._secret, statement, params))
-        r = self._usable()
-        redis_gens: tuple[int, ...] | None = None
+        """...and one across processes: a short Redis lock; the others wait for its value."""
+        r = self._usable() if use_redis else None
         token: str | None = None
         if r is not None:
             try:
-                value, redis_gens = self._l2_read(r, rkey, tables)
-                if value is not _MISS:
-                    self.counts["l2_hits"] += 1
-                    self._remember(key, kind, tables, value, None)
-                    return value  # type: ignore[no-any-return]
-                self.counts["l2_misses"] += 1
                 token = secrets.token_hex(8)
                 if not r.set(rkey + ":lock", token, nx=True, px=self._lock_ttl_ms):
                     token = None
-                    value = self._wait_for_other(r, rkey, tables)
+                    value, size = self._wait_for_other(r, rkey)
                     if value is not _MISS:
-                        self._remember(key, kind, tables, value, None)
+                        self._remember(key, kind, tables, value, size, gens)
                         return value  # type: ignore[no-any-return]
-                    redis_gens = None  # the other loader's gens moved on; do not store ours
                 self._recovered()
             except redis.RedisError:
                 self._failed()
-                redis_gens, token = None, None
-        local = self._local(tables)  # read before loading: a write during the load wins
+                token = None
         value = loader()
         self.counts["loads"] += 1
-        blob = pickle.dumps((redis_gens or (), value), protocol=pickle.HIGHEST_PROTOCOL)
-        self._remember(key, kind, tables, value, len(blob), local)
-        r = self._usable()
-        if r is not None and redis_gens is not None:
+        blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        self._remember(key, kind, tables, value, len(blob), gens)
+        r = self._usable() if use_redis else None
+        if r is not None:
             try:
                 pipe = r.pipeline(transaction=False)
                 pipe.set(rkey, sign(self._secret, blob), ex=ttl_s)
@@ -331,19 +359,19 @@ class QueryCache:
                 self._failed()
         return value
 
-    def _wait_for_other(self, r: redis.Redis, rkey: str, tables: tuple[str, ...]) -> Any:
+    def _wait_for_other(self, r: redis.Redis, rkey: str) -> tuple[Any, int]:
         """Another process is loading this key: wait for its value, briefly."""
         self.counts["lock_waits"] += 1
         deadline = time.monotonic() + self._lock_ttl_ms / 1000
         while time.monotonic() < deadline:
             time.sleep(0.005)
-            value, _ = self._l2_read(r, rkey, tables)
+            value, size = self._l2_read(r, rkey)
             if value is not _MISS:
                 self.counts["l2_hits"] += 1
-                return value
+                return value, size
             if not r.exists(rkey + ":lock"):
                 break
-        return _MISS
+        return _MISS, 0
 
     def _remember(
         self,
@@ -351,23 +379,11 @@ class QueryCache:
         kind: str,
         tables: tuple[str, ...],
         value: Any,
-        size: int | None,
-        gens: tuple[int, ...] | None = None,
+        size: int,
+        gens: tuple[int, ...],
     ) -> None:
-        if size is None:
-            size = len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
         ttl = TTL_S.get(kind, 300)
-        self.l1.put(
-            key,
-            L1Entry(
-                value,
-                gens if gens is not None else self._local(tables),
-                tables,
-                time.monotonic() + ttl,
-                size,
-                kind,
-            ),
-        )
+        self.l1.put(key, L1Entry(value, gens, tables, time.monotonic() + ttl, size, kind))
 
     # -- operations ---------------------------------------------------------------
     def attach(self, db: Database) -> None:
@@ -438,7 +454,6 @@ class QueryCache:
                     "bytes": 0,
                     "evictions": 0,
                     "errors": c["l2_errors"],
-                    "stale": c["l2_stale"],
                     "tampered": c["l2_tampered"],
                     "lock_waits": c["lock_waits"],
                 },

@@ -15,7 +15,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, and_, distinct, func, select
@@ -35,10 +34,15 @@ from wcperf.db.schema import (
 T = TypeVar("T")
 
 
-@cache
+_compiled: dict[str, str] = {}
+
+
 def _text(op: str, build: Callable[[], Any]) -> str:
-    """The operation's SQL, compiled once: the cache key's 'normalised statement'."""
-    return str(build().compile(dialect=postgresql.dialect()))
+    """The operation's SQL, compiled once per operation: the key's 'normalised statement'."""
+    found = _compiled.get(op)
+    if found is None:
+        found = _compiled[op] = str(build().compile(dialect=postgresql.dialect()))
+    return found
 
 
 def _cached(
