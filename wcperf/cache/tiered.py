@@ -292,6 +292,16 @@ class QueryCache:
             if flight.ok:
                 self.counts["coalesced"] += 1
                 return flight.value  # type: ignore[no-any-return]
+        else:
+            # A leader that just finished may have filled L1 after our L2 read.
+            entry = self.l1.get(key)
+            if entry is not None and entry.gens == gens:
+                self.counts["coalesced"] += 1
+                flight.value, flight.ok = entry.value, True
+                flight.event.set()
+                with self._flight_lock:
+                    self._inflight.pop(key, None)
+                return entry.value  # type: ignore[no-any-return]
         try:
             value = self._load(
                 key, rkey, kind, tables, gens, loader, ttl_s or TTL_S.get(kind, 300), use_redis
@@ -332,12 +342,19 @@ class QueryCache:
         if r is not None:
             try:
                 token = secrets.token_hex(8)
-                if not r.set(rkey + ":lock", token, nx=True, px=self._lock_ttl_ms):
+                if r.set(rkey + ":lock", token, nx=True, px=self._lock_ttl_ms):
+                    # Another process may have stored it and released the lock between
+                    # our first read and taking the lock: read once more.
+                    value, size = self._l2_read(r, rkey)
+                else:
                     token = None
                     value, size = self._wait_for_other(r, rkey)
-                    if value is not _MISS:
-                        self._remember(key, kind, tables, value, size, gens)
-                        return value  # type: ignore[no-any-return]
+                if value is not _MISS:
+                    if token:
+                        r.eval(_RELEASE, 1, rkey + ":lock", token)
+                    self.counts["l2_hits"] += 1
+                    self._remember(key, kind, tables, value, size, gens)
+                    return value  # type: ignore[no-any-return]
                 self._recovered()
             except redis.RedisError:
                 self._failed()
@@ -367,7 +384,6 @@ class QueryCache:
             time.sleep(0.005)
             value, size = self._l2_read(r, rkey)
             if value is not _MISS:
-                self.counts["l2_hits"] += 1
                 return value, size
             if not r.exists(rkey + ":lock"):
                 break
