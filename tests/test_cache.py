@@ -214,7 +214,8 @@ def test_fifty_concurrent_readers_of_a_cold_key_cause_one_load(
             for t in threads:
                 t.join(30)
             assert len(results) == 50 and len(set(results)) == 1
-            assert cache.counts["loads"] + other.counts["loads"] - loads_before == 1, school
+            loads = cache.counts["loads"] + other.counts["loads"] - loads_before
+            assert loads == 1, f"school {school}: {cache.counts} {other.counts}"
     finally:
         monitor.detach()
         other.close()
@@ -312,17 +313,21 @@ def test_keys_are_keyed_hashes() -> None:
 
 
 def test_a_tampered_redis_value_is_never_unpickled(
-    db: Database, cache: QueryCache, redis_url: str
+    db: Database, cache: QueryCache, redis_url: str, tmp_path: Path
 ) -> None:
+    marker = tmp_path / "pwned"
+    # A pickle that runs `touch <marker>` when loaded, behind a forged signature.
+    evil = b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
     with Session(db.engine) as s:
-        hp.medication_search(s, schedule="II", cache=cache)
+        expected = hp.medication_search(s, schedule="II", cache=cache)
         client = redis_lib.Redis.from_url(redis_url)
         (key,) = [k for k in client.scan_iter(match=cache.prefix + "cache:*")]
-        client.set(key, b"\x00" * 32 + b"cos\nsystem\n(S'touch /tmp/pwned'\ntR.")
+        client.set(key, b"\x00" * 32 + evil)
         client.close()
         cache.l1.drop_kind(None)
-        assert hp.medication_search(s, schedule="II", cache=cache)
-    assert cache.counts["l2_tampered"] == 1 and cache.counts["loads"] == 2
+        assert hp.medication_search(s, schedule="II", cache=cache) == expected
+    assert not marker.exists()
+    assert cache.counts["l2_tampered"] >= 1 and cache.counts["loads"] == 2
 
 
 def test_ttl_by_kind_and_flush_by_prefix(

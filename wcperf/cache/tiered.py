@@ -386,7 +386,8 @@ class QueryCache:
             if value is not _MISS:
                 return value, size
             if not r.exists(rkey + ":lock"):
-                break
+                # Gone: either it stored the value just after our read, or it failed.
+                return self._l2_read(r, rkey)
         return _MISS, 0
 
     def _remember(
