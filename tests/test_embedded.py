@@ -33,6 +33,8 @@ def test_demo_starts_embedded_servers_and_db_down_stops_them(tmp_path: Path) -> 
         assert "peak waiting" in demo.stdout
         assert "14/14 performance indexes valid" in demo.stderr
         assert "hot queries" in demo.stdout
+        assert "hot paths through the query cache" in demo.stdout
+        assert "L1 + Redis" in demo.stdout
 
         status = run_cli("db", "status", "--json", env=env)
         assert status.returncode == 0, status.stderr

@@ -20,7 +20,7 @@ from wcperf.observe.fingerprint import fingerprint
 from wcperf.observe.observer import Observer
 from wcperf.observe.pool_monitor import MINUTES_KEPT, PoolMonitor
 from wcperf.observe.prometheus import exposition
-from wcperf.observe.query_monitor import NPlusOneError, QueryMonitor
+from wcperf.observe.query_monitor import NPlusOneDetector, NPlusOneError, QueryMonitor
 from wcperf.observe.snapshot import Snapshot, merge
 from wcperf.observe.targets import Targets, evaluate
 from wcperf.settings import Settings
@@ -259,3 +259,46 @@ def test_snapshot_round_trips_through_json() -> None:
     assert json.loads(snap.to_json(derived=True))["queries"][0]["p50_ms"] == pytest.approx(
         1.234, rel=0.001
     )
+
+
+def test_a_second_burst_after_the_window_is_a_new_detection() -> None:
+    now = [100.0]
+    detector = NPlusOneDetector(threshold=3, window_s=1.0, clock=lambda: now[0])
+    fp = fingerprint("select * from users where id = %(id)s")
+    for _ in range(4):
+        detector.observe(fp, "site-a")
+        now[0] += 0.1
+    now[0] += 5  # quiet, then the same loop again
+    for _ in range(3):
+        detector.observe(fp, "site-a")
+        now[0] += 0.1
+    detector.observe(fp, "site-b")  # another call site is another pattern
+    assert [d.count for d in detector.detections] == [4, 3]
+    assert {d.call_site for d in detector.detections} == {"site-a"}
+
+
+def test_no_sample_is_lost_when_folding_while_threads_record() -> None:
+    monitor = QueryMonitor()
+    stop = threading.Event()
+    folded: list[int] = []
+
+    def fold() -> None:
+        while not stop.is_set():
+            folded[:] = [q.count for q in monitor.queries()]
+
+    def record() -> None:
+        for i in range(5_000):
+            monitor.record("select * from students where id = %(id)s", 100 + i % 7)
+
+    folder = threading.Thread(target=fold)
+    folder.start()
+    writers = [threading.Thread(target=record) for _ in range(8)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    stop.set()
+    folder.join()
+    (stats,) = monitor.queries()
+    assert stats.count == 40_000
+    assert stats.hdr.get_total_count() == 40_000

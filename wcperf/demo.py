@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select, table, text
 
+from wcperf.cache.tiered import QueryCache
 from wcperf.db.engine import Database, PoolFigures
 from wcperf.db.schema import DISTRICT_TABLES
 
@@ -83,3 +84,49 @@ def pool_burst(db: Database, workers: int, queries: int) -> Burst:
     done.set()
     watcher.join()
     return Burst(workers, queries, seconds, peak[0], peak_waiting[0], db.figures())
+
+
+@dataclass(frozen=True)
+class CachedPath:
+    name: str
+    database_ms: float
+    cached_us: float
+
+
+def cache_tour(db: Database, cache: QueryCache, repeat: int = 200) -> list[CachedPath]:
+    """Each hot path once from the database, then from the cache: what caching buys."""
+    from sqlalchemy.orm import Session
+
+    from wcperf.workload import hot_paths as hp
+
+    with Session(db.engine) as s:
+        student = int(s.scalar(text("select min(id) from students")) or 1)
+        school = int(s.scalar(text("select min(id) from schools")) or 1)
+        day = s.scalar(
+            text(
+                "select scheduled_at::date from appointments "
+                "where status = 'scheduled' order by id limit 1"
+            )
+        )
+        paths = {
+            "student dashboard": lambda c: hp.student_dashboard(s, school, cache=c),
+            "health timeline": lambda c: hp.health_timeline(s, student, cache=c),
+            "graduating students": lambda c: hp.graduating_students(s, school, cache=c),
+            "emergency-contact stats": lambda c: hp.emergency_contact_stats(s, school, cache=c),
+            "appointment calendar": lambda c: hp.appointment_calendar(s, day, cache=c),
+            "medication search": lambda c: hp.medication_search(s, dosage_form="tablet", cache=c),
+            "student detail": lambda c: hp.student_detail(s, student, cache=c),
+        }
+        out = []
+        for name, call in paths.items():
+            started = time.perf_counter()
+            call(None)
+            database_ms = (time.perf_counter() - started) * 1000
+            call(cache)
+            started = time.perf_counter()
+            for _ in range(repeat):
+                call(cache)
+            out.append(
+                CachedPath(name, database_ms, (time.perf_counter() - started) / repeat * 1e6)
+            )
+    return out

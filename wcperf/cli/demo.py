@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import typer
 
+from wcperf.cache.keys import load_secret
+from wcperf.cache.tiered import QueryCache
 from wcperf.cli.context import announce, database, err, out, redis_endpoint
 from wcperf.cli.render import pairs, table
 from wcperf.db import admin
-from wcperf.demo import district_summary, pool_burst
+from wcperf.demo import cache_tour, district_summary, pool_burst
 from wcperf.errors import WcperfError
 from wcperf.migrate import alembic_driver
 from wcperf.migrate.verify import verify
@@ -76,9 +78,18 @@ def demo(ctx: typer.Context) -> None:
         )
         # The burst runs observed, and publishes like any working wcperf process:
         # `wcperf monitor live` in another terminal shows it.
-        with Observer(db, db.settings, redis_url=redis.url) as observer:
-            burst = pool_burst(db, workers=3 * db.settings.pool.max_size, queries=600)
+        settings = db.settings
+        cache = QueryCache(
+            redis.url,
+            secret=load_secret(settings.cache_secret, settings.home),
+            prefix=settings.redis_prefix,
+        )
+        cache.attach(db)
+        with Observer(db, settings, redis_url=redis.url, cache_stats=cache.stats) as observer:
+            burst = pool_burst(db, workers=3 * settings.pool.max_size, queries=600)
+            tour = cache_tour(db, cache)
             seen = observer.snapshot()
+        cache.close()
         out.print(
             pairs(
                 f"pool under a burst of {burst.workers} workers "
@@ -95,3 +106,11 @@ def demo(ctx: typer.Context) -> None:
             )
         )
         out.print(percentile_table(seen, limit=5, buckets=False))
+        out.print(
+            table(
+                f"hot paths through the query cache ({seen.cache['tiers']['l1']['hits']:,} "
+                f"L1 hits; {cache.mode()})",
+                ["hot path", "database ms", "cached µs"],
+                [[p.name, f"{p.database_ms:.2f}", f"{p.cached_us:.1f}"] for p in tour],
+            )
+        )

@@ -71,7 +71,7 @@ class Observer:
         snap = Snapshot(taken_at=now, sources=[Source(self.source, self.command, os.getpid(), now)])
         snap.pools = [self.pool.sample()]
         snap.queries = self.queries.queries()
-        snap.slow = [s for s in self.queries.slow]
+        snap.slow = list(self.queries.slow)  # copied in C, safe against concurrent appends
         snap.n_plus_one = list(self.queries.n_plus_one.detections)
         for item in (*snap.slow, *snap.n_plus_one):
             item.source = self.source

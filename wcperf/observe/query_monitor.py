@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,8 +45,11 @@ _LIBRARY_PARTS = (
 _library: dict[Any, bool] = {}
 
 
-def call_site(skip: int = 2) -> str:
-    """The first frame above the database libraries: `dir/file.py:line in function`."""
+def call_site_key(skip: int = 2) -> tuple[Any, int] | None:
+    """The first frame above the database libraries, as (code, line): cheap to hash.
+
+    Formatting it as text waits until a detection needs it.
+    """
     frame = sys._getframe(skip)
     while frame is not None:
         code = frame.f_code
@@ -53,10 +57,20 @@ def call_site(skip: int = 2) -> str:
         if lib is None:
             lib = _library[code] = any(p in code.co_filename for p in _LIBRARY_PARTS)
         if not lib:
-            parts = code.co_filename.rsplit(os.sep, 2)[-2:]
-            return f"{'/'.join(parts)}:{frame.f_lineno} in {code.co_name}"
+            return code, frame.f_lineno
         frame = frame.f_back
-    return "unknown"
+    return None
+
+
+def describe_site(site: Hashable) -> str:
+    """`dir/file.py:line in function` for a call_site_key; other sites as they are."""
+    if site is None:
+        return "unknown"
+    if isinstance(site, tuple) and len(site) == 2 and hasattr(site[0], "co_filename"):
+        code, line = site
+        parts = code.co_filename.rsplit(os.sep, 2)[-2:]
+        return f"{'/'.join(parts)}:{line} in {code.co_name}"
+    return str(site)
 
 
 class NPlusOneDetector:
@@ -72,52 +86,54 @@ class NPlusOneDetector:
     ) -> None:
         self.threshold, self.window_s, self.strict = threshold, window_s, strict
         self._clock = clock
-        self._seen: dict[tuple[str, str], deque[float]] = {}
-        self._open: dict[tuple[str, str], NPlusOne] = {}
+        self._seen: dict[tuple[str, Hashable], deque[float]] = {}
+        self._open: dict[tuple[str, Hashable], tuple[NPlusOne, float]] = {}
         self.detections: deque[NPlusOne] = deque(maxlen=keep)
-        self._lock = threading.Lock()
 
-    def observe(self, fp: Fingerprint, site: str) -> None:
+    def observe(self, fp: Fingerprint, site: Hashable) -> None:
+        """Called for every statement: no lock, no scan (deque and dict ops are atomic)."""
         now = self._clock()
         key = (fp.id, site)
-        with self._lock:
-            seen = self._seen.get(key)
-            if seen is None:
-                seen = self._seen[key] = deque()
-            seen.append(now)
-            while now - seen[0] > self.window_s:
-                seen.popleft()
-            count = len(seen)
-            if count < self.threshold:
-                return
-            current = self._open.get(key)
-            if current is not None and now - current.at <= self.window_s:
-                current.count = max(current.count, count)
-            else:
-                current = NPlusOne(
-                    fp.id, fp.normalized, fp.table, site, count, self.window_s, time.time()
-                )
-                self._open[key] = current
-                self.detections.append(current)
+        seen = self._seen.get(key)
+        if seen is None:
+            seen = self._seen.setdefault(key, deque(maxlen=self.threshold))
+        seen.append(now)  # only the last N times: "N within the window" is one comparison
+        if len(seen) < self.threshold or now - seen[0] > self.window_s:
+            return
+        opened = self._open.get(key)
+        if opened is not None and now - opened[1] <= self.window_s:
+            current = opened[0]
+            current.count += 1  # the same burst goes on
+        else:
+            current = NPlusOne(
+                fp.id,
+                fp.normalized,
+                fp.table,
+                describe_site(site),
+                len(seen),
+                self.window_s,
+                time.time(),
+            )
+            self.detections.append(current)
+        self._open[key] = (current, now)  # monotonic: the burst's own clock
         if self.strict:
             raise NPlusOneError(
-                f"N+1: {count} x `{fp.normalized}` from {site} "
+                f"N+1: {current.count} x `{fp.normalized}` from {describe_site(site)} "
                 f"within {self.window_s:g} s; load it eagerly"
             )
 
     def prune(self) -> None:
         now = self._clock()
-        with self._lock:
-            stale = [k for k, d in self._seen.items() if not d or now - d[-1] > self.window_s]
-            for key in stale:
-                del self._seen[key]
+        for key, seen in list(self._seen.items()):
+            if not seen or now - seen[-1] > self.window_s:
+                self._seen.pop(key, None)
                 self._open.pop(key, None)
 
 
 @dataclass
 class _Entry:
     fp: Fingerprint
-    pending: list[int] = field(default_factory=list)
+    pending: deque[int] = field(default_factory=deque)  # appended without a lock
     errors: int = 0
     hist: HdrHistogram = field(default_factory=hdr.new_histogram)
     stats: QueryStats | None = None
@@ -196,8 +212,7 @@ class QueryMonitor:
             return
         us = (time.perf_counter_ns() - t0) // 1000
         entry = self._entry(statement)
-        with self._lock:
-            entry.pending.append(us)
+        entry.pending.append(us)
         if us >= self._slow_us:
             fp = entry.fp
             self.slow.append(
@@ -205,7 +220,7 @@ class QueryMonitor:
                     time.time(), fp.id, fp.normalized, fp.table, us / 1000, _param_types(parameters)
                 )
             )
-        self.n_plus_one.observe(entry.fp, call_site())
+        self.n_plus_one.observe(entry.fp, call_site_key())
 
     def _error(self, ctx: Any) -> None:
         if ctx.statement:
@@ -216,9 +231,7 @@ class QueryMonitor:
     # -- direct use --------------------------------------------------------------
     def record(self, statement: str, us: int) -> None:
         """Record a duration measured elsewhere (tests, non-SQLAlchemy callers)."""
-        entry = self._entry(statement)
-        with self._lock:
-            entry.pending.append(int(us))
+        self._entry(statement).pending.append(int(us))
 
     def _entry(self, statement: str) -> _Entry:
         entry = self._by_sql.get(statement)
@@ -236,9 +249,12 @@ class QueryMonitor:
     def queries(self) -> list[QueryStats]:
         """Fold what arrived since the last call into each pattern's totals."""
         with self._lock:
-            work = [(e, e.pending, e.errors) for e in self._by_fp.values()]
-            for e in self._by_fp.values():
-                e.pending = []
+            entries = list(self._by_fp.values())
+        work = []
+        for e in entries:
+            # Drain only what is there now; later appends wait for the next fold.
+            waiting = e.pending
+            work.append((e, [waiting.popleft() for _ in range(len(waiting))], e.errors))
         out = []
         for entry, pending, errors in work:
             stats = entry.stats or QueryStats(
