@@ -11,8 +11,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -118,6 +121,30 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
             client.delete(*keys)
     finally:
         client.close()
+
+
+@contextmanager
+def every_connection_held(db: Database, waiters: int) -> Iterator[None]:
+    """Hold every pooled connection and queue `waiters` more requests behind them.
+
+    Inside the block the pool reports them waiting; leaving it releases everything.
+    """
+    held = [db.pool.getconn() for _ in range(db.figures().max_size)]
+    threads = [
+        threading.Thread(target=lambda: db.pool.putconn(db.pool.getconn())) for _ in range(waiters)
+    ]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 5
+    while db.figures().waiting < waiters and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield
+    finally:
+        for conn in held:
+            db.pool.putconn(conn)
+        for t in threads:
+            t.join(5)
 
 
 SERVER_VARS = (

@@ -7,13 +7,13 @@ import logging
 import math
 import random
 import threading
-import time
 from dataclasses import replace
 
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, lazyload, selectinload
 
+from tests.conftest import every_connection_held
 from wcperf.db.engine import Database
 from wcperf.db.schema import Student
 from wcperf.observe.fingerprint import fingerprint
@@ -181,20 +181,8 @@ def test_waiting_requests_and_pool_alerts_show_in_the_snapshot(
 ) -> None:
     with Database(database_url, settings) as db:
         observer = Observer(db, settings)
-        held = [db.pool.getconn() for _ in range(db.figures().max_size)]
-        waiters = [
-            threading.Thread(target=lambda: db.pool.putconn(db.pool.getconn())) for _ in range(7)
-        ]
-        for w in waiters:
-            w.start()
-        deadline = time.monotonic() + 5
-        while db.figures().waiting < 7 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        snap = observer.snapshot()
-        for conn in held:
-            db.pool.putconn(conn)
-        for w in waiters:
-            w.join(5)
+        with every_connection_held(db, waiters=7):
+            snap = observer.snapshot()
     (pool,) = snap.pools
     assert pool.waiting == 7 and pool.in_use == pool.max_size
     assert pool.utilisation_pct == 100.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import replace
 
@@ -10,6 +9,7 @@ import pytest
 from psycopg_pool import PoolTimeout
 from sqlalchemy import text
 
+from tests.conftest import every_connection_held
 from wcperf.db import admin
 from wcperf.db.engine import Database
 from wcperf.settings import Settings
@@ -46,23 +46,11 @@ def test_two_connections_are_kept_warm(database_url: str, settings: Settings) ->
 
 def test_waiting_requests_are_counted_when_every_connection_is_held(db: Database) -> None:
     size = db.figures().max_size
-    held = [db.pool.getconn() for _ in range(size)]
-    assert db.figures().in_use == size
-    assert db.figures().utilisation_pct == 100.0
-    waiters = [
-        threading.Thread(target=lambda: db.pool.putconn(db.pool.getconn())) for _ in range(4)
-    ]
-    for t in waiters:
-        t.start()
-    deadline = time.monotonic() + 5
-    while db.figures().waiting < 4 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert db.figures().waiting == 4
-    time.sleep(0.05)
-    for conn in held:
-        db.pool.putconn(conn)
-    for t in waiters:
-        t.join(5)
+    with every_connection_held(db, waiters=4):
+        assert db.figures().in_use == size
+        assert db.figures().utilisation_pct == 100.0
+        assert db.figures().waiting == 4
+        time.sleep(0.05)
     after = db.figures()
     assert after.waiting == 0
     assert after.requests_queued >= 4
