@@ -290,3 +290,15 @@ def test_no_sample_is_lost_when_folding_while_threads_record() -> None:
     (stats,) = monitor.queries()
     assert stats.count == 40_000
     assert stats.hdr.get_total_count() == 40_000
+
+
+def test_derived_json_names_the_top_slow_and_top_frequent_patterns() -> None:
+    m = QueryMonitor()
+    for _ in range(50):
+        m.record("select * from schools where id = %(id)s", 100)  # frequent, fast
+    for _ in range(3):
+        m.record("select * from students where grade = %(g)s", 900_000)  # rare, slow
+    data = json.loads(Snapshot(taken_at=0, queries=m.queries()).to_json(derived=True))
+    by_table = {q["fingerprint"]: q["table"] for q in data["queries"]}
+    assert [by_table[f] for f in data["top_slow"]] == ["students", "schools"]
+    assert [by_table[f] for f in data["top_frequent"]] == ["schools", "students"]

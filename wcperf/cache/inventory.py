@@ -16,6 +16,26 @@ def check_kind(kind: str | None) -> str | None:
     return kind
 
 
+def events_channel(prefix: str) -> str:
+    """Where processes announce generation bumps and flushes to each other's L1."""
+    return f"{prefix}cache-events"
+
+
+def delete_entries(client: Any, prefix: str, kind: str | None = None) -> int:
+    """UNLINK the entries of `kind` (all if None) and tell every process to drop its L1 copies."""
+    deleted = 0
+    batch: list[bytes] = []
+    for k in client.scan_iter(match=f"{prefix}cache:{kind or ''}*", count=1000):
+        batch.append(k)
+        if len(batch) >= 500:
+            deleted += client.unlink(*batch)
+            batch.clear()
+    if batch:
+        deleted += client.unlink(*batch)
+    client.publish(events_channel(prefix), f"flush {kind or ''}".strip())
+    return deleted
+
+
 def inventory(client: Any, prefix: str, kind: str | None = None) -> dict[str, dict[str, int]]:
     """{kind: {"keys": n, "bytes": n}} for the cache entries under `prefix`."""
     out: dict[str, dict[str, int]] = {}

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 import redis
 from sqlalchemy import event
 
+from wcperf.cache.inventory import delete_entries, events_channel
 from wcperf.cache.keys import TTL_S, cache_key, key_digest, sign, verify
 from wcperf.cache.l1 import L1, L1Entry
 from wcperf.db.engine import Database
@@ -137,7 +138,7 @@ class QueryCache:
 
     @property
     def _channel(self) -> str:
-        return f"{self.prefix}cache-events"
+        return events_channel(self.prefix)
 
     # -- generations ------------------------------------------------------------
     def _local(self, tables: tuple[str, ...]) -> tuple[int, ...]:
@@ -422,21 +423,11 @@ class QueryCache:
         r = self._usable()
         if r is None:
             return dropped
-        pattern = f"{self.prefix}cache:{kind or ''}*"
-        deleted = 0
-        batch: list[bytes] = []
         try:
-            for k in r.scan_iter(match=pattern, count=1000):
-                batch.append(k)
-                if len(batch) >= 500:
-                    deleted += r.unlink(*batch)
-                    batch.clear()
-            if batch:
-                deleted += r.unlink(*batch)
-            r.publish(self._channel, f"flush {kind or ''}".strip())
+            return delete_entries(r, self.prefix, kind)
         except redis.RedisError:
             self._failed()
-        return deleted
+            return dropped
 
     def mode(self) -> str:
         if self._redis is None:
@@ -467,9 +458,7 @@ class QueryCache:
                 "l2": {
                     "hits": c["l2_hits"],
                     "misses": c["l2_misses"],
-                    "entries": c["l2_writes"],
-                    "bytes": 0,
-                    "evictions": 0,
+                    "writes": c["l2_writes"],  # entries live in Redis: `wcperf cache stats`
                     "errors": c["l2_errors"],
                     "tampered": c["l2_tampered"],
                     "lock_waits": c["lock_waits"],

@@ -5,9 +5,8 @@ from __future__ import annotations
 import redis as redis_lib
 import typer
 
-from wcperf.cache.inventory import check_kind, inventory
-from wcperf.cache.keys import TTL_S, load_secret
-from wcperf.cache.tiered import QueryCache
+from wcperf.cache.inventory import check_kind, delete_entries, inventory
+from wcperf.cache.keys import TTL_S
 from wcperf.cli.context import announce, err, out, redis_endpoint, settings_for
 from wcperf.cli.render import emit_json, table
 from wcperf.errors import ConnectError
@@ -105,11 +104,9 @@ def flush(
         raise typer.BadParameter(
             f"this deletes {what}; add --yes (or --dry-run to count)", param_hint="--yes"
         )
-    cache = QueryCache(
-        url, secret=load_secret(settings.cache_secret, settings.home), prefix=settings.redis_prefix
-    )
+    client = redis_lib.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
     try:
-        deleted = cache.flush(kind)
+        deleted = delete_entries(client, settings.redis_prefix, kind)
     finally:
-        cache.close()
+        client.close()
     err.print(f"deleted {deleted:,} entries" + (f" of kind {kind}" if kind else ""))

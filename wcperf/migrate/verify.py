@@ -23,6 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from wcperf.errors import WcperfError
+from wcperf.observe.fingerprint import fingerprint
 
 SMALL_TABLE_PAGES = 100  # below this, a sequential scan is the right plan
 
@@ -32,6 +33,10 @@ class HotQuery:
     name: str
     index: str
     sql: str
+
+    @property
+    def table(self) -> str:
+        return fingerprint(self.sql).table or ""
 
 
 HOT_QUERIES = (
@@ -270,10 +275,6 @@ def _median_run(
     return min(runs, key=lambda r: abs(r.ms - ms))
 
 
-def _table_of(q: HotQuery) -> str:
-    return q.sql.split(" from ", 1)[1].split()[0]
-
-
 def verify(
     conn: psycopg.Connection,
     *,
@@ -289,7 +290,7 @@ def verify(
     pages = dict(
         conn.execute(
             "select relname, relpages from pg_class where relname = any(%s)",
-            (list({_table_of(q) for q in queries}),),
+            (list({q.table for q in queries}),),
         ).fetchall()
     )
     verdicts = []
@@ -299,6 +300,6 @@ def verify(
         usable = chosen or q.index in explain(conn, q.sql, params, NO_SEQSCAN).indexes
         before = _median_run(conn, q, params, NO_INDEXES, repeat) if compare else None
         verdicts.append(
-            Verdict(q.name, q.index, int(pages.get(_table_of(q), 0)), after, chosen, usable, before)
+            Verdict(q.name, q.index, int(pages.get(q.table, 0)), after, chosen, usable, before)
         )
     return verdicts

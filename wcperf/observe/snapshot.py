@@ -171,6 +171,8 @@ class Snapshot:
     def to_dict(self, *, derived: bool = False) -> dict[str, Any]:
         data = asdict(self)
         if derived:
+            data["top_slow"] = [q.fingerprint for q in self.top_slow()]
+            data["top_frequent"] = [q.fingerprint for q in self.top_frequent()]
             for q, out in zip(self.queries, data["queries"], strict=True):
                 out |= {
                     "mean_ms": round(q.mean_ms, 3),

@@ -161,7 +161,7 @@ def cache_table(snap: Snapshot) -> Table:
             name,
             *(f"{c.get(k, 0):,}" for k in ("hits", "misses")),
             rate,
-            *(f"{c.get(k, 0):,}" for k in ("entries", "bytes", "evictions", "errors")),
+            *(f"{c[k]:,}" if k in c else "-" for k in ("entries", "bytes", "evictions", "errors")),
         )
     redis = snap.database.redis if snap.database else None
     if redis:
