@@ -100,6 +100,7 @@ def test_migrate_status_reports_pending_with_exit_1(server_url: str) -> None:
         assert json.loads(behind.stdout)["pending"] == [
             "0001_baseline",
             "0002_performance_indexes",
+            "0003_bulk_jobs",
         ]
         seed = run_cli("--database-url", url, "seed")
         assert "run `wcperf migrate` first" in _one_line_error(seed)

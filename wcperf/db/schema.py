@@ -21,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     Text,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -90,6 +91,8 @@ class Student(Base):
     transfer_metadata: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+    # The school year whose grade transition this student has had (exactly once).
+    last_promoted_year: Mapped[int | None] = mapped_column(SmallInteger)
 
     nurse: Mapped[User | None] = relationship(lazy="raise")
     school: Mapped[School] = relationship(lazy="raise")
@@ -177,15 +180,36 @@ class BulkJob(Base):
     id: Mapped[int] = _id()
     kind: Mapped[str]
     params: Mapped[dict[str, Any]]
-    status: Mapped[str]  # planned | running | paused | done | aborted | failed
+    status: Mapped[str]  # running | paused | done | aborted | failed
     checkpoint: Mapped[dict[str, Any] | None]
     rows_total: Mapped[int | None]
     rows_done: Mapped[int] = mapped_column(server_default="0")
-    batch_size: Mapped[int | None]
+    batch_size: Mapped[int | None]  # fixed by the operator; NULL: adaptive
     error: Mapped[str | None]
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     finished_at: Mapped[datetime | None]
+    requested: Mapped[str | None]  # run | pause | abort, set from another terminal
+    throttle: Mapped[dict[str, Any] | None]
+    owner: Mapped[str | None]  # host:pid
+    started_at: Mapped[datetime | None]
+
+
+class StudentTransfer(Base):
+    """One student moved by one transfer job (unique per job and student)."""
+
+    __tablename__ = "student_transfers"
+    __table_args__ = (
+        UniqueConstraint("job_id", "student_id", name="student_transfers_job_student_key"),
+    )
+    id: Mapped[int] = _id()
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id"))
+    from_school_id: Mapped[int]
+    to_school_id: Mapped[int]
+    from_nurse_id: Mapped[int | None]
+    job_id: Mapped[int] = mapped_column(ForeignKey("bulk_jobs.id"))
+    transferred_at: Mapped[datetime] = _now()
+    reason: Mapped[str | None]  # free text an operator typed: may be PHI, never logged
 
 
 class AuditLog(Base):
