@@ -9,6 +9,7 @@ import psycopg
 import typer
 
 from wcperf import __version__
+from wcperf.cli import bulk as bulk_cli
 from wcperf.cli import cache as cache_cli
 from wcperf.cli import db as db_cli
 from wcperf.cli import demo as demo_cli
@@ -70,7 +71,7 @@ def root(
 
 
 app.add_typer(migrate_cli.app, name="migrate")
-app.add_typer(later.bulk, name="bulk")
+app.add_typer(bulk_cli.app, name="bulk")
 app.add_typer(later.loadtest, name="loadtest")
 app.add_typer(monitor_cli.app, name="monitor")
 app.command("seed")(seed_cli.seed)

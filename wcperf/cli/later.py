@@ -17,5 +17,4 @@ def _group(name: str, summary: str) -> typer.Typer:
     return group
 
 
-bulk = _group("bulk", "Year-end and staffing bulk jobs under connection-pool backpressure.")
 loadtest = _group("loadtest", "Replay load scenarios and judge P50/P95/P99 against targets.")

@@ -90,6 +90,16 @@ def ensure_database(url: str) -> bool:
         return True
 
 
+def clone_database(template_url: str, url: str) -> None:
+    """A new database as a file-level copy of another (which must have no sessions)."""
+    with connect(with_database(url, "postgres"), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("create database {} template {}").format(
+                sql.Identifier(database_name(url)), sql.Identifier(database_name(template_url))
+            )
+        )
+
+
 def drop_database(url: str) -> None:
     name = database_name(url)
     with connect(with_database(url, "postgres"), autocommit=True) as conn:

@@ -1,0 +1,513 @@
+"""`wcperf bulk`: year-end and staffing jobs under connection-pool backpressure."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import sys
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from sqlalchemy import Connection
+
+from wcperf.cache.keys import load_secret
+from wcperf.cache.tiered import QueryCache
+from wcperf.cli.context import announce, database, err, out, redis_endpoint, state
+from wcperf.cli.render import emit_json, table
+from wcperf.db.engine import Database
+from wcperf.errors import ConfigError
+from wcperf.jobs import launch, store
+from wcperf.jobs.base import Plan
+from wcperf.jobs.grade_transition import GradeTransition
+from wcperf.jobs.nurse_reassign import NurseReassign
+from wcperf.jobs.runner import EXIT_STOPPED, Outcome, Runner, RunOptions
+from wcperf.jobs.runner import Progress as JobProgress
+from wcperf.jobs.throttle import SIGNALS, Thresholds
+from wcperf.jobs.transfer import Transfer, read_ids
+from wcperf.observe.observer import Observer
+
+app = typer.Typer(
+    help="Year-end and staffing bulk jobs in keyset batches, each its own transaction with "
+    "its checkpoint. They watch the pool and the database, slow down or pause and say why, "
+    "survive a kill (re-run or `bulk resume`), and never apply a row twice.",
+    no_args_is_help=True,
+)
+BREAKDOWN_ROWS = 25
+
+_THROTTLE_HELP = (
+    "Backpressure thresholds as SIGNAL=PAUSE:ABORT ('-' for off), e.g. active_backends=8:64. "
+    f"Signals: {', '.join(SIGNALS)}. Default from $WCPERF_THROTTLE, else built in."
+)
+
+
+class RunFlags:
+    """The options every job command and `resume` share."""
+
+    def __init__(
+        self,
+        batch_size: str,
+        target_batch_ms: float,
+        sleep_ms: float,
+        atomic: bool,
+        no_backpressure: bool,
+        throttle: list[str] | None,
+    ) -> None:
+        fixed: int | None = None
+        if batch_size != "auto":
+            if not batch_size.isdigit() or int(batch_size) < 1:
+                raise ConfigError(
+                    f"--batch-size must be auto or a whole number, not {batch_size!r}"
+                )
+            fixed = int(batch_size)
+        thresholds = Thresholds.parse(os.environ.get("WCPERF_THROTTLE"))
+        self.options = RunOptions(
+            batch_size=fixed,
+            target_batch_ms=target_batch_ms,
+            sleep_ms=sleep_ms,
+            atomic=atomic,
+            backpressure=not no_backpressure,
+            thresholds=Thresholds.parse(throttle, thresholds),
+        )
+
+
+def _batch_size() -> Any:
+    return typer.Option(
+        "auto", "--batch-size", help="Rows per batch: auto (adapts to --target-batch-ms) or N."
+    )
+
+
+def _target() -> Any:
+    return typer.Option(200.0, "--target-batch-ms", min=10, help="Aimed-for time of one batch.")
+
+
+def _sleep() -> Any:
+    return typer.Option(0.0, "--sleep-ms", min=0, help="Rest between batches, always.")
+
+
+def _atomic() -> Any:
+    return typer.Option(
+        False,
+        "--atomic",
+        help="The whole job in one READ COMMITTED transaction, after a pool and database "
+        "health check (refused, exit 3, when either is under pressure).",
+    )
+
+
+def _no_bp() -> Any:
+    return typer.Option(
+        False, "--no-backpressure", help="Ignore every signal (a maintenance window only)."
+    )
+
+
+def _throttle() -> Any:
+    return typer.Option(None, "--throttle", help=_THROTTLE_HELP)
+
+
+def _dry_run() -> Any:
+    return typer.Option(False, "--dry-run", help="Print exact counts; write nothing.")
+
+
+def _json() -> Any:
+    return typer.Option(False, "--json", help="Print a machine-readable summary on stdout.")
+
+
+# -- shared flow ------------------------------------------------------------------------
+def _command_line() -> str:
+    """The command as typed, for the audit row; values of --reason left out (free text)."""
+    args = sys.argv[1:]
+    shown, skip = [], False
+    for a in args:
+        if skip:
+            shown.append("…")
+            skip = False
+            continue
+        if a == "--reason":
+            skip = True
+        shown.append(a.split("=", 1)[0] + "=…" if a.startswith("--reason=") else a)
+    return "wcperf " + shlex.join(shown) if shown else "wcperf bulk"
+
+
+def _print_plan(plan: Plan, json_out: bool, dry_run: bool) -> None:
+    if json_out:
+        emit_json({"dry_run": dry_run, **plan.as_dict()})
+        return
+    out.print(f"[bold]{plan.kind}[/]: {plan.total:,} rows to change")
+    for b in plan.breakdowns:
+        rows = b.rows[:BREAKDOWN_ROWS]
+        more = len(b.rows) - len(rows)
+        title = b.title + (f" (first {len(rows)} of {len(b.rows)}; --json for all)" if more else "")
+        out.print(table(title, b.columns, rows))
+    for note in plan.notes:
+        out.print(f"note: {note}")
+
+
+@contextlib.contextmanager
+def _services(
+    ctx: typer.Context, db: Database
+) -> Iterator[tuple[str | None, Any, QueryCache | None]]:
+    """Redis for other pools' snapshots and cache bumps; without it, the job still runs."""
+    endpoint = redis_endpoint(ctx, "bulk")
+    announce(ctx, endpoint)
+    if endpoint.url is None:
+        err.print(f"[yellow]no Redis ({endpoint.note}): other wcperf pools unseen, no cache bumps")
+        yield None, None, None
+        return
+    import redis
+
+    client = redis.Redis.from_url(endpoint.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    s = db.settings
+    cache = QueryCache(
+        endpoint.url, secret=load_secret(s.cache_secret, s.home), prefix=s.redis_prefix
+    )
+    try:
+        yield endpoint.url, client, cache
+    finally:
+        cache.close()
+        client.close()
+
+
+class _Display:
+    """A progress bar on a terminal; one line per change of state anywhere else."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = err.is_terminal
+        self.bar: Progress | None = None
+        self.task: Any = None
+        self.last: tuple[str, str] | None = None
+
+    def __enter__(self) -> _Display:
+        if self.tty and not self.quiet:
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[state]}"),
+                TextColumn("[yellow]{task.fields[reason]}"),
+                console=err,
+            )
+            self.bar.__enter__()
+        return self
+
+    def __call__(self, p: JobProgress) -> None:
+        if self.bar is not None:
+            if self.task is None:
+                self.task = self.bar.add_task(
+                    f"{p.kind} #{p.job_id}",
+                    total=p.rows_total or None,
+                    rate="",
+                    state="",
+                    reason="",
+                )
+            self.bar.update(
+                self.task,
+                completed=p.rows_done,
+                rate=f"{p.rows_per_s:,.0f} rows/s",
+                state=f"{p.state} · batch {p.batch_size:,}",
+                reason=p.reason,
+            )
+            return
+        if (p.state, p.reason) != self.last and not self.quiet:
+            self.last = (p.state, p.reason)
+            why = f": {p.reason}" if p.reason else ""
+            err.print(
+                f"job {p.job_id} {p.state}{why} ({p.rows_done:,}/{p.rows_total:,} rows)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def _run(ctx: typer.Context, db: Database, job: store.Job, flags: RunFlags, json_out: bool) -> None:
+    kind = launch.KINDS[job.kind]
+    with _services(ctx, db) as (redis_url, client, cache), _Display(json_out) as display:
+        observer = Observer(db, db.settings, redis_url=redis_url)
+        runner = Runner(
+            db,
+            kind,
+            job.id,
+            flags.options,
+            redis_client=client,
+            prefix=db.settings.redis_prefix,
+            own_source=observer.source,
+            on_progress=display,
+            bump=cache.bump if cache is not None else None,
+        )
+        observer.extras["throttle"] = runner.snapshot_state
+        with observer:
+            outcome = runner.run()
+    _report(outcome, json_out)
+
+
+def _report(outcome: Outcome, json_out: bool) -> None:
+    if json_out:
+        emit_json(outcome.as_dict())
+    else:
+        job = outcome.job
+        counts = ", ".join(f"{k} {v:,}" for k, v in job.counts.items()) or "no rows"
+        out.print(
+            f"job {job.id} {outcome.status}: {counts} "
+            f"({outcome.rows:,} rows this run in {outcome.seconds:.1f} s, "
+            f"{outcome.batches} batches, {outcome.pauses} pauses)"
+            + (f" — {outcome.reason}" if outcome.reason else "")
+        )
+        if outcome.status == "aborted":
+            out.print(f"resume with: wcperf bulk resume {job.id}")
+    if outcome.status != "done":
+        raise typer.Exit(EXIT_STOPPED)
+
+
+def _job_command(
+    ctx: typer.Context,
+    make_plan: Callable[[Connection], Plan],
+    flags: RunFlags,
+    dry_run: bool,
+    json_out: bool,
+) -> None:
+    with database(ctx, "bulk") as db:
+        plan = launch.plan(db, make_plan)
+        if dry_run:
+            _print_plan(plan, json_out, dry_run=True)
+            return
+        if plan.total == 0:
+            found = launch.with_conn(db, lambda c: store.find_unfinished(c, plan.kind, plan.args))
+            if found is None:
+                _print_plan(plan, json_out, dry_run=False)
+                return
+        job, resumed = launch.open_job(db, plan, _command_line())
+        if resumed and not state(ctx).quiet:
+            err.print(
+                f"resuming job {job.id} ({job.shown_status}, {job.rows_done:,}/"
+                f"{job.rows_total:,} rows done) with the parameters it started with"
+            )
+        _run(ctx, db, job, flags, json_out)
+
+
+# -- the jobs -------------------------------------------------------------------------
+@app.command("grade-transition")
+def grade_transition(
+    ctx: typer.Context,
+    school_year: int = typer.Option(
+        ..., "--school-year", help="The school year ending, e.g. 2026."
+    ),
+    school: list[int] | None = typer.Option(None, "--school", help="Only this school (repeat)."),
+    graduation_date: str | None = typer.Option(
+        None, "--graduation-date", help="YYYY-MM-DD given to graduates. Default: today."
+    ),
+    dry_run: bool = _dry_run(),
+    atomic: bool = _atomic(),
+    batch_size: str = _batch_size(),
+    target_batch_ms: float = _target(),
+    sleep_ms: float = _sleep(),
+    no_backpressure: bool = _no_bp(),
+    throttle: list[str] | None = _throttle(),
+    json_out: bool = _json(),
+) -> None:
+    """Promote every active student one grade and graduate grade 12, once per school year."""
+    flags = RunFlags(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
+    kind = GradeTransition()
+    args = kind.args(school_year, school)
+    when = _date(graduation_date) if graduation_date else None
+    _job_command(ctx, lambda c: kind.plan(c, args, when), flags, dry_run, json_out)
+
+
+def _date(raw: str) -> date:
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ConfigError(f"--graduation-date must be YYYY-MM-DD, not {raw!r}") from None
+
+
+@app.command("nurse-reassign")
+def nurse_reassign(
+    ctx: typer.Context,
+    from_nurse: int = typer.Option(..., "--from", help="The nurse whose students move."),
+    to_nurse: int | None = typer.Option(None, "--to", help="The nurse who takes them all."),
+    balance: bool = typer.Option(
+        False, "--balance", help="Spread them over the school's other active nurses by load."
+    ),
+    max_workload: int | None = typer.Option(
+        None, "--max-workload", help="Cap every target nurse at N students (default: their own)."
+    ),
+    dry_run: bool = _dry_run(),
+    atomic: bool = _atomic(),
+    batch_size: str = _batch_size(),
+    target_batch_ms: float = _target(),
+    sleep_ms: float = _sleep(),
+    no_backpressure: bool = _no_bp(),
+    throttle: list[str] | None = _throttle(),
+    json_out: bool = _json(),
+) -> None:
+    """Move a nurse's active students to one nurse or balance them; refuse over max workload."""
+    flags = RunFlags(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
+    kind = NurseReassign()
+    args = kind.args(from_nurse, to_nurse, balance, max_workload)
+    _job_command(ctx, lambda c: kind.plan(c, args), flags, dry_run, json_out)
+
+
+@app.command("transfer")
+def transfer(
+    ctx: typer.Context,
+    to_school: int = typer.Option(..., "--to-school", help="The school they move to."),
+    students: Path | None = typer.Option(
+        None, "--students", help="CSV of student ids (one per line, or a student_id column)."
+    ),
+    from_school: int | None = typer.Option(
+        None, "--from-school", help="Move this school's active students."
+    ),
+    grade: int | None = typer.Option(None, "--grade", help="With --from-school: only this grade."),
+    reason: str | None = typer.Option(
+        None, "--reason", help="Kept in the transfer history only; never printed or logged."
+    ),
+    dry_run: bool = _dry_run(),
+    atomic: bool = _atomic(),
+    batch_size: str = _batch_size(),
+    target_batch_ms: float = _target(),
+    sleep_ms: float = _sleep(),
+    no_backpressure: bool = _no_bp(),
+    throttle: list[str] | None = _throttle(),
+    json_out: bool = _json(),
+) -> None:
+    """Move students to another school, unassign their nurse, record the transfer history.
+
+    Every listed id must exist (checked in one query) or nothing is written.
+    """
+    flags = RunFlags(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
+    ids = read_ids(students) if students is not None else None
+    kind = Transfer()
+    args = kind.args(to_school, ids, from_school, grade)
+    _job_command(ctx, lambda c: kind.plan(c, args, ids, reason), flags, dry_run, json_out)
+
+
+# -- control from another terminal -------------------------------------------------------
+def _job_table(jobs: list[store.Job]) -> Any:
+    return table(
+        "bulk jobs",
+        ["job", "kind", "status", "rows", "batch", "throttle", "updated"],
+        [
+            [
+                j.id,
+                j.kind,
+                j.shown_status,
+                f"{j.rows_done:,}/{j.rows_total:,}",
+                j.batch_size or "auto",
+                (j.throttle or {}).get("reason") or (j.throttle or {}).get("state") or "-",
+                j.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            ]
+            for j in jobs
+        ],
+    )
+
+
+@app.command("list")
+def list_jobs(ctx: typer.Context, json_out: bool = _json()) -> None:
+    """The 50 newest jobs: status (interrupted = no live runner), rows, throttle state."""
+    with database(ctx, "bulk") as db:
+        jobs = launch.with_conn(db, store.listing)
+    if json_out:
+        emit_json([j.as_dict() for j in jobs])
+    else:
+        out.print(_job_table(jobs))
+
+
+@app.command()
+def status(
+    ctx: typer.Context, job_id: int = typer.Argument(..., metavar="JOB"), json_out: bool = _json()
+) -> None:
+    """One job: status, rows, counts, what slowed or paused it, its audit row."""
+    with database(ctx, "bulk") as db:
+        job, audit = launch.with_conn(
+            db, lambda c: (store.get(c, job_id), store.audit_row(c, job_id))
+        )
+    if json_out:
+        emit_json({**job.as_dict(), "audit": audit})
+        return
+    out.print(_job_table([job]))
+    if job.counts:
+        out.print("counts: " + ", ".join(f"{k} {v:,}" for k, v in job.counts.items()))
+    if job.error:
+        out.print(f"last error: {job.error}")
+    details = audit["details"]
+    out.print(
+        f"audit: {audit['actor']} · {details.get('outcome')} · {details.get('runs')} run(s),"
+        f" {details.get('duration_s')} s"
+    )
+
+
+def _control(ctx: typer.Context, job_id: int, what: str) -> store.Job:
+    with database(ctx, "bulk") as db:
+        return launch.with_conn(db, lambda c: store.request(c, job_id, what))
+
+
+@app.command()
+def pause(ctx: typer.Context, job_id: int = typer.Argument(..., metavar="JOB")) -> None:
+    """Ask a running job to pause before its next batch."""
+    job = _control(ctx, job_id, "pause")
+    out.print(f"job {job.id}: pause requested ({job.shown_status})")
+
+
+@app.command()
+def abort(ctx: typer.Context, job_id: int = typer.Argument(..., metavar="JOB")) -> None:
+    """Stop a job between batches; everything committed stays, `resume` continues it."""
+    job = _control(ctx, job_id, "abort")
+    out.print(f"job {job.id}: abort requested ({job.shown_status})")
+
+
+@app.command()
+def resume(
+    ctx: typer.Context,
+    job_id: int = typer.Argument(..., metavar="JOB"),
+    atomic: bool = _atomic(),
+    batch_size: str = _batch_size(),
+    target_batch_ms: float = _target(),
+    sleep_ms: float = _sleep(),
+    no_backpressure: bool = _no_bp(),
+    throttle: list[str] | None = _throttle(),
+    json_out: bool = _json(),
+) -> None:
+    """Un-pause a live job, or continue an interrupted, failed or aborted one right here."""
+    flags = RunFlags(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
+    with database(ctx, "bulk") as db:
+        job = launch.with_conn(db, lambda c: store.get(c, job_id))
+        if job.alive:
+            launch.with_conn(db, lambda c: store.request(c, job_id, "run"))
+            out.print(f"job {job_id}: resume requested (it runs in {job.owner})")
+            return
+        if job.status == "done":
+            out.print(f"job {job_id} is already done")
+            return
+        _run(ctx, db, job, flags, json_out)
+
+
+@app.command("set")
+def set_(
+    ctx: typer.Context,
+    job_id: int = typer.Argument(..., metavar="JOB"),
+    batch_size: str = typer.Option(..., "--batch-size", help="N rows per batch, or auto."),
+) -> None:
+    """Change a job's batch size; a running job takes it at its next batch."""
+    size = (
+        None
+        if batch_size == "auto"
+        else RunFlags(batch_size, 200, 0, False, False, None).options.batch_size
+    )
+    with database(ctx, "bulk") as db:
+        job = launch.with_conn(db, lambda c: store.set_batch_size(c, job_id, size))
+    out.print(f"job {job.id}: batch size {job.batch_size or 'auto'}")
