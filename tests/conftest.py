@@ -176,3 +176,33 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+@pytest.fixture(scope="session")
+def bulk_template(server_url: str, settings: Settings) -> Iterator[str]:
+    """A district at head for bulk jobs, cloned per test (never connected to itself).
+
+    School 1 gets two more active nurses (room for 300 each) and an inactive one, so
+    a nurse there can be balanced away.
+    """
+    url = make_database(server_url, f"wcperf_bulk_{RUN_ID}", settings)
+    seed(url, District(5_000, 42))
+    with admin.connect(url) as conn:
+        conn.execute(
+            "insert into users (school_id, email, first_name, last_name, role, is_active,"
+            " max_workload) values"
+            " (1, 'n1@example', 'Extra', 'One', 'nurse', true, 300),"
+            " (1, 'n2@example', 'Extra', 'Two', 'nurse', true, 300),"
+            " (1, 'n3@example', 'Extra', 'Gone', 'nurse', false, 300)"
+        )
+    yield url
+    admin.drop_database(url)
+
+
+@pytest.fixture
+def bulk_url(bulk_template: str) -> Iterator[str]:
+    """A database of the test's own: a copy of the bulk district."""
+    url = admin.with_database(bulk_template, f"wcperf_bulkc_{RUN_ID}_{uuid.uuid4().hex[:6]}")
+    admin.clone_database(bulk_template, url)
+    yield url
+    admin.drop_database(url)

@@ -24,6 +24,7 @@ from wcperf.cache.keys import cache_key, key_digest
 from wcperf.cache.tiered import QueryCache
 from wcperf.db.engine import Database
 from wcperf.db.schema import HealthRecord, Student
+from wcperf.migrate import alembic_driver
 from wcperf.observe.observer import Observer
 from wcperf.observe.query_monitor import QueryMonitor
 from wcperf.settings import Settings
@@ -36,7 +37,9 @@ CANARIES = ("Quillon-Canary-4417", "Marrowby-Canary-9902", "2012-02-29", "canary
 
 @pytest.fixture
 def db(district_url: str, settings: Settings) -> Iterator[Database]:
+    """The district at head: the hot paths' models name every column of the schema."""
     with Database(district_url, settings) as database:
+        alembic_driver.upgrade(database.engine)
         yield database
 
 
@@ -118,6 +121,7 @@ import sys
 from sqlalchemy.orm import Session
 from wcperf.cache.tiered import QueryCache
 from wcperf.db.engine import Database
+from wcperf.migrate import alembic_driver
 from wcperf.settings import Settings
 from wcperf.workload import hot_paths as hp
 url, redis_url, prefix = sys.argv[1:4]

@@ -58,7 +58,7 @@ def test_missing_database(server_url: str) -> None:
 
 
 def test_not_yet_built_groups_say_so() -> None:
-    line = _one_line_error(run_cli("bulk"))
+    line = _one_line_error(run_cli("loadtest"))
     assert "not built yet" in line
 
 

@@ -137,9 +137,9 @@ def test_planted_phi_never_reaches_any_output(
 
 
 def test_n_plus_one_fires_for_a_lazy_loop_and_not_for_the_eager_query(
-    seeded_url: str, settings: Settings
+    bulk_url: str, settings: Settings
 ) -> None:
-    with Database(seeded_url, settings) as db:
+    with Database(bulk_url, settings) as db:  # the models need the schema at head
         with db.engine.connect() as conn:  # one student per school: each has another nurse
             ids = list(
                 conn.execute(

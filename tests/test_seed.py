@@ -158,7 +158,7 @@ def test_append_replace_and_keys(scratch_url: str) -> None:
     with admin.connect(scratch_url, autocommit=True) as conn:
         assert district_counts(conn).students == 1_200
         (fks,) = _one(conn, "select count(*) from pg_constraint where contype = 'f'")
-        assert fks == 8  # dropped for the fresh load, all back
+        assert fks == 10  # dropped for the fresh load, all back
         # Identity sequences continue after the seeded ids.
         (new_id,) = _one(
             conn,
@@ -192,7 +192,7 @@ def test_interrupted_seed_leaves_nothing(scratch_url: str) -> None:
     with admin.connect(scratch_url, autocommit=True) as conn:
         assert district_counts(conn).students == 0
         (fks,) = _one(conn, "select count(*) from pg_constraint where contype = 'f'")
-        assert fks == 8
+        assert fks == 10
     assert seed(scratch_url, District(2_000)).rows["students"] == 2_000
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.bench import bench_cache, bench_migrate, bench_monitor, bench_seed
+from tests.bench import bench_bulk, bench_cache, bench_migrate, bench_monitor, bench_seed
 
 
 def main() -> None:
@@ -14,6 +14,8 @@ def main() -> None:
     bench_monitor.main([])
     print("\n== cache: L1, L2 against a raw GET, database against cached per hot path ==")
     bench_cache.main([])
+    print("\n== bulk: grade transition vs. one UPDATE; nurses' reads during the job ==")
+    bench_bulk.main([])
 
 
 if __name__ == "__main__":

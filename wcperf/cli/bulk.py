@@ -36,6 +36,7 @@ from wcperf.jobs.runner import Progress as JobProgress
 from wcperf.jobs.throttle import SIGNALS, Thresholds
 from wcperf.jobs.transfer import Transfer, read_ids
 from wcperf.observe.observer import Observer
+from wcperf.settings import mask_url
 
 app = typer.Typer(
     help="Year-end and staffing bulk jobs in keyset batches, each its own transaction with "
@@ -124,18 +125,31 @@ def _json() -> Any:
 
 # -- shared flow ------------------------------------------------------------------------
 def _command_line() -> str:
-    """The command as typed, for the audit row; values of --reason left out (free text)."""
-    args = sys.argv[1:]
-    shown, skip = [], False
-    for a in args:
-        if skip:
-            shown.append("…")
-            skip = False
+    """The command as typed, for the audit row: URLs masked, --reason's free text dropped."""
+    shown: list[str] = []
+    mask: Callable[[str], str] | None = None
+    for arg in sys.argv[1:]:
+        if mask is not None:
+            shown.append(mask(arg))
+            mask = None
             continue
-        if a == "--reason":
-            skip = True
-        shown.append(a.split("=", 1)[0] + "=…" if a.startswith("--reason=") else a)
-    return "wcperf " + shlex.join(shown) if shown else "wcperf bulk"
+        name, eq, value = arg.partition("=")
+        how = _MASKS.get(name)
+        if how is None:
+            shown.append(arg)
+        elif eq:
+            shown.append(f"{name}={how(value)}")
+        else:
+            shown.append(arg)
+            mask = how
+    return shlex.join(["wcperf", *shown])
+
+
+_MASKS: dict[str, Callable[[str], str]] = {
+    "--reason": lambda _: "REDACTED",
+    "--database-url": mask_url,
+    "--redis-url": mask_url,
+}
 
 
 def _print_plan(plan: Plan, json_out: bool, dry_run: bool) -> None:

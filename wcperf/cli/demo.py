@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import typer
 
 from wcperf.cache.keys import load_secret
@@ -11,6 +13,8 @@ from wcperf.cli.render import pairs, table
 from wcperf.db import admin
 from wcperf.demo import cache_tour, district_summary, pool_burst
 from wcperf.errors import WcperfError
+from wcperf.jobs import launch
+from wcperf.jobs.grade_transition import GradeTransition
 from wcperf.migrate import alembic_driver
 from wcperf.migrate.verify import verify
 from wcperf.observe.observer import Observer
@@ -112,5 +116,16 @@ def demo(ctx: typer.Context) -> None:
                 f"L1 hits; {cache.mode()})",
                 ["hot path", "database ms", "cached µs"],
                 [[p.name, f"{p.database_ms:.2f}", f"{p.cached_us:.1f}"] for p in tour],
+            )
+        )
+        # The year-end job, planned only: the demo may run against a database in use.
+        kind, year = GradeTransition(), date.today().year
+        plan = launch.plan(db, lambda c: kind.plan(c, kind.args(year)))
+        out.print(
+            table(
+                f"year-end grade transition {year}, planned ({plan.total:,} students; "
+                f"apply with `wcperf bulk grade-transition --school-year {year}`)",
+                plan.breakdowns[0].columns,
+                plan.breakdowns[0].rows,
             )
         )

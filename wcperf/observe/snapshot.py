@@ -153,7 +153,7 @@ class Snapshot:
     n_plus_one: list[NPlusOne] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     cache: dict[str, Any] | None = None  # filled by the query cache
-    throttle: dict[str, Any] | None = None  # filled by bulk jobs
+    throttle: dict[str, Any] | None = None  # bulk jobs: "job N" -> state, reason, signals
     database: DatabaseView | None = None
     notes: list[str] = field(default_factory=list)
 

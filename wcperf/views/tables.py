@@ -182,6 +182,25 @@ def cache_table(snap: Snapshot) -> Table:
     return t
 
 
+def throttle_table(snap: Snapshot) -> Table | Text:
+    """Bulk jobs at work: how far, how fast they may go, and why they are held back."""
+    if not snap.throttle:
+        return Text("")
+    t = _table("bulk jobs", "job", "kind", "rows", "batch", "state", "why")
+    for name, job in sorted(snap.throttle.items()):
+        state = str(job.get("state", "-"))
+        style = {"pause": "yellow", "abort": "bold red", "slow": "yellow"}.get(state, "")
+        t.add_row(
+            name,
+            str(job.get("kind", "-")),
+            f"{job.get('rows_done', 0):,}/{job.get('rows_total', 0):,}",
+            f"{job.get('batch_size', 0):,}",
+            Text(state, style=style),
+            _short(str(job.get("reason") or "-"), 90),
+        )
+    return t
+
+
 def alerts_table(snap: Snapshot) -> Table:
     t = _table("alerts", "severity", "what", "source")
     for a in snap.alerts:
@@ -240,6 +259,7 @@ def frame(snap: Snapshot) -> Group:
         percentile_table(snap),
         slow_table(snap),
         cache_table(snap),
+        throttle_table(snap),
         alerts_table(snap),
         database_table(snap),
     )

@@ -1,0 +1,157 @@
+"""Bulk jobs against their floors, in one run, on a large district (1 M students).
+
+- grade transition in batches, and atomic, against one hand-written UPDATE doing
+  the same change (goals <= 1.3x and <= 1.05x); every run starts from the same
+  table state (reset and VACUUMed), alternating, two rounds;
+- P99 of a concurrent nurses' read workload (its own process, 4 threads) while
+  the batched job runs with backpressure on and off, against the same workload
+  on an idle database (goal with it on: <= 1.5x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from typing import Any
+
+import redis as redis_lib
+
+from tests.bench.common import bench_database, save
+from wcperf.db import admin
+from wcperf.db.engine import Database
+from wcperf.db.servers import resolve_redis
+from wcperf.jobs import launch
+from wcperf.jobs.grade_transition import _SET, GradeTransition, _eligible
+from wcperf.jobs.runner import Runner, RunOptions
+from wcperf.migrate import alembic_driver
+from wcperf.seed.district import District
+from wcperf.seed.load import seed
+from wcperf.settings import Settings
+
+YEAR = 2026
+PARAMS = {"year": YEAR, "graduation": "2026-06-15", "schools": []}
+PREFIX = "wcperf-bench-bulk:"
+
+
+def reset(url: str) -> None:
+    """Every student back to the seeded grade and status; dead rows vacuumed away."""
+    with admin.connect(url, autocommit=True) as conn:
+        conn.execute("set statement_timeout = 0")
+        conn.execute(
+            "update students s set grade = p.grade, status = p.status,"
+            " graduation_date = p.graduation_date, last_promoted_year = null"
+            " from bench_pristine p where s.id = p.id and s.last_promoted_year is not null"
+        )
+        conn.execute("vacuum (analyze) students")
+        conn.execute("checkpoint")
+
+
+def floor(url: str) -> float:
+    """One hand-written UPDATE doing the same change."""
+    with admin.connect(url, autocommit=True) as conn:
+        conn.execute("set statement_timeout = 0")
+        started = time.perf_counter()
+        conn.execute(f"update students s set {_SET} where {_eligible('s', [])}", PARAMS)
+        return time.perf_counter() - started
+
+
+def job(db: Database, redis_client: Any = None, **options: Any) -> tuple[float, int, int]:
+    kind = GradeTransition()
+    plan = launch.plan(db, lambda c: kind.plan(c, kind.args(YEAR), None))
+    opened, _ = launch.open_job(db, plan, "bench")
+    runner = Runner(
+        db, kind, opened.id, RunOptions(**options), redis_client=redis_client, prefix=PREFIX
+    )
+    started = time.perf_counter()
+    outcome = runner.run()
+    assert outcome.status == "done", outcome.reason
+    return time.perf_counter() - started, outcome.job.rows_done, outcome.batches
+
+
+def reader(url: str, seconds: float, threads: int, max_id: int, redis_url: str | None) -> Any:
+    cmd = [sys.executable, "-m", "tests.bench.bulk_reader", url, str(seconds), str(threads)]
+    cmd += [str(max_id)] + ([redis_url] if redis_url else [])
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def read_result(proc: Any) -> dict[str, Any]:
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0
+    return json.loads(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--students", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--readers", type=int, default=4)
+    args = parser.parse_args(argv)
+    settings = replace(Settings.from_env(command="bench"), redis_prefix=PREFIX)
+    redis_url = resolve_redis(settings).url
+    client = redis_lib.Redis.from_url(redis_url) if redis_url else None
+    with bench_database("wcperf_bench_bulk", "0001_baseline") as url:
+        started = time.perf_counter()
+        seed(url, District(args.students, 42))
+        with Database(url, settings) as db:
+            alembic_driver.upgrade(db.engine)
+        with admin.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "create unlogged table bench_pristine as"
+                " select id, grade, status, graduation_date from students"
+            )
+            conn.execute("alter table bench_pristine add primary key (id)")
+        ready = time.perf_counter() - started
+        print(f"district of {args.students:,} students ready in {ready:.0f} s")
+        times: dict[str, list[float]] = {"update": [], "batched": [], "atomic": []}
+        rows = batches = 0
+        with Database(url, settings) as db:
+            for _ in range(args.rounds):
+                reset(url)
+                times["update"].append(floor(url))
+                reset(url)
+                seconds, rows, batches = job(db, client)
+                times["batched"].append(seconds)
+                reset(url)
+                times["atomic"].append(job(db, client, atomic=True)[0])
+            best = {k: min(v) for k, v in times.items()}
+            print(f"grade transition of {rows:,} students ({batches} batches when batched):")
+            for k in ("update", "batched", "atomic"):
+                print(
+                    f"  {k:<8} best {best[k]:6.2f} s  runs "
+                    + ", ".join(f"{t:.2f}" for t in times[k])
+                    + ("" if k == "update" else f"  → {best[k] / best['update']:.2f}x the UPDATE")
+                )
+            window = statistics.median(times["batched"])
+            reset(url)
+            idle = read_result(reader(url, window, args.readers, args.students, redis_url))
+            latency: dict[str, Any] = {"idle": idle}
+            for name, on in (("backpressure off", False), ("backpressure on", True)):
+                reset(url)
+                proc = reader(url, window, args.readers, args.students, redis_url)
+                time.sleep(1.0)  # the reader is connected and publishing
+                seconds, _, batches = job(db, client, backpressure=on)
+                latency[name] = {**read_result(proc), "job_s": seconds, "batches": batches}
+        print(f"nurses' reads ({args.readers} threads, student by id with nurse) during the job:")
+        for name, r in latency.items():
+            ratio = r["p99_us"] / idle["p99_us"]
+            extra = f"  job {r['job_s']:.1f} s" if "job_s" in r else ""
+            print(
+                f"  {name:<17} P50 {r['p50_us'] / 1000:7.2f} ms  P95 {r['p95_us'] / 1000:7.2f} ms"
+                f"  P99 {r['p99_us'] / 1000:7.2f} ms ({ratio:.2f}x idle){extra}"
+            )
+    path = save(
+        "bulk",
+        {"students": args.students, "rows": rows, "times_s": times, "latency": latency},
+    )
+    print(f"results: {path}")
+    if client is not None:
+        client.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,491 @@
+"""Bulk jobs against a real seeded PostgreSQL: every row checked, control, backpressure."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import date
+from typing import Any
+
+import psycopg
+import pytest
+from rich.console import Console
+
+from tests.conftest import every_connection_held
+from wcperf.cache.tiered import QueryCache
+from wcperf.db import admin
+from wcperf.db.engine import Database
+from wcperf.errors import ConfigError, RefusedError
+from wcperf.jobs import launch, store
+from wcperf.jobs.base import Plan
+from wcperf.jobs.grade_transition import GradeTransition
+from wcperf.jobs.nurse_reassign import NurseReassign, balance
+from wcperf.jobs.runner import Outcome, Progress, Runner, RunOptions, Throttled
+from wcperf.jobs.throttle import Thresholds, decide
+from wcperf.jobs.transfer import Transfer
+from wcperf.observe.observer import Observer
+from wcperf.observe.snapshot import Snapshot
+from wcperf.settings import Settings
+from wcperf.views.tables import frame
+from wcperf.workload.hot_paths import student_detail
+
+GRADUATION = date(2026, 6, 15)
+STUDENTS = (
+    "select id, school_id, nurse_id, grade, status, graduation_date, last_promoted_year"
+    " from students order by id"
+)
+
+
+def rows(url: str, sql: str = STUDENTS, params: Any = None) -> list[tuple[Any, ...]]:
+    with admin.connect(url) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+@pytest.fixture
+def bulk_db(bulk_url: str, settings: Settings) -> Iterator[Database]:
+    with Database(bulk_url, replace(settings, command="bulk-test")) as db:
+        yield db
+
+
+def start(db: Database, plan: Plan) -> int:
+    job, resumed = launch.open_job(db, plan, "test")
+    assert not resumed
+    return job.id
+
+
+def grade_plan(db: Database, schools: list[int] | None = None, year: int = 2026) -> Plan:
+    kind = GradeTransition()
+    args = kind.args(year, schools)
+    return launch.plan(db, lambda c: kind.plan(c, args, GRADUATION))
+
+
+def run(db: Database, kind: Any, job_id: int, **options: Any) -> Outcome:
+    return Runner(db, kind, job_id, RunOptions(**options)).run()
+
+
+# -- grade transition ---------------------------------------------------------------------
+def test_grade_transition_changes_every_eligible_student_once(bulk_db: Database) -> None:
+    before = {r[0]: r for r in rows(bulk_db.url)}
+    plan = grade_plan(bulk_db)
+    eligible = [r for r in before.values() if r[4] == "active"]
+    assert plan.total == len(eligible) and 0 < plan.total < len(before)
+    outcome = run(bulk_db, GradeTransition(), start(bulk_db, plan), batch_size=700)
+    assert outcome.status == "done" and outcome.batches == 8  # 7 full batches and an empty one
+    after = {r[0]: r for r in rows(bulk_db.url)}
+    for sid, old in before.items():
+        new = after[sid]
+        assert new[1:3] == old[1:3]  # school and nurse untouched
+        if old[4] != "active":
+            assert new == old
+        elif old[3] == 12:
+            assert new[3:] == (12, "graduated", GRADUATION, 2026)
+        else:
+            assert new[3:] == (old[3] + 1, "active", None, 2026)
+    graduated = sum(1 for r in eligible if r[3] == 12)
+    assert outcome.job.counts == {"promoted": plan.total - graduated, "graduated": graduated}
+
+    # The marker makes the same year a no-op: the plan is empty and a job changes nothing.
+    again = grade_plan(bulk_db)
+    assert again.total == 0 and "nothing to do" in again.notes[0]
+    assert run(bulk_db, GradeTransition(), start(bulk_db, again)).rows == 0
+    assert rows(bulk_db.url) == list(after.values())
+
+
+def test_one_school_first_then_all_never_promotes_twice(bulk_db: Database) -> None:
+    before = {r[0]: r for r in rows(bulk_db.url)}
+    run(bulk_db, GradeTransition(), start(bulk_db, grade_plan(bulk_db, [1])), batch_size=50)
+    school_one = {sid: r for sid, r in rows_by_id(bulk_db.url).items() if r[1] == 1}
+    assert all(r[6] == 2026 for r in school_one.values() if before[r[0]][4] == "active")
+    rest = grade_plan(bulk_db)
+    assert rest.total == sum(1 for r in before.values() if r[4] == "active" and r[1] != 1)
+    run(bulk_db, GradeTransition(), start(bulk_db, rest))
+    for sid, r in rows_by_id(bulk_db.url).items():
+        if before[sid][4] == "active" and before[sid][3] < 12:
+            assert r[3] == before[sid][3] + 1  # once, not twice, for school 1 too
+
+
+def rows_by_id(url: str) -> dict[int, tuple[Any, ...]]:
+    return {r[0]: r for r in rows(url)}
+
+
+def test_atomic_and_batched_end_in_the_same_state(
+    bulk_template: str, bulk_url: str, bulk_db: Database, settings: Settings
+) -> None:
+    run(bulk_db, GradeTransition(), start(bulk_db, grade_plan(bulk_db)), atomic=True)
+    atomic_state = rows(bulk_url)
+    other = admin.with_database(bulk_url, admin.database_name(bulk_url) + "_b")
+    admin.clone_database(bulk_template, other)
+    try:
+        with Database(other, settings) as db2:
+            outcome = run(db2, GradeTransition(), start(db2, grade_plan(db2)), batch_size=333)
+            assert outcome.batches > 10
+        assert rows(other) == atomic_state
+    finally:
+        admin.drop_database(other)
+
+
+def test_unknown_school_is_refused_before_anything_is_written(bulk_db: Database) -> None:
+    with pytest.raises(ConfigError, match="unknown school id"):
+        grade_plan(bulk_db, [1, 987654])
+    assert rows(bulk_db.url, "select count(*) from bulk_jobs") == [(0,)]
+
+
+# -- nurse reassignment ---------------------------------------------------------------------
+def reassign_plan(db: Database, to: int | None, max_workload: int | None = None) -> Plan:
+    kind = NurseReassign()
+    args = kind.args(1, to, to is None, max_workload)
+    return launch.plan(db, lambda c: kind.plan(c, args))
+
+
+def extra_nurses(url: str) -> list[int]:
+    return [
+        r[0] for r in rows(url, "select id from users where email like 'n_@example' order by id")
+    ]
+
+
+def test_balance_spreads_students_by_load_within_max_workload(bulk_db: Database) -> None:
+    one, two, gone = extra_nurses(bulk_db.url)
+    mine = [r[0] for r in rows(bulk_db.url) if r[2] == 1 and r[4] == "active"]
+    # Nurse `two` already has 10 students: balancing evens the load out.
+    with admin.connect(bulk_db.url) as conn:
+        conn.execute(
+            "update students set nurse_id = %s where id in"
+            " (select id from students where school_id = 2 order by id limit 10)",
+            (two,),
+        )
+    plan = reassign_plan(bulk_db, None)
+    assert plan.total == len(mine)
+    outcome = run(bulk_db, NurseReassign(), start(bulk_db, plan), batch_size=40)
+    assert outcome.status == "done" and outcome.job.counts == {"moved": len(mine)}
+    after = rows_by_id(bulk_db.url)
+    assert all(after[s][2] in (one, two) for s in mine)
+    loads = {
+        n: sum(1 for r in after.values() if r[2] == n and r[4] == "active") for n in (one, two)
+    }
+    assert abs(loads[one] - loads[two]) <= 1 and sum(loads.values()) == len(mine) + 10
+    assert all(load <= 300 for load in loads.values())
+    assert not any(r[2] == gone for r in after.values())  # the inactive nurse gets nobody
+    assert not any(r[2] == 1 and r[4] == "active" for r in after.values())
+
+
+def test_reassign_over_max_workload_is_refused_saying_by_how_much(bulk_db: Database) -> None:
+    one, _, _ = extra_nurses(bulk_db.url)
+    moving = len([r for r in rows(bulk_db.url) if r[2] == 1 and r[4] == "active"])
+    with pytest.raises(RefusedError, match=f"{moving - 300} over the maximum workload"):
+        reassign_plan(bulk_db, one)
+    with pytest.raises(RefusedError, match=f"{moving - 2 * 100} over"):
+        reassign_plan(bulk_db, None, max_workload=100)
+    assert rows(bulk_db.url, "select count(*) from bulk_jobs") == [(0,)]
+
+
+def test_balance_gives_the_least_loaded_first() -> None:
+    assert balance(5, {10: 3, 11: 0, 12: 1}, {10: None, 11: None, 12: 2}) == [
+        (10, 1),
+        (11, 3),
+        (12, 1),
+    ]
+
+
+# -- transfer ------------------------------------------------------------------------------
+def test_transfer_moves_unassigns_and_records_history(bulk_db: Database) -> None:
+    before = rows_by_id(bulk_db.url)
+    ids = [5, 6, 7, 400, 401, 4999]
+    already = next(s for s, r in before.items() if r[1] == 3)
+    kind = Transfer()
+    args = kind.args(3, sorted([*ids, already]), None, None)
+    plan = launch.plan(bulk_db, lambda c: kind.plan(c, args, sorted([*ids, already]), "moved"))
+    assert plan.total == len(ids) and "already at school 3" in plan.notes[0]
+    job_id = start(bulk_db, plan)
+    outcome = run(bulk_db, kind, job_id, batch_size=4)
+    assert outcome.job.counts == {"moved": len(ids), "skipped": 1}
+    after = rows_by_id(bulk_db.url)
+    for sid in ids:
+        assert after[sid][1:3] == (3, None)
+        assert after[sid][3:] == before[sid][3:]
+    assert after[already] == before[already]
+    history = rows(
+        bulk_url := bulk_db.url,
+        "select student_id, from_school_id, to_school_id, from_nurse_id, job_id, reason"
+        " from student_transfers order by student_id",
+    )
+    assert history == [(s, before[s][1], 3, before[s][2], job_id, "moved") for s in ids]
+    meta = rows(
+        bulk_url,
+        "select transfer_metadata, transferred_at is not null from students where id = %s",
+        (ids[0],),
+    )[0]
+    assert meta[0] == {
+        "job_id": job_id,
+        "from_school_id": before[ids[0]][1],
+        "from_nurse_id": before[ids[0]][2],
+        "to_school_id": 3,
+    }
+    assert meta[1] is True
+
+
+def test_transfer_naming_an_unknown_student_writes_nothing(bulk_db: Database) -> None:
+    kind = Transfer()
+    ids = [5, 6, 9_999_999]
+    with pytest.raises(ConfigError, match=r"1 of 3 student ids do not exist \(9999999\)"):
+        launch.plan(bulk_db, lambda c: kind.plan(c, kind.args(3, ids, None, None), ids))
+    assert rows(bulk_db.url, "select count(*) from bulk_jobs") == [(0,)]
+    assert rows(bulk_db.url, "select count(*) from students where school_id = 3 and id < 10") == [
+        (0,)
+    ]
+
+
+# -- the same command again, audit, cache ------------------------------------------------
+def test_same_arguments_resume_the_unfinished_job_and_audit_has_one_row(
+    bulk_db: Database,
+) -> None:
+    plan = grade_plan(bulk_db)
+    job_id = start(bulk_db, plan)
+    stop_after = threading.Event()
+
+    def progress(p: Progress) -> None:
+        if p.rows_done >= 1000 and not stop_after.is_set():
+            stop_after.set()
+            launch.with_conn(bulk_db, lambda c: store.request(c, job_id, "abort"))
+
+    first = Runner(
+        bulk_db, GradeTransition(), job_id, RunOptions(batch_size=250), on_progress=progress
+    ).run()
+    assert first.status == "aborted" and 1000 <= first.job.rows_done < plan.total
+    # Aborted jobs are not picked up by the same command; a resume continues them.
+    assert (
+        launch.with_conn(bulk_db, lambda c: store.find_unfinished(c, plan.kind, plan.args)) is None
+    )
+    second = run(bulk_db, GradeTransition(), job_id)
+    assert second.status == "done" and second.job.rows_done == plan.total
+    assert second.rows == plan.total - first.job.rows_done
+    audit = launch.with_conn(bulk_db, lambda c: store.audit_row(c, job_id))
+    assert audit["action"] == "bulk grade-transition" and audit["actor"] == store.actor()
+    assert audit["details"]["parameters"] == {"school_year": 2026, "schools": []}
+    assert audit["details"]["outcome"] == "done" and audit["details"]["runs"] == 2
+    assert audit["counts"] == second.job.counts
+    assert rows(bulk_db.url, "select count(*) from audit_log where job_id = %s", (job_id,)) == [
+        (1,)
+    ]
+
+
+def test_each_commit_bumps_the_cache(bulk_db: Database, redis_url: str, redis_prefix: str) -> None:
+    cache = QueryCache(redis_url, secret=b"k" * 32, prefix=redis_prefix)
+    try:
+        # Not attached to the engine: only the job's own bumps can make the read fresh.
+        from sqlalchemy.orm import Session
+
+        with Session(bulk_db.engine) as session:
+            sid = next(r[0] for r in rows(bulk_db.url) if r[4] == "active" and r[3] < 12)
+            old = student_detail(session, sid, cache)
+            assert student_detail(session, sid, cache) == old  # cached
+            bumps = cache.counts["bumps"]
+            job_id = start(bulk_db, grade_plan(bulk_db))
+            runner = Runner(
+                bulk_db, GradeTransition(), job_id, RunOptions(batch_size=1000), bump=cache.bump
+            )
+            outcome = runner.run()
+            assert cache.counts["bumps"] - bumps >= outcome.batches - 1
+            session.rollback()
+            fresh = student_detail(session, sid, cache)
+        assert old is not None and fresh is not None
+        assert fresh["grade"] == old["grade"] + 1
+    finally:
+        cache.close()
+
+
+# -- control and backpressure --------------------------------------------------------------
+class Watch:
+    """Progress reports as the display gets them, and a way to wait for one."""
+
+    def __init__(self) -> None:
+        self.seen: list[Progress] = []
+        self.cond = threading.Condition()
+
+    def __call__(self, p: Progress) -> None:
+        with self.cond:
+            self.seen.append(p)
+            self.cond.notify_all()
+
+    def wait(self, test: Any, timeout: float = 20) -> Progress:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for p in self.seen:
+                    if test(p):
+                        return p
+                left = deadline - time.monotonic()
+                assert left > 0, f"never seen; last: {self.seen[-1:] or None}"
+                self.cond.wait(left)
+
+
+def in_thread(runner: Runner) -> tuple[threading.Thread, dict[str, Any]]:
+    result: dict[str, Any] = {}
+
+    def go() -> None:
+        try:
+            result["outcome"] = runner.run()
+        except BaseException as exc:
+            result["error"] = exc
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t, result
+
+
+def test_all_pool_connections_held_pauses_with_the_reason_then_resumes(
+    bulk_db: Database, bulk_url: str
+) -> None:
+    job_id = start(bulk_db, grade_plan(bulk_db))
+    watch = Watch()
+    runner = Runner(
+        bulk_db,
+        GradeTransition(),
+        job_id,
+        RunOptions(batch_size=100, sleep_ms=30),
+        on_progress=watch,
+    )
+    thread, result = in_thread(runner)
+    watch.wait(lambda p: p.state == "running" and p.rows_done > 0)
+    with every_connection_held(bulk_db, waiters=3):
+        paused = watch.wait(lambda p: p.state == "paused")
+        assert "our pool: 3 requests waiting (pause at 1)" in paused.reason
+        assert "our pool: 100 % in use (pause at 80)" in paused.reason
+        # Another terminal sees why, in the job row; the Snapshot carries it too.
+        with admin.connect(bulk_url) as conn:  # the pool is full: a direct connection
+            shown = store.get(conn, job_id)
+        assert shown.shown_status == "paused" and "requests waiting" in shown.throttle["reason"]
+        assert runner.snapshot_state()[f"job {job_id}"]["state"] == "pause"
+        done_while_held = paused.rows_done
+        time.sleep(0.5)
+        assert watch.seen[-1].rows_done == done_while_held  # no batch ran meanwhile
+    thread.join(60)
+    outcome = result["outcome"]
+    assert outcome.status == "done" and outcome.pauses >= 1
+    assert outcome.job.rows_done == outcome.job.rows_total
+
+
+def test_operator_pause_set_abort_and_resume_from_another_terminal(
+    bulk_db: Database, bulk_template: str, settings: Settings
+) -> None:
+    job_id = start(bulk_db, grade_plan(bulk_db))
+    watch = Watch()
+    runner = Runner(
+        bulk_db,
+        GradeTransition(),
+        job_id,
+        RunOptions(batch_size=100, sleep_ms=20),
+        on_progress=watch,
+    )
+    thread, result = in_thread(runner)
+    watch.wait(lambda p: p.rows_done >= 200)
+    launch.with_conn(bulk_db, lambda c: store.request(c, job_id, "pause"))
+    paused = watch.wait(lambda p: p.reason.startswith("paused by operator"))
+    time.sleep(0.6)
+    assert watch.seen[-1].rows_done == paused.rows_done
+    launch.with_conn(bulk_db, lambda c: store.set_batch_size(c, job_id, 37))
+    launch.with_conn(bulk_db, lambda c: store.request(c, job_id, "run"))
+    watch.wait(
+        lambda p: p.state == "running" and p.batch_size == 37 and p.rows_done > paused.rows_done
+    )
+    launch.with_conn(bulk_db, lambda c: store.request(c, job_id, "abort"))
+    thread.join(30)
+    stopped = result["outcome"]
+    assert stopped.status == "aborted" and stopped.job.rows_done < stopped.job.rows_total
+    assert launch.with_conn(bulk_db, lambda c: store.get(c, job_id)).status == "aborted"
+    finished = run(bulk_db, GradeTransition(), job_id)
+    assert finished.status == "done"
+    # Pause, smaller batches, abort and resume changed nothing about the result.
+    clean = admin.with_database(bulk_db.url, admin.database_name(bulk_db.url) + "_c")
+    admin.clone_database(bulk_template, clean)
+    try:
+        with Database(clean, settings) as db2:
+            run(db2, GradeTransition(), start(db2, grade_plan(db2)))
+        assert rows(clean) == rows(bulk_db.url)
+    finally:
+        admin.drop_database(clean)
+
+
+def test_lock_waits_on_the_jobs_tables_pause_it(bulk_db: Database, bulk_url: str) -> None:
+    job_id = start(bulk_db, grade_plan(bulk_db))
+    watch = Watch()
+    runner = Runner(
+        bulk_db,
+        GradeTransition(),
+        job_id,
+        RunOptions(batch_size=100, sleep_ms=30),
+        on_progress=watch,
+    )
+    holder = psycopg.connect(admin.libpq_url(bulk_url))
+    waiter = psycopg.connect(admin.libpq_url(bulk_url), autocommit=True)
+    holder.execute("update students set updated_at = now() where id = 4990")
+    blocked = threading.Thread(
+        target=lambda: waiter.execute("update students set updated_at = now() where id = 4990"),
+        daemon=True,
+    )
+    try:
+        blocked.start()
+        thread, result = in_thread(runner)
+        paused = watch.wait(lambda p: p.state == "paused")
+        assert "1 sessions waiting on locks on the job's tables (pause at 1)" in paused.reason
+        holder.rollback()
+        blocked.join(10)
+        thread.join(60)
+        assert result["outcome"].status == "done"
+    finally:
+        holder.close()
+        waiter.close()
+
+
+def test_abort_threshold_stops_and_atomic_refuses_under_pressure(bulk_db: Database) -> None:
+    job_id = start(bulk_db, grade_plan(bulk_db))
+    abort_now = Thresholds.parse("pool_util_pct=-:0.001")  # any use of our pool at all
+    with every_connection_held(bulk_db, waiters=0):
+        outcome = run(bulk_db, GradeTransition(), job_id, thresholds=abort_now)
+        assert outcome.status == "aborted" and "our pool: 100 % in use (abort at" in outcome.reason
+        with pytest.raises(Throttled, match="not starting the atomic run: our pool"):
+            run(bulk_db, GradeTransition(), job_id, atomic=True)
+    assert rows(bulk_db.url, "select count(*) from students where last_promoted_year = 2026") == [
+        (0,)
+    ]
+    assert run(bulk_db, GradeTransition(), job_id, atomic=True).status == "done"
+
+
+def test_throttle_state_reaches_the_published_snapshot(
+    bulk_db: Database, settings: Settings
+) -> None:
+    job_id = start(bulk_db, grade_plan(bulk_db))
+    runner = Runner(bulk_db, GradeTransition(), job_id, RunOptions(batch_size=2000))
+    observer = Observer(bulk_db, settings)
+    observer.extras["throttle"] = runner.snapshot_state
+    runner.run()
+    snap = observer.snapshot()
+    assert snap.throttle is not None
+    entry = snap.throttle[f"job {job_id}"]
+    assert entry["kind"] == "grade-transition" and entry["state"] == "go"
+    assert entry["rows_done"] == entry["rows_total"] > 0
+    assert set(entry["signals"]) >= {"pool_waiting", "active_backends", "lock_waits"}
+    # Through JSON (as published) and into `monitor live`'s frame.
+    again = Snapshot.from_json(snap.to_json())
+    again.throttle[f"job {job_id}"] |= {"state": "pause", "reason": "our pool: 4 requests waiting"}
+    console = Console(record=True, width=200)
+    console.print(frame(again))
+    text = console.export_text()
+    assert "bulk jobs" in text and f"job {job_id}" in text
+    assert "our pool: 4 requests waiting" in text
+
+
+def test_thresholds_decide_slow_pause_and_abort() -> None:
+    t = Thresholds.parse("active_backends=10:40")
+    assert decide({"active_backends": 2.0}, t).state == "go"
+    slow = decide({"active_backends": 7.5}, t)
+    assert slow.state == "slow" and slow.rest_s(0.1) == pytest.approx(0.1)
+    assert slow.target_ms(200) == pytest.approx(150)
+    assert decide({"active_backends": 10.0}, t).state == "pause"
+    assert decide({"active_backends": 40.0, "lock_waits": 0.0}, t).state == "abort"
+    assert decide({"replica_lag_s": None}, t).state == "go"  # no replicas: no signal
+    with pytest.raises(ConfigError, match="unknown throttle signal 'nope'"):
+        Thresholds.parse("nope=1:2")
+    with pytest.raises(ConfigError, match="not a number"):
+        Thresholds.parse("lock_waits=x")
