@@ -54,6 +54,7 @@ class BatchResult:
     checkpoint: dict[str, Any]  # where the next batch starts (merged into the job's)
     counts: dict[str, int]  # added to the job's counts
     done: bool
+    scanned: int | None = None  # what the batch size measures, when not rows changed
 
 
 class JobKind(Protocol):

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from wcperf.errors import ConfigError
-from wcperf.jobs.base import BatchResult, Breakdown, Plan, ids_sample, missing_ids
+from wcperf.jobs.base import BatchResult, Breakdown, Plan, ids_sample, missing_ids, one
 from wcperf.jobs.store import Job
 
 SENIOR = 12
@@ -66,7 +66,11 @@ class GradeTransition:
         plan = Plan(
             self.name,
             args,
-            {"graduation_date": (graduation_date or date.today()).isoformat()},
+            {
+                "graduation_date": (graduation_date or date.today()).isoformat(),
+                # Students enrolled after the job starts are next year's business.
+                "max_id": int(one(conn, "select coalesce(max(id), 0) from students")),
+            },
             total,
             [
                 Breakdown(
@@ -99,48 +103,52 @@ class GradeTransition:
         }
 
     def batch(self, conn: Connection, job: Job, limit: int) -> BatchResult:
+        """The next `limit` ids after the checkpoint: one range scan, one statement.
+
+        Batches are spans of ids, not counts of rows: a span needs no separate scan
+        to find its rows (a LIMIT would, and then a join back to update them).
+        """
         schools = job.args["schools"]
         last = int(job.checkpoint.get("last_id", 0))
-        row = conn.exec_driver_sql(
+        end = int(job.plan["max_id"])
+        if last >= end:
+            return BatchResult(0, {}, {}, done=True)
+        upper = min(last + limit, end)
+        changed, graduated = conn.exec_driver_sql(
             f"""
-            with batch as (
-              select id from students s
-               where s.id > %(last)s and {_eligible("s", schools)}
-               order by s.id limit %(limit)s
-            ), moved as (
+            with moved as (
               update students s set {_SET}
-                from batch where s.id = batch.id and {_eligible("s", schools)}
+               where s.id > %(last)s and s.id <= %(upper)s and {_eligible("s", schools)}
               returning s.status
             )
-            select (select count(*) from batch), (select max(id) from batch),
-                   count(*), count(*) filter (where status = 'graduated')
-              from moved
+            select count(*), count(*) filter (where status = 'graduated') from moved
             """,
-            {**self._params(job), "last": last, "limit": limit},
+            {**self._params(job), "last": last, "upper": upper},
         ).one()
-        scanned, last_id, changed, graduated = row
         return BatchResult(
             changed,
-            {"last_id": int(last_id) if last_id is not None else last},
+            {"last_id": upper},
             {"promoted": changed - graduated, "graduated": graduated},
-            done=scanned == 0,
+            done=upper >= end,  # the last span finishes the job in its own transaction
+            scanned=upper - last,
         )
 
     def apply_all(self, conn: Connection, job: Job) -> BatchResult:
         schools = job.args["schools"]
-        changed, graduated, last_id = conn.exec_driver_sql(
+        changed, graduated = conn.exec_driver_sql(
             f"""
             with moved as (
-              update students s set {_SET} where {_eligible("s", schools)}
-              returning s.id, s.status
+              update students s set {_SET}
+               where s.id <= %(end)s and {_eligible("s", schools)}
+              returning s.status
             )
-            select count(*), count(*) filter (where status = 'graduated'), max(id) from moved
+            select count(*), count(*) filter (where status = 'graduated') from moved
             """,
-            self._params(job),
+            {**self._params(job), "end": job.plan["max_id"]},
         ).one()
         return BatchResult(
             changed,
-            {"last_id": int(last_id or 0)},
+            {"last_id": int(job.plan["max_id"])},
             {"promoted": changed - graduated, "graduated": graduated},
             done=True,
         )

@@ -360,7 +360,8 @@ class Runner:
             batches += 1
             self._after_commit(result)
             if job.batch_size is None and o.batch_size is None:
-                self.sizer.observe(result.rows, seconds)
+                scanned = result.scanned if result.scanned is not None else result.rows
+                self.sizer.observe(scanned, seconds)
             state = "slowed" if decision.state == "slow" else "running"
             self._report("done" if result.done else state, decision.reason, batches)
             if result.done:
