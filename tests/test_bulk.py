@@ -357,7 +357,7 @@ def test_all_pool_connections_held_pauses_with_the_reason_then_resumes(
         with admin.connect(bulk_url) as conn:  # the pool is full: a direct connection
             shown = store.get(conn, job_id)
         assert shown.shown_status == "paused" and "requests waiting" in shown.throttle["reason"]
-        assert runner.snapshot_state()[f"job {job_id}"]["state"] == "pause"
+        assert runner.snapshot_state()[f"job {job_id}"]["state"] == "paused"
         done_while_held = paused.rows_done
         time.sleep(0.5)
         assert watch.seen[-1].rows_done == done_while_held  # no batch ran meanwhile
@@ -464,12 +464,12 @@ def test_throttle_state_reaches_the_published_snapshot(
     snap = observer.snapshot()
     assert snap.throttle is not None
     entry = snap.throttle[f"job {job_id}"]
-    assert entry["kind"] == "grade-transition" and entry["state"] == "go"
+    assert entry["kind"] == "grade-transition" and entry["state"] == "running"
     assert entry["rows_done"] == entry["rows_total"] > 0
     assert set(entry["signals"]) >= {"pool_waiting", "active_backends", "lock_waits"}
     # Through JSON (as published) and into `monitor live`'s frame.
     again = Snapshot.from_json(snap.to_json())
-    again.throttle[f"job {job_id}"] |= {"state": "pause", "reason": "our pool: 4 requests waiting"}
+    again.throttle[f"job {job_id}"] |= {"state": "paused", "reason": "our pool: 4 requests waiting"}
     console = Console(record=True, width=200)
     console.print(frame(again))
     text = console.export_text()
@@ -490,3 +490,42 @@ def test_thresholds_decide_slow_pause_and_abort() -> None:
         Thresholds.parse("nope=1:2")
     with pytest.raises(ConfigError, match="not a number"):
         Thresholds.parse("lock_waits=x")
+
+
+def test_live_latency_is_judged_against_its_level_before_the_job(
+    bulk_db: Database, settings: Settings, redis_url: str, redis_prefix: str
+) -> None:
+    """Another wcperf process's queries slow down tenfold: the job pauses and says so."""
+    import redis
+
+    from wcperf.jobs.signals import SignalReader
+
+    other_settings = replace(settings, redis_prefix=redis_prefix, command="nurses")
+    client = redis.Redis.from_url(redis_url)
+    with (
+        Database(bulk_db.url, other_settings) as other,
+        Observer(other, other_settings, redis_url=redis_url, interval_s=60) as observer,
+        admin.connect(bulk_db.url, autocommit=True) as lease,
+    ):
+
+        def traffic(sql: str) -> None:
+            with other.engine.connect() as conn:
+                for _ in range(300):
+                    conn.exec_driver_sql(sql)
+            assert observer.publish()
+
+        reader = SignalReader(
+            bulk_db, lease, ("students",), redis_client=client, prefix=redis_prefix
+        )
+        traffic("select 1")
+        assert reader.others(force=True)["live_p99_ratio"] is None  # a first reading
+        traffic("select 1")
+        assert reader.others(force=True)["live_p99_ratio"] is None  # the level before
+        assert reader.baseline_p99_us is not None and reader.baseline_p99_us < 2_000
+        traffic("select pg_sleep(0.003)")
+        ratio = reader.others(force=True)["live_p99_ratio"]
+        assert ratio is not None and ratio > 1.5
+        decision = decide(reader.read(), Thresholds())
+        assert decision.state == "pause"
+        assert "other wcperf processes' P99" in decision.reason
+    client.close()

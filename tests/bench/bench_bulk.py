@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 import redis as redis_lib
+from hdrh.histogram import HdrHistogram
 
 from tests.bench.common import bench_database, save
 from wcperf.db import admin
@@ -76,7 +78,8 @@ def job(db: Database, redis_client: Any = None, **options: Any) -> tuple[float, 
 def reader(url: str, seconds: float, threads: int, max_id: int, redis_url: str | None) -> Any:
     cmd = [sys.executable, "-m", "tests.bench.bulk_reader", url, str(seconds), str(threads)]
     cmd += [str(max_id)] + ([redis_url] if redis_url else [])
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "WCPERF_REDIS_PREFIX": PREFIX}  # where the job looks for its pool
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
 
 
 def read_result(proc: Any) -> dict[str, Any]:
@@ -90,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--students", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--readers", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     settings = replace(Settings.from_env(command="bench"), redis_prefix=PREFIX)
     redis_url = resolve_redis(settings).url
@@ -127,22 +131,39 @@ def main(argv: list[str] | None = None) -> None:
                     + ("" if k == "update" else f"  → {best[k] / best['update']:.2f}x the UPDATE")
                 )
             window = statistics.median(times["batched"])
-            reset(url)
-            idle = read_result(reader(url, window, args.readers, args.students, redis_url))
-            latency: dict[str, Any] = {"idle": idle}
-            for name, on in (("backpressure off", False), ("backpressure on", True)):
-                reset(url)
-                proc = reader(url, window, args.readers, args.students, redis_url)
-                time.sleep(1.0)  # the reader is connected and publishing
-                seconds, _, batches = job(db, client, backpressure=on)
-                latency[name] = {**read_result(proc), "job_s": seconds, "batches": batches}
-        print(f"nurses' reads ({args.readers} threads, student by id with nurse) during the job:")
+            latency: dict[str, Any] = {}
+            for name, on in [
+                ("idle", None),
+                ("backpressure off", False),
+                ("backpressure on", True),
+            ]:
+                merged, runs = HdrHistogram(1, 60_000_000, 3), []
+                for _ in range(args.repeat):
+                    reset(url)
+                    proc = reader(url, window + 1.0, args.readers, args.students, redis_url)
+                    time.sleep(1.0)  # connected and publishing: a P99 before the job
+                    if on is not None:
+                        seconds, _, batches = job(db, client, backpressure=on)
+                        runs.append((seconds, batches))
+                    result = read_result(proc)
+                    merged.add(HdrHistogram.decode(result["hdr"].encode("ascii")))
+                latency[name] = {
+                    "count": merged.get_total_count(),
+                    **{f"p{p}_us": merged.get_value_at_percentile(p) for p in (50, 95, 99)},
+                    "job_s": [round(r[0], 2) for r in runs],
+                    "batches": [r[1] for r in runs],
+                }
+        idle = latency["idle"]
+        print(
+            f"nurses' reads ({args.readers} threads, student by id with nurse; "
+            f"{args.repeat} runs merged) during the batched job:"
+        )
         for name, r in latency.items():
             ratio = r["p99_us"] / idle["p99_us"]
-            extra = f"  job {r['job_s']:.1f} s" if "job_s" in r else ""
+            extra = f"  job {', '.join(map(str, r['job_s']))} s" if r["job_s"] else ""
             print(
-                f"  {name:<17} P50 {r['p50_us'] / 1000:7.2f} ms  P95 {r['p95_us'] / 1000:7.2f} ms"
-                f"  P99 {r['p99_us'] / 1000:7.2f} ms ({ratio:.2f}x idle){extra}"
+                f"  {name:<17} P50 {r['p50_us'] / 1000:6.2f} ms  P95 {r['p95_us'] / 1000:6.2f} ms"
+                f"  P99 {r['p99_us'] / 1000:6.2f} ms ({ratio:.2f}x idle){extra}"
             )
     path = save(
         "bulk",

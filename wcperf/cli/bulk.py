@@ -52,6 +52,15 @@ _THROTTLE_HELP = (
 )
 
 
+def parse_batch_size(raw: str) -> int | None:
+    """`auto` (None: adaptive) or a whole number of rows (ids for grade-transition)."""
+    if raw == "auto":
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"--batch-size must be auto or a whole number, not {raw!r}")
+    return int(raw)
+
+
 class RunFlags:
     """The options every job command and `resume` share."""
 
@@ -64,16 +73,9 @@ class RunFlags:
         no_backpressure: bool,
         throttle: list[str] | None,
     ) -> None:
-        fixed: int | None = None
-        if batch_size != "auto":
-            if not batch_size.isdigit() or int(batch_size) < 1:
-                raise ConfigError(
-                    f"--batch-size must be auto or a whole number, not {batch_size!r}"
-                )
-            fixed = int(batch_size)
         thresholds = Thresholds.parse(os.environ.get("WCPERF_THROTTLE"))
         self.options = RunOptions(
-            batch_size=fixed,
+            batch_size=parse_batch_size(batch_size),
             target_batch_ms=target_batch_ms,
             sleep_ms=sleep_ms,
             atomic=atomic,
@@ -84,7 +86,10 @@ class RunFlags:
 
 def _batch_size() -> Any:
     return typer.Option(
-        "auto", "--batch-size", help="Rows per batch: auto (adapts to --target-batch-ms) or N."
+        "auto",
+        "--batch-size",
+        help="Rows per batch (ids per batch for grade-transition): auto, adapting to "
+        "--target-batch-ms, or N.",
     )
 
 

@@ -149,9 +149,14 @@ class Runner:
                 "kind": self.kind.name,
                 "rows_done": job.rows_done if job else 0,
                 "rows_total": job.rows_total if job else 0,
-                "batch_size": self.sizer.size,
+                "batch_size": self.batch_size(),
             }
         }
+
+    def batch_size(self) -> int:
+        """What the next batch uses: the operator's size, the flag's, or the adaptive one."""
+        fixed = self.job.batch_size if self.job else None
+        return fixed or self.options.batch_size or self.sizer.size
 
     def _report(self, state: str, reason: str = "", batches: int = 0) -> None:
         job = self.job
@@ -165,7 +170,7 @@ class Runner:
                 job.rows_total,
                 state,
                 reason,
-                job.batch_size or self.sizer.size,
+                self.batch_size(),
                 batches,
                 self._run_rows / elapsed if elapsed > 0 else 0.0,
             )
@@ -220,7 +225,7 @@ class Runner:
 
     def _decide(self, reader: SignalReader) -> Decision:
         if not self.options.backpressure:
-            self.throttle = {"state": "go", "reason": "backpressure off", "signals": {}}
+            self.throttle = {"state": "running", "reason": "backpressure off", "signals": {}}
             return GO
         values = reader.read()
         decision = decide(values, self.options.thresholds)
@@ -286,6 +291,9 @@ class Runner:
 
     def _batches(self, lease: psycopg.Connection, reader: SignalReader) -> Outcome:
         o = self.options
+        if o.backpressure:
+            self._report("running", "measuring live traffic before the first batch")
+            reader.prime()
         backoff = Backoff()
         batches = retries = failures_in_row = pauses = 0
         paused_s = 0.0

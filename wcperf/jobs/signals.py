@@ -4,6 +4,12 @@ Read between batches, on the job's own lease connection (outside the pool), so
 reading never queues behind a pool that is full: a full pool is exactly when the
 answer matters. One round trip to PostgreSQL; other processes' pools come from
 their published Snapshots, read at most once a second (they publish that often).
+
+The live-latency signal compares what the other processes' queries took in the
+last window (the difference of their cumulative HDR histograms between two
+readings) with the same figure measured before the job's first batch: the job
+backs off when it measurably slows the nurses down, on any server, without a
+threshold in milliseconds to tune.
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ from typing import Any
 import psycopg
 
 from wcperf.db.engine import Database
+from wcperf.observe import histogram as hdr
 from wcperf.observe.collect import published
+
+MIN_SAMPLES = 200  # fewer queries in a window say nothing about a P99
 
 _DATABASE = """
 select
@@ -61,9 +70,20 @@ class SignalReader:
         self.oids = table_oids(conn, tables)
         self.redis, self.prefix, self.own_source = redis_client, prefix, own_source
         self.others_every_s = others_every_s
-        self._others: dict[str, float | None] = {"others_waiting": None, "others_util_pct": None}
+        self._others: dict[str, float | None] = dict.fromkeys(_OTHERS)
         self._others_at = 0.0
+        self._seen: dict[str, dict[int, int]] = {}  # each publisher's cumulative latencies
+        self.baseline_p99_us: int | None = None
         self.notes: list[str] = []
+
+    def prime(self, wait_s: float = 1.1) -> None:
+        """Measure the other processes' P99 before the job starts (one window, ~1 s)."""
+        if self.redis is None:
+            return
+        self.others(force=True)
+        if self._seen:  # someone is publishing: wait for their next figures
+            time.sleep(wait_s)
+            self.others(force=True)
 
     def read(self) -> dict[str, float | None]:
         figures = self.db.figures()
@@ -71,7 +91,7 @@ class SignalReader:
             "pool_waiting": float(figures.waiting),
             "pool_util_pct": round(figures.utilisation_pct, 1),
         }
-        values |= self._other_pools()
+        values |= self.others()
         row = self.conn.execute(_DATABASE, {"oids": self.oids}).fetchone()
         assert row is not None
         active, locks, vacuum, replicas, lag = row
@@ -83,26 +103,49 @@ class SignalReader:
         }
         return values
 
-    def _other_pools(self) -> dict[str, float | None]:
+    def others(self, force: bool = False) -> dict[str, float | None]:
         now = time.monotonic()
-        if self.redis is None or now - self._others_at < self.others_every_s:
+        if self.redis is None or (not force and now - self._others_at < self.others_every_s):
             return self._others
         self._others_at = now
         try:
-            pools = [
-                p
-                for snap in published(self.redis, self.prefix)
-                for p in snap.pools
-                if p.source != self.own_source
+            snaps = [
+                s
+                for s in published(self.redis, self.prefix)
+                if not any(src.name == self.own_source for src in s.sources)
             ]
         except Exception as exc:  # Redis down: the other signals still hold
             note = f"other wcperf pools unknown: Redis unreachable ({type(exc).__name__})"
             self.notes = [note]
-            self._others = {"others_waiting": None, "others_util_pct": None}
+            self._others = dict.fromkeys(_OTHERS)
             return self._others
         self.notes = []
+        pools = [p for snap in snaps for p in snap.pools]
         self._others = {
-            "others_waiting": float(sum(p.waiting for p in pools)) if pools else 0.0,
+            "others_waiting": float(sum(p.waiting for p in pools)),
             "others_util_pct": max((p.utilisation_pct for p in pools), default=0.0),
+            "live_p99_ratio": self._latency(snaps),
         }
         return self._others
+
+    def _latency(self, snaps: list[Any]) -> float | None:
+        """Their P99 over the last window, as a multiple of the P99 before the job."""
+        recent: dict[int, int] = {}
+        seen: dict[str, dict[int, int]] = {}
+        for snap in snaps:
+            name = snap.sources[0].name if snap.sources else ""
+            seen[name] = hdr.counts(snap.overall())
+            if name in self._seen:
+                for value, n in hdr.window(seen[name], self._seen[name]).items():
+                    recent[value] = recent.get(value, 0) + n
+        self._seen = seen
+        if sum(recent.values()) < MIN_SAMPLES:
+            return None
+        p99 = hdr.counts_percentile(recent, 99)
+        if self.baseline_p99_us is None:
+            self.baseline_p99_us = p99
+            return None
+        return round(p99 / max(self.baseline_p99_us, 1), 2)
+
+
+_OTHERS = ("others_waiting", "others_util_pct", "live_p99_ratio")

@@ -35,6 +35,10 @@ SIGNALS: dict[str, tuple[str, Limit]] = {
     "pool_util_pct": ("our pool: {v:.0f} % in use", Limit(80, None)),
     "others_waiting": ("other wcperf pools: {v:g} requests waiting", Limit(6, 50)),
     "others_util_pct": ("another wcperf pool: {v:.0f} % in use", Limit(95, None)),
+    "live_p99_ratio": (
+        "other wcperf processes' P99 {v:.2f}x its level before the job",
+        Limit(1.5, None),
+    ),
     "active_backends": ("database: {v:g} active backends", Limit(16, 128)),
     "lock_waits": ("{v:g} sessions waiting on locks on the job's tables", Limit(1, 20)),
     "autovacuum": ("autovacuum on {v:g} of the job's tables", Limit(None, None)),
@@ -193,9 +197,13 @@ class BatchSizer:
         return self.size
 
 
+SHOWN = {"go": "running", "slow": "slowed", "pause": "paused", "abort": "aborted"}
+
+
 def state_dict(decision: Decision, values: dict[str, Any]) -> dict[str, Any]:
+    """The throttle as the job row, the Snapshot and the display show it."""
     return {
-        "state": decision.state,
+        "state": SHOWN[decision.state],
         "reason": decision.reason,
         "pressure": round(decision.pressure, 3),
         "signals": {k: v for k, v in values.items() if v is not None},

@@ -41,3 +41,30 @@ def percentile_ms(histogram: HdrHistogram, pct: float) -> float:
     if histogram.get_total_count() == 0:
         return 0.0
     return histogram.get_value_at_percentile(pct) / 1000.0
+
+
+def counts(histogram: HdrHistogram) -> dict[int, int]:
+    """Recorded values (each bucket's highest equivalent value) and their counts."""
+    return {
+        i.value_iterated_to: i.count_at_value_iterated_to
+        for i in histogram.get_recorded_iterator()
+    }
+
+
+def window(now: dict[int, int], before: dict[int, int]) -> dict[int, int]:
+    """What a cumulative histogram recorded between two readings of it."""
+    return {v: n - before.get(v, 0) for v, n in now.items() if n > before.get(v, 0)}
+
+
+def counts_percentile(values: dict[int, int], pct: float) -> int:
+    """The value at `pct` of a bucket -> count map, as HdrHistogram computes it."""
+    total = sum(values.values())
+    if total == 0:
+        return 0
+    rank = max(1, int(pct / 100 * total + 0.5))
+    seen = 0
+    for value in sorted(values):
+        seen += values[value]
+        if seen >= rank:
+            return value
+    return max(values)

@@ -189,7 +189,7 @@ def throttle_table(snap: Snapshot) -> Table | Text:
     t = _table("bulk jobs", "job", "kind", "rows", "batch", "state", "why")
     for name, job in sorted(snap.throttle.items()):
         state = str(job.get("state", "-"))
-        style = {"pause": "yellow", "abort": "bold red", "slow": "yellow"}.get(state, "")
+        style = {"paused": "yellow", "aborted": "bold red", "slowed": "yellow"}.get(state, "")
         t.add_row(
             name,
             str(job.get("kind", "-")),
