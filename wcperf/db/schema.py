@@ -180,7 +180,7 @@ class BulkJob(Base):
     id: Mapped[int] = _id()
     kind: Mapped[str]
     params: Mapped[dict[str, Any]]
-    status: Mapped[str]  # running | paused | done | aborted | failed
+    status: Mapped[str]  # planned | running | paused | interrupted | done | aborted | failed
     checkpoint: Mapped[dict[str, Any] | None]
     rows_total: Mapped[int | None]
     rows_done: Mapped[int] = mapped_column(server_default="0")

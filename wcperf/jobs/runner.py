@@ -195,12 +195,15 @@ class Runner:
                 own_source=self.own_source,
             )
             try:
-                outcome = self._atomic(lease, reader) if self.options.atomic else None
-                if outcome is None:
+                if self.options.atomic:
+                    outcome = self._atomic(reader)
+                else:
                     outcome = self._batches(lease, reader)
             except BaseException as exc:
-                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-                message = "interrupted" if status == "interrupted" else safe_message(exc)
+                # Interrupted (Ctrl-C, or an atomic run refused): nothing half-done, resumable.
+                stopped = isinstance(exc, KeyboardInterrupt | Throttled)
+                status = "interrupted" if stopped else "failed"
+                message = str(exc) or "interrupted" if stopped else safe_message(exc)
                 self._finish_outside(lease, status, message)
                 raise
             if outcome.status != "done":  # done is recorded with the last batch
@@ -265,10 +268,9 @@ class Runner:
         if self.bump is not None and result.rows:
             self.bump(*self.kind.tables)
 
-    def _atomic(self, lease: psycopg.Connection, reader: SignalReader) -> Outcome:
+    def _atomic(self, reader: SignalReader) -> Outcome:
         decision = self._decide(reader)
         if decision.state in ("pause", "abort"):
-            store.note_state(lease, self.job_id, "interrupted", self.throttle, decision.reason)
             raise Throttled(
                 f"not starting the atomic run: {decision.reason}; try later or run in batches"
             )

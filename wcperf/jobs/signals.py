@@ -3,7 +3,7 @@
 Read between batches, on the job's own lease connection (outside the pool), so
 reading never queues behind a pool that is full: a full pool is exactly when the
 answer matters. One round trip to PostgreSQL; other processes' pools come from
-their published Snapshots, read at most once a second (they publish that often).
+their published Snapshots, read at most twice a second (they publish once a second).
 
 The live-latency signal compares what the other processes' queries took in the
 last window (the difference of their cumulative HDR histograms between two
@@ -24,6 +24,7 @@ from wcperf.observe import histogram as hdr
 from wcperf.observe.collect import published
 
 MIN_SAMPLES = 200  # fewer queries in a window say nothing about a P99
+RATIO_ALPHA = 0.5  # weight of the newest window in the smoothed latency ratio
 
 _DATABASE = """
 select
@@ -64,7 +65,7 @@ class SignalReader:
         redis_client: Any = None,
         prefix: str = "wcperf:",
         own_source: str = "",
-        others_every_s: float = 1.0,
+        others_every_s: float = 0.5,
     ) -> None:
         self.db, self.conn = db, conn
         self.oids = table_oids(conn, tables)
@@ -73,6 +74,8 @@ class SignalReader:
         self._others: dict[str, float | None] = dict.fromkeys(_OTHERS)
         self._others_at = 0.0
         self._seen: dict[str, dict[int, int]] = {}  # each publisher's cumulative latencies
+        self._taken: dict[str, float] = {}  # ... and when its Snapshot was taken
+        self._ratio: float | None = None
         self.baseline_p99_us: int | None = None
         self.notes: list[str] = []
 
@@ -129,23 +132,34 @@ class SignalReader:
         return self._others
 
     def _latency(self, snaps: list[Any]) -> float | None:
-        """Their P99 over the last window, as a multiple of the P99 before the job."""
+        """Their P99 over the last window, as a multiple of the P99 before the job.
+
+        Only publishers with a newer Snapshot than last time count; a reading with
+        nothing new keeps the last figure rather than forgetting it.
+        """
         recent: dict[int, int] = {}
-        seen: dict[str, dict[int, int]] = {}
         for snap in snaps:
-            name = snap.sources[0].name if snap.sources else ""
-            seen[name] = hdr.counts(snap.overall())
+            if not snap.sources:
+                continue
+            name, taken = snap.sources[0].name, snap.sources[0].taken_at
+            if self._taken.get(name) == taken:
+                continue
+            now = hdr.counts(snap.overall())
             if name in self._seen:
-                for value, n in hdr.window(seen[name], self._seen[name]).items():
+                for value, n in hdr.window(now, self._seen[name]).items():
                     recent[value] = recent.get(value, 0) + n
-        self._seen = seen
+            self._seen[name], self._taken[name] = now, taken
         if sum(recent.values()) < MIN_SAMPLES:
-            return None
+            return self._ratio
         p99 = hdr.counts_percentile(recent, 99)
         if self.baseline_p99_us is None:
             self.baseline_p99_us = p99
-            return None
-        return round(p99 / max(self.baseline_p99_us, 1), 2)
+            # Traffic to protect, the job's effect not yet seen: assume it is felt.
+            self._ratio = 1.0
+        else:  # smoothed: one quiet second must not send the job back to full speed
+            ratio = p99 / max(self.baseline_p99_us, 1)
+            self._ratio = round(RATIO_ALPHA * ratio + (1 - RATIO_ALPHA) * (self._ratio or ratio), 2)
+        return self._ratio
 
 
 _OTHERS = ("others_waiting", "others_util_pct", "live_p99_ratio")

@@ -5,9 +5,9 @@ the two lies the decision:
 
 - every signal below half its pause threshold: go at full speed;
 - the highest one between half and all of its pause threshold: *slow*, resting
-  after each batch for up to twice the batch's own time (a duty cycle that
-  falls to a third as the signal nears the threshold), and aiming at shorter
-  batches so locks are held for less time;
+  after each batch for up to four times the batch's own time (a duty cycle that
+  falls to a fifth as the signal nears the threshold), and aiming at batches down
+  to a quarter of the target, so each holds locks and a core for less time;
 - any signal at its pause threshold: *pause*, re-checking with backoff;
 - any signal at its abort threshold: *abort*; the job stops cleanly between
   batches and can be resumed.
@@ -45,7 +45,8 @@ SIGNALS: dict[str, tuple[str, Limit]] = {
     "replica_lag_s": ("replica lag {v:.1f} s", Limit(10, 300)),
 }
 SLOW_FROM = 0.5  # share of the pause threshold where slowing starts
-MAX_REST = 2.0  # rest = up to this many times the batch's own time
+MAX_REST = 4.0  # rest = up to this many times the batch's own time
+MIN_TARGET = 0.25  # batches aim down to this share of the target time
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ class Decision:
         """Shorter batches under pressure: locks held for less time."""
         if self.state != "slow":
             return target_ms
-        return target_ms * (1 - (self.pressure - SLOW_FROM))
+        share = (self.pressure - SLOW_FROM) / (1 - SLOW_FROM)
+        return target_ms * (1 - (1 - MIN_TARGET) * share)
 
 
 GO = Decision("go")

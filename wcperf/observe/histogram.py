@@ -46,8 +46,7 @@ def percentile_ms(histogram: HdrHistogram, pct: float) -> float:
 def counts(histogram: HdrHistogram) -> dict[int, int]:
     """Recorded values (each bucket's highest equivalent value) and their counts."""
     return {
-        i.value_iterated_to: i.count_at_value_iterated_to
-        for i in histogram.get_recorded_iterator()
+        i.value_iterated_to: i.count_at_value_iterated_to for i in histogram.get_recorded_iterator()
     }
 
 
