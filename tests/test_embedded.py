@@ -35,7 +35,7 @@ def test_demo_starts_embedded_servers_and_db_down_stops_them(tmp_path: Path) -> 
         assert "hot queries" in demo.stdout
         assert "hot paths through the query cache" in demo.stdout
         assert "L1 + Redis" in demo.stdout
-        assert "year-end grade transition" in demo.stdout and "planned" in demo.stdout
+        assert "grade transition" in demo.stdout and "planned, not applied" in demo.stdout
 
         # The main job, for real, on the embedded servers (the demo only plans it).
         job = run_cli("bulk", "grade-transition", "--school-year", "2026", "--json", env=env)

@@ -123,9 +123,13 @@ def demo(ctx: typer.Context) -> None:
         plan = launch.plan(db, lambda c: kind.plan(c, kind.args(year)))
         out.print(
             table(
-                f"year-end grade transition {year}, planned ({plan.total:,} students; "
-                f"apply with `wcperf bulk grade-transition --school-year {year}`)",
+                f"grade transition {year}: planned, not applied",
                 plan.breakdowns[0].columns,
                 plan.breakdowns[0].rows,
             )
+        )
+        out.print(
+            f"{plan.total:,} students; apply with: wcperf bulk grade-transition "
+            f"--school-year {year}",
+            markup=False,
         )
