@@ -243,9 +243,7 @@ class Runner:
             self.job, status, reason, time.monotonic() - self._started, rows=self._run_rows, **kw
         )
 
-    def _commit_batch(
-        self, conn: Connection, job: Job, result: BatchResult, seconds: float | None = None
-    ) -> None:
+    def _commit_batch(self, conn: Connection, job: Job, result: BatchResult) -> None:
         checkpoint = {
             **job.checkpoint,
             **result.checkpoint,
@@ -255,13 +253,7 @@ class Runner:
         raw = conn.connection.driver_connection
         store.advance(raw, job, result.rows, checkpoint, status, self.throttle)
         if result.done:
-            store.record_run(
-                raw,
-                job.id,
-                "done",
-                seconds if seconds is not None else time.monotonic() - self._started,
-                job.counts,
-            )
+            store.record_run(raw, job.id, "done", time.monotonic() - self._started, job.counts)
 
     def _after_commit(self, result: BatchResult) -> None:
         self._run_rows += result.rows

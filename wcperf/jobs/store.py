@@ -27,8 +27,6 @@ from wcperf.db import admin
 from wcperf.errors import RefusedError, WcperfError
 
 LOCK_CLASS = 0x77637066  # 'wcpf': the advisory-lock namespace of bulk jobs
-FINISHED = ("done",)
-RESUMABLE = ("planned", "running", "paused", "interrupted", "failed", "aborted")
 
 
 class JobNotFound(WcperfError):
