@@ -96,6 +96,7 @@ class Observer:
     def start(self) -> Observer:
         self.queries.attach(self.db.engine)
         self.pool.start()
+        self.publish()  # visible at once, not one interval later (bulk jobs look for it)
 
         def loop() -> None:
             while not self._stop.wait(self.interval_s):
