@@ -222,3 +222,31 @@ def test_kill_9_at_random_points_then_resume_ends_as_a_clean_run(clone: Any) -> 
         got = state(url)
         assert got == clean[kind], f"seed {seed} round {kind} {i}: state differs from a clean run"
     assert mid_job >= len(ROUNDS) - 2, f"seed {seed}: only {mid_job} kills landed mid-job"
+
+
+def test_ctrl_c_stops_cleanly_says_interrupted_and_resumes(clone: Any) -> None:
+    url = clone()
+    proc = spawn(url, [*JOBS["grade"], "--batch-size", "40", "--sleep-ms", "25"])
+    deadline = time.monotonic() + 30
+    while (done := rows_done(url)) is None or done[0] == 0:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(20) == 130
+    shown = json.loads(cli(url, "bulk", "status", "1", "--json").stdout)
+    assert shown["status"] == "interrupted" and shown["error"] == "interrupted"
+    assert 0 < shown["rows_done"] < shown["rows_total"]
+    assert shown["audit"]["details"]["outcome"] == "interrupted"
+    resumed = cli(url, "bulk", "resume", "1", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["status"] == "done" and summary["rows_done"] == summary["rows_total"]
+    with admin.connect(url) as conn:  # every eligible student changed, none left over
+        left = conn.execute(
+            "select count(*) from students where status = 'active'"
+            " and coalesce(last_promoted_year, 0) < 2026"
+        ).fetchone()
+        changed = conn.execute(
+            "select count(*) from students where last_promoted_year = 2026"
+        ).fetchone()
+    assert left == (0,) and changed == (summary["rows_total"],)
