@@ -1,0 +1,1 @@
+"""Load scenarios replayed against the database: operations, scenario files."""

@@ -1,0 +1,118 @@
+"""The named operations a load scenario mixes: the platform's hot paths, reads and writes.
+
+Each operation draws its parameters from a `Sample` of the district (id ranges,
+nurses, appointment days), read once at the start, so a simulated user spends
+its time in the operation and not in choosing one. Writes invent no PHI: no
+names, notes or diagnosis codes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from wcperf.cache.tiered import QueryCache
+from wcperf.errors import WcperfError
+from wcperf.seed import names
+from wcperf.workload import hot_paths as hp
+
+
+@dataclass(frozen=True)
+class Sample:
+    students: tuple[int, int]
+    schools: tuple[int, int]
+    appointments: tuple[int, int]
+    nurses: tuple[int, ...]
+    first_day: date
+    days: int
+    dosage_forms: tuple[str, ...]
+
+    @classmethod
+    def read(cls, session: Session) -> Sample:
+        row = session.execute(
+            text(
+                "select (select min(id) from students), (select max(id) from students),"
+                " (select min(id) from schools), (select max(id) from schools),"
+                " (select min(id) from appointments), (select max(id) from appointments),"
+                " (select min(scheduled_at)::date from appointments),"
+                " (select max(scheduled_at)::date from appointments)"
+            )
+        ).one()
+        if row[0] is None or row[4] is None:
+            raise WcperfError("no district to load-test: run `wcperf seed` first")
+        nurses = tuple(
+            session.scalars(text("select id from users where role = 'nurse' order by id"))
+        )
+        forms = tuple(session.scalars(text("select distinct dosage_form from medications")))
+        session.rollback()
+        return cls(
+            (row[0], row[1]),
+            (row[2], row[3]),
+            (row[4], row[5]),
+            nurses or (0,),
+            row[6],
+            max((row[7] - row[6]).days, 1),
+            forms or ("tablet",),
+        )
+
+    def student(self, rng: random.Random) -> int:
+        return rng.randint(*self.students)
+
+    def school(self, rng: random.Random) -> int:
+        return rng.randint(*self.schools)
+
+    def day(self, rng: random.Random) -> date:
+        return self.first_day + timedelta(days=rng.randrange(self.days))
+
+
+Operation = Callable[[Session, QueryCache | None, random.Random, Sample], Any]
+
+
+def _point_read(s: Session, c: QueryCache | None, r: random.Random, x: Sample) -> Any:
+    """One student row by primary key, uncached: the floor a pgbench run compares."""
+    return s.execute(
+        text("select id, school_id, grade, status from students where id = :id"),
+        {"id": x.student(r)},
+    ).first()
+
+
+def _create_appointment(s: Session, c: QueryCache | None, r: random.Random, x: Sample) -> Any:
+    when = datetime.combine(x.day(r), datetime.min.time()) + timedelta(minutes=15 * r.randrange(32))
+    kind = r.choice(names.APPOINTMENT_TYPES)
+    return hp.create_appointment(s, x.student(r), r.choice(x.nurses), when, kind)
+
+
+def _add_health_record(s: Session, c: QueryCache | None, r: random.Random, x: Sample) -> Any:
+    return hp.add_health_record(s, x.student(r), r.choice(names.RECORD_TYPES), x.day(r))
+
+
+OPERATIONS: dict[str, Operation] = {
+    "student_dashboard": lambda s, c, r, x: hp.student_dashboard(
+        s, x.school(r), page=r.randint(1, 3), cache=c
+    ),
+    "health_timeline": lambda s, c, r, x: hp.health_timeline(s, x.student(r), cache=c),
+    "graduating_students": lambda s, c, r, x: hp.graduating_students(s, x.school(r), cache=c),
+    "emergency_contact_stats": lambda s, c, r, x: hp.emergency_contact_stats(
+        s, x.school(r), cache=c
+    ),
+    "appointment_calendar": lambda s, c, r, x: hp.appointment_calendar(
+        s, x.day(r), r.choice((None, r.choice(x.nurses))), cache=c
+    ),
+    "medication_search": lambda s, c, r, x: hp.medication_search(
+        s, dosage_form=r.choice(x.dosage_forms), cache=c
+    ),
+    "student_detail": lambda s, c, r, x: hp.student_detail(s, x.student(r), cache=c),
+    "point_read": _point_read,
+    "create_appointment": _create_appointment,
+    "add_health_record": _add_health_record,
+    "change_appointment_status": lambda s, c, r, x: hp.change_appointment_status(
+        s, r.randint(*x.appointments), r.choice(hp.STATUSES)
+    ),
+}
+WRITES = frozenset({"create_appointment", "add_health_record", "change_appointment_status"})

@@ -1,0 +1,183 @@
+"""Load scenarios: small declarative TOML files, checked field by field.
+
+    name = "school-day"
+    description = "..."
+    users = 50
+    spawn_rate = 10
+    duration = "60s"            # or "2m", or a number of seconds
+    think_time_ms = [100, 1000] # each user waits uniformly between the two
+
+    [[tasks]]
+    op = "student_dashboard"    # a name from wcperf.load.operations
+    weight = 20
+
+    [targets]                   # any of Targets' fields, and error_pct
+    p95_ms = 500
+
+A malformed file is refused with the file and the field named; an unknown key is
+an error too, so a typo cannot silently drop a target.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from wcperf.errors import ConfigError
+from wcperf.load.operations import OPERATIONS, WRITES
+from wcperf.observe.targets import Targets
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_KEYS = {"name", "description", "users", "spawn_rate", "duration", "think_time_ms", "tasks",
+         "targets"}  # fmt: skip
+TARGET_KEYS = {f.name for f in fields(Targets)} | {"error_pct"}
+
+
+@dataclass(frozen=True)
+class Task:
+    op: str
+    weight: int
+
+    @property
+    def writes(self) -> bool:
+        return self.op in WRITES
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    users: int
+    spawn_rate: float
+    duration_s: float
+    think_time_ms: tuple[int, int]
+    tasks: tuple[Task, ...]
+    targets: dict[str, float] = field(default_factory=dict)
+    path: Path | None = None
+
+    def with_overrides(self, **given: Any) -> Scenario:
+        """The scenario with command-line values (users, spawn rate, duration) where given."""
+        return replace(self, **{k: v for k, v in given.items() if v is not None})
+
+
+def scenarios_path() -> Path:
+    for candidate in (_PACKAGE / "_scenarios", _PACKAGE.parent / "scenarios"):
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError("wcperf's scenarios are missing from this installation")
+
+
+def available() -> list[Path]:
+    return sorted(scenarios_path().glob("*.toml"))
+
+
+def resolve(name_or_path: str) -> Path:
+    """A file path, or the name of a bundled scenario (`school-day`)."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        return path
+    bundled = scenarios_path() / f"{name_or_path}.toml"
+    if bundled.exists():
+        return bundled
+    names = ", ".join(p.stem for p in available())
+    raise ConfigError(f"no scenario {name_or_path!r}; bundled: {names}")
+
+
+def parse_duration(raw: Any, where: str) -> float:
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        seconds = float(raw)
+    elif isinstance(raw, str) and (m := _DURATION.match(raw)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ConfigError(f"{where}: must be like 60s, 2m or a number of seconds, not {raw!r}")
+    if seconds <= 0:
+        raise ConfigError(f"{where}: must be above 0")
+    return seconds
+
+
+def load(path: Path) -> Scenario:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse(data, path)
+
+
+def parse(data: dict[str, Any], path: Path | None = None) -> Scenario:
+    where = str(path) if path else "scenario"
+
+    def bad(key: str, message: str) -> ConfigError:
+        return ConfigError(f"{where}: {key}: {message}")
+
+    for key in data:
+        if key not in _KEYS:
+            raise bad(key, f"unknown field (known: {', '.join(sorted(_KEYS))})")
+
+    def number(key: str, value: Any, kind: type, low: float) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad(key, f"must be a number, not {value!r}")
+        if kind is int and not isinstance(value, int):
+            raise bad(key, f"must be a whole number, not {value!r}")
+        if value < low:
+            raise bad(key, f"must be at least {low:g}")
+        return kind(value)
+
+    for required in ("users", "duration", "tasks"):
+        if required not in data:
+            raise bad(required, "missing")
+    users = number("users", data["users"], int, 1)
+    spawn_rate = number("spawn_rate", data.get("spawn_rate", users), float, 0.001)
+    duration = parse_duration(data["duration"], f"{where}: duration")
+    think = data.get("think_time_ms", [0, 0])
+    if (
+        not isinstance(think, list)
+        or len(think) != 2
+        or any(isinstance(t, bool) or not isinstance(t, int) or t < 0 for t in think)
+        or think[0] > think[1]
+    ):
+        raise bad("think_time_ms", f"must be [min, max] in whole milliseconds, not {think!r}")
+    raw_tasks = data["tasks"]
+    if not isinstance(raw_tasks, list) or not raw_tasks:
+        raise bad("tasks", "must be a non-empty list of [[tasks]] tables")
+    tasks = []
+    for i, raw in enumerate(raw_tasks):
+        key = f"tasks[{i}]"
+        if not isinstance(raw, dict):
+            raise bad(key, "must be a table with op and weight")
+        extra = set(raw) - {"op", "weight"}
+        if extra:
+            raise bad(f"{key}.{sorted(extra)[0]}", "unknown field (known: op, weight)")
+        op = raw.get("op")
+        if op not in OPERATIONS:
+            raise bad(f"{key}.op", f"unknown operation {op!r} (known: {', '.join(OPERATIONS)})")
+        tasks.append(Task(op, number(f"{key}.weight", raw.get("weight", 1), int, 1)))
+    targets_raw = data.get("targets", {})
+    if not isinstance(targets_raw, dict):
+        raise bad("targets", "must be a table")
+    targets = {}
+    for key, value in targets_raw.items():
+        if key not in TARGET_KEYS:
+            known = ", ".join(sorted(TARGET_KEYS))
+            raise bad(f"targets.{key}", f"unknown target (known: {known})")
+        targets[key] = number(f"targets.{key}", value, float, 0)
+    name = data.get("name", path.stem if path else "scenario")
+    if not isinstance(name, str) or not name:
+        raise bad("name", "must be a non-empty string")
+    return Scenario(
+        name,
+        str(data.get("description", "")),
+        users,
+        spawn_rate,
+        duration,
+        (think[0], think[1]),
+        tuple(tasks),
+        targets,
+        path,
+    )
