@@ -302,3 +302,19 @@ def test_derived_json_names_the_top_slow_and_top_frequent_patterns() -> None:
     by_table = {q["fingerprint"]: q["table"] for q in data["queries"]}
     assert [by_table[f] for f in data["top_slow"]] == ["students", "schools"]
     assert [by_table[f] for f in data["top_frequent"]] == ["schools", "students"]
+
+
+def test_n_plus_one_is_one_connection_repeating_not_many_users_once_each(db: Database) -> None:
+    monitor = QueryMonitor()
+    monitor.attach(db.engine)
+    try:
+        for _ in range(12):  # twelve "users", each one query on a connection of its own
+            with db.engine.connect() as conn:
+                conn.execute(text("select count(*) from schools where id = :id"), {"id": 1})
+        assert list(monitor.n_plus_one.detections) == []
+        with db.engine.connect() as conn:  # one request repeating it: an N+1
+            for i in range(6):
+                conn.execute(text("select count(*) from schools where id = :id"), {"id": i})
+        assert [d.count for d in monitor.n_plus_one.detections] == [6]  # the whole burst
+    finally:
+        monitor.detach()

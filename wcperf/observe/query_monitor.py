@@ -11,6 +11,7 @@ parameters, and statements are stored as pglast-normalised text.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import threading
@@ -62,6 +63,17 @@ def call_site_key(skip: int = 2) -> tuple[Any, int] | None:
     return None
 
 
+_scopes = itertools.count(1)
+
+
+def _scope(conn: Any) -> int:
+    """A number for this SQLAlchemy connection checkout (ids of freed objects recur)."""
+    scope: int | None = conn.__dict__.get("_wcperf_scope")
+    if scope is None:
+        scope = conn.__dict__["_wcperf_scope"] = next(_scopes)
+    return scope
+
+
 def describe_site(site: Hashable) -> str:
     """`dir/file.py:line in function` for a call_site_key; other sites as they are."""
     if site is None:
@@ -74,7 +86,12 @@ def describe_site(site: Hashable) -> str:
 
 
 class NPlusOneDetector:
-    """The same fingerprint from the same call site N times within a window."""
+    """The same fingerprint from the same call site N times within a window, in one scope.
+
+    The scope is the SQLAlchemy connection the statements ran on (a Session's
+    transaction keeps one): an N+1 loop repeats within it, while many users each
+    running the same query once use many connections and are not an N+1.
+    """
 
     def __init__(
         self,
@@ -86,14 +103,14 @@ class NPlusOneDetector:
     ) -> None:
         self.threshold, self.window_s, self.strict = threshold, window_s, strict
         self._clock = clock
-        self._seen: dict[tuple[str, Hashable], deque[float]] = {}
-        self._open: dict[tuple[str, Hashable], tuple[NPlusOne, float]] = {}
+        self._seen: dict[tuple[str, Hashable, int], deque[float]] = {}
+        self._open: dict[tuple[str, Hashable, int], tuple[NPlusOne, float]] = {}
         self.detections: deque[NPlusOne] = deque(maxlen=keep)
 
-    def observe(self, fp: Fingerprint, site: Hashable) -> None:
+    def observe(self, fp: Fingerprint, site: Hashable, scope: int = 0) -> None:
         """Called for every statement: no lock, no scan (deque and dict ops are atomic)."""
         now = self._clock()
-        key = (fp.id, site)
+        key = (fp.id, site, scope)
         seen = self._seen.get(key)
         if seen is None:
             seen = self._seen.setdefault(key, deque(maxlen=self.threshold))
@@ -220,7 +237,7 @@ class QueryMonitor:
                     time.time(), fp.id, fp.normalized, fp.table, us / 1000, _param_types(parameters)
                 )
             )
-        self.n_plus_one.observe(entry.fp, call_site_key())
+        self.n_plus_one.observe(entry.fp, call_site_key(), _scope(conn))
 
     def _error(self, ctx: Any) -> None:
         if ctx.statement:
