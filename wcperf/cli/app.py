@@ -13,7 +13,7 @@ from wcperf.cli import bulk as bulk_cli
 from wcperf.cli import cache as cache_cli
 from wcperf.cli import db as db_cli
 from wcperf.cli import demo as demo_cli
-from wcperf.cli import later
+from wcperf.cli import loadtest as loadtest_cli
 from wcperf.cli import migrate as migrate_cli
 from wcperf.cli import monitor as monitor_cli
 from wcperf.cli import seed as seed_cli
@@ -72,7 +72,7 @@ def root(
 
 app.add_typer(migrate_cli.app, name="migrate")
 app.add_typer(bulk_cli.app, name="bulk")
-app.add_typer(later.loadtest, name="loadtest")
+app.command("loadtest")(loadtest_cli.loadtest)
 app.add_typer(monitor_cli.app, name="monitor")
 app.command("seed")(seed_cli.seed)
 app.add_typer(cache_cli.app, name="cache")
@@ -81,7 +81,7 @@ app.command("demo")(demo_cli.demo)
 
 
 def _fail(message: str, code: int) -> None:
-    err.print(f"wcperf: error: {message}", markup=False, highlight=False)
+    err.print(f"wcperf: error: {message}", markup=False, highlight=False, soft_wrap=True)
     sys.exit(code)
 
 

@@ -62,14 +62,33 @@ class Sample:
         )
 
     def student(self, rng: random.Random) -> int:
+        """Most reads are of the day's students (0.5 % of them), the rest of anyone."""
+        if rng.random() < HOT_SHARE:
+            return self._hot(rng, self.students)
         return rng.randint(*self.students)
 
     def school(self, rng: random.Random) -> int:
+        if rng.random() < HOT_SHARE:
+            return self._hot(rng, self.schools)
         return rng.randint(*self.schools)
 
+    @staticmethod
+    def _hot(rng: random.Random, bounds: tuple[int, int]) -> int:
+        low, high = bounds
+        span = high - low + 1
+        hot = max(1, int(span * HOT_FRACTION))
+        # Spread over the range (every k-th id), so no school or id block is favoured.
+        return low + (rng.randrange(hot) * (span // hot)) % span
+
     def day(self, rng: random.Random) -> date:
+        """Mostly the days around the middle of the calendar ("this week"), else any."""
+        if rng.random() < HOT_SHARE:
+            return self.first_day + timedelta(days=self.days // 2 + rng.randrange(3))
         return self.first_day + timedelta(days=rng.randrange(self.days))
 
+
+HOT_SHARE = 0.8  # reads that go to the day's students: check-ins, follow-ups
+HOT_FRACTION = 0.005  # students a nurse's office sees in a day, and their schools
 
 Operation = Callable[[Session, QueryCache | None, random.Random, Sample], Any]
 
@@ -114,5 +133,7 @@ OPERATIONS: dict[str, Operation] = {
     "change_appointment_status": lambda s, c, r, x: hp.change_appointment_status(
         s, r.randint(*x.appointments), r.choice(hp.STATUSES)
     ),
+    # The harness's own check: 200 ms in the server, nothing else.
+    "sleep_200ms": lambda s, c, r, x: s.execute(text("select pg_sleep(0.2)")).first(),
 }
 WRITES = frozenset({"create_appointment", "add_health_record", "change_appointment_status"})

@@ -89,6 +89,7 @@ def merge(parts: list[dict[str, Any]], scenario: Scenario, processes: int) -> di
         "users": sum(p["users"] for p in parts),
         "processes": processes,
         "seconds": seconds,
+        "warmup_s": scenario.warmup_s,
         "overall": {
             **_figures(overall, count, total_errors, seconds),
             "error_pct": round(100 * total_errors / count, 3) if count else 0.0,
@@ -143,6 +144,7 @@ def replay(
                     str(n),
                     str(scenario.spawn_rate * n / scenario.users),
                     str(scenario.duration_s),
+                    str(scenario.warmup_s),
                     str(seed * 1000 + i),
                 ],
                 env=child_env,

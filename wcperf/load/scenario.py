@@ -4,7 +4,8 @@
     description = "..."
     users = 50
     spawn_rate = 10
-    duration = "60s"            # or "2m", or a number of seconds
+    duration = "60s"            # measured; or "2m", or a number of seconds
+    warmup = "10s"              # run first, not measured (caches and pool warm up)
     think_time_ms = [100, 1000] # each user waits uniformly between the two
 
     [[tasks]]
@@ -33,8 +34,8 @@ from wcperf.observe.targets import Targets
 _PACKAGE = Path(__file__).resolve().parent.parent
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-_KEYS = {"name", "description", "users", "spawn_rate", "duration", "think_time_ms", "tasks",
-         "targets"}  # fmt: skip
+_KEYS = {"name", "description", "users", "spawn_rate", "duration", "warmup", "think_time_ms",
+         "tasks", "targets"}  # fmt: skip
 TARGET_KEYS = {f.name for f in fields(Targets)} | {"error_pct"}
 
 
@@ -59,6 +60,7 @@ class Scenario:
     tasks: tuple[Task, ...]
     targets: dict[str, float] = field(default_factory=dict)
     path: Path | None = None
+    warmup_s: float = 0.0
 
     def with_overrides(self, **given: Any) -> Scenario:
         """The scenario with command-line values (users, spawn rate, duration) where given."""
@@ -135,6 +137,9 @@ def parse(data: dict[str, Any], path: Path | None = None) -> Scenario:
     users = number("users", data["users"], int, 1)
     spawn_rate = number("spawn_rate", data.get("spawn_rate", users), float, 0.001)
     duration = parse_duration(data["duration"], f"{where}: duration")
+    warmup = 0.0
+    if data.get("warmup") not in (None, 0, "0", "0s"):
+        warmup = parse_duration(data["warmup"], f"{where}: warmup")
     think = data.get("think_time_ms", [0, 0])
     if (
         not isinstance(think, list)
@@ -180,4 +185,5 @@ def parse(data: dict[str, Any], path: Path | None = None) -> Scenario:
         tuple(tasks),
         targets,
         path,
+        warmup,
     )

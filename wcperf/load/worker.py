@@ -1,6 +1,6 @@
 """One load-test process: locust's users running the scenario's operations.
 
-    python -m wcperf.load.worker SCENARIO.toml RESULT.json USERS SPAWN_RATE DURATION_S SEED
+    python -m wcperf.load.worker SCENARIO.toml RESULT.json USERS SPAWN_RATE DURATION_S WARMUP_S SEED
 
 Run as a process of its own because of import order: gevent must patch the
 standard library before psycopg is imported, or psycopg keeps its C wait function
@@ -88,8 +88,16 @@ def user_class(
     return ScenarioUser, histograms, errors
 
 
+def warm_pool(db: Database) -> None:
+    """Open every pool connection before measuring: steady state, not connection setup."""
+    held = [gevent.spawn(db.pool.getconn) for _ in range(db.pool.max_size)]
+    gevent.joinall(held)
+    for g in held:
+        db.pool.putconn(g.value)
+
+
 def run(
-    path: Path, users: int, spawn_rate: float, duration_s: float, seed: int
+    path: Path, users: int, spawn_rate: float, duration_s: float, warmup_s: float, seed: int
 ) -> dict[str, Any]:
     s = scenarios.load(path)
     settings = replace(Settings.from_env(), command=f"loadtest:{s.name}")
@@ -102,6 +110,7 @@ def run(
             cache.attach(db)
         with Session(db.engine) as session:
             sample = Sample.read(session)
+        warm_pool(db)
         observer = Observer(
             db, settings, redis_url=redis_url, cache_stats=cache.stats if cache else None
         )
@@ -119,8 +128,18 @@ def run(
 
         with observer:
             watcher = gevent.spawn(watch_pool)
-            started = time.monotonic()
             runner.start(users, spawn_rate=spawn_rate)
+            gevent.sleep(warmup_s)
+            # The measurement starts now: what the warm-up did is subtracted or reset.
+            for h in histograms.values():
+                h.reset()
+            errors.update(dict.fromkeys(errors, 0))
+            if cache is not None:
+                cache.counts.update(dict.fromkeys(cache.counts, 0))
+            peak.update(in_use=0, waiting=0)
+            before = {q.fingerprint: q for q in observer.snapshot().queries}
+            pool_before = db.figures()
+            started = time.monotonic()
             gevent.spawn_later(duration_s, runner.quit)
             runner.greenlet.join()
             elapsed = time.monotonic() - started
@@ -129,32 +148,41 @@ def run(
         figures = db.figures()
         if cache is not None:
             cache.close()
+    queries = []
+    for q in snap.queries:
+        old = before.get(q.fingerprint)
+        counts = hdr.counts(q.hdr)
+        if old is not None:
+            counts = hdr.window(counts, hdr.counts(old.hdr))
+        count = q.count - (old.count if old else 0)
+        if count:
+            queries.append(
+                {
+                    "fingerprint": q.fingerprint,
+                    "normalized": q.normalized,
+                    "count": count,
+                    "errors": q.errors - (old.errors if old else 0),
+                    "hdr": hdr.encode(hdr.from_counts(counts)),
+                }
+            )
     return {
         "scenario": s.name,
         "users": users,
         "seconds": round(elapsed, 3),
+        "warmup_s": warmup_s,
         "operations": {
             op: {"errors": errors[op], "hdr": hdr.encode(h)} for op, h in histograms.items()
         },
-        "queries": [
-            {
-                "fingerprint": q.fingerprint,
-                "normalized": q.normalized,
-                "count": q.count,
-                "errors": q.errors,
-                "hdr": q.histogram,
-            }
-            for q in snap.queries
-        ],
+        "queries": queries,
         "cache": snap.cache,
         "pool": {
             "max_size": figures.max_size,
             "peak_in_use": peak["in_use"],
             "peak_waiting": peak["waiting"],
-            "requests": figures.requests,
-            "requests_queued": figures.requests_queued,
-            "wait_ms_total": figures.wait_ms_total,
-            "timeouts": figures.timeouts,
+            "requests": figures.requests - pool_before.requests,
+            "requests_queued": figures.requests_queued - pool_before.requests_queued,
+            "wait_ms_total": figures.wait_ms_total - pool_before.wait_ms_total,
+            "timeouts": figures.timeouts - pool_before.timeouts,
         },
         "n_plus_one": [
             {"normalized": n.normalized, "call_site": n.call_site, "count": n.count}
@@ -165,10 +193,9 @@ def run(
 
 def main() -> None:
     path, out = Path(sys.argv[1]), Path(sys.argv[2])
-    users, spawn_rate, duration_s = int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
-    seed = int(sys.argv[6])
-    result = run(path, users, spawn_rate, duration_s, seed)
-    out.write_text(json.dumps(result))
+    users, spawn_rate = int(sys.argv[3]), float(sys.argv[4])
+    duration_s, warmup_s, seed = float(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7])
+    out.write_text(json.dumps(run(path, users, spawn_rate, duration_s, warmup_s, seed)))
 
 
 if __name__ == "__main__":

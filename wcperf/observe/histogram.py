@@ -67,3 +67,10 @@ def counts_percentile(values: dict[int, int], pct: float) -> int:
         if seen >= rank:
             return value
     return max(values)
+
+
+def from_counts(values: dict[int, int]) -> HdrHistogram:
+    histogram = new_histogram()
+    for value, n in values.items():
+        histogram.record_value(min(max(value, LOWEST_US), HIGHEST_US), n)
+    return histogram

@@ -1,0 +1,128 @@
+"""`wcperf loadtest` end to end: real locust users in gevent workers, a real district."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import REPO, SERVER_VARS, run_cli
+from wcperf.db import admin
+from wcperf.observe import histogram as hdr
+
+POINT_READ = """
+users = {users}
+spawn_rate = {users}
+duration = "{duration}"
+think_time_ms = [{think}, {think}]
+[[tasks]]
+op = "{op}"
+weight = 1
+[targets]
+p99_ms = {p99}
+error_pct = 0
+"""
+
+
+def scenario(tmp_path: Path, name: str, **fields: object) -> Path:
+    values = {"users": 4, "duration": "3s", "think": 5, "op": "point_read", "p99": 1000}
+    path = tmp_path / f"{name}.toml"
+    path.write_text(POINT_READ.format(**(values | fields)))
+    return path
+
+
+def test_school_day_measures_every_operation_and_writes_json_and_html(
+    bulk_url: str, tmp_path: Path
+) -> None:
+    out, page = tmp_path / "result.json", tmp_path / "report.html"
+    flags = ["--users", "8", "--duration", "6s", "--warmup", "2s"]
+    flags += ["--json", str(out), "--html", str(page)]
+    run = run_cli("-q", "--database-url", bulk_url, "loadtest", "school-day", *flags)
+    assert run.returncode in (0, 1), run.stderr  # 1: a target missed, judged below
+    result = json.loads(out.read_text())
+    verdict = {c["target"]: c for c in result["verdict"]["checks"]}
+    assert {"p50_ms", "p95_ms", "p99_ms", "error_pct"} <= set(verdict)
+    assert verdict["p99_ms"]["passed"] and verdict["error_pct"]["passed"]
+    assert (run.returncode == 0) == all(c["passed"] is not False for c in verdict.values())
+    ops = result["operations"]
+    assert sum(o["count"] for o in ops.values()) == result["overall"]["count"] > 20
+    for o in ops.values():  # the reported percentiles are the histogram's own
+        h = hdr.decode(o["hdr"])
+        assert h.get_total_count() == o["count"]
+        if o["count"]:
+            assert o["p99_ms"] == hdr.percentile_ms(h, 99)
+    assert result["queries"] and all("$" in q["normalized"] or "(" in q["normalized"]
+                                     for q in result["queries"])  # fmt: skip
+    assert "<svg" in page.read_text() and "school-day" in page.read_text()
+
+
+def test_percentiles_agree_with_the_statements_measured_underneath(
+    bulk_url: str, tmp_path: Path
+) -> None:
+    """Each point read is one statement: counts match, and no op is faster than its SQL."""
+    out = tmp_path / "r.json"
+    path = scenario(tmp_path, "points")
+    run = run_cli("-q", "--database-url", bulk_url, "loadtest", str(path), "--json", str(out))
+    assert run.returncode == 0, run.stderr + run.stdout
+    result = json.loads(out.read_text())
+    op = result["operations"]["point_read"]
+    (statement,) = [q for q in result["queries"] if "FROM students WHERE id" in q["normalized"]]
+    assert statement["count"] == op["count"] > 50
+    for p in ("p50_ms", "p95_ms", "p99_ms"):
+        assert op[p] >= statement[p]
+
+
+def test_an_impossible_target_exits_1_and_a_broken_file_exits_2(
+    bulk_url: str, tmp_path: Path
+) -> None:
+    path = scenario(tmp_path, "impossible", p99=0.001, duration="2s")
+    run = run_cli("-q", "--database-url", bulk_url, "loadtest", str(path))
+    assert run.returncode == 1, run.stderr
+    assert "p99_ms" in run.stdout and "MISSED" in run.stdout and "FAIL" in run.stdout
+    broken = scenario(tmp_path, "broken", op="point_raed")
+    refused = run_cli("-q", "--database-url", bulk_url, "loadtest", str(broken))
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "tasks[0].op: unknown operation 'point_raed'" in lines[0]
+
+
+def test_fifty_users_really_run_at_once(bulk_url: str, tmp_path: Path) -> None:
+    """psycopg imported after gevent's patch: 50 sleeping queries are in flight together."""
+    path = scenario(tmp_path, "sleepers", users=50, op="sleep_200ms", duration="4s", think=0)
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_VARS}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wcperf", "-q", "--database-url", bulk_url, "loadtest", str(path),
+         "--warmup", "0"],
+        cwd=REPO, env={**env, "WCPERF_POOL_SIZE": "60"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    most = 0
+    with admin.connect(bulk_url, autocommit=True) as conn:
+        while proc.poll() is None:
+            (sleeping,) = conn.execute(
+                "select count(*) from pg_stat_activity where state = 'active'"
+                " and application_name like 'wcperf:loadtest:%%' and query like '%%pg_sleep%%'"
+            ).fetchone()
+            most = max(most, sleeping)
+            time.sleep(0.05)
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    assert most >= 40  # one at a time would be 1
+
+
+def test_compare_puts_two_results_side_by_side(tmp_path: Path) -> None:
+    def result(p50: float, p99: float) -> dict[str, object]:
+        figures = {"p50_ms": p50, "p95_ms": p50 * 2, "p99_ms": p99}
+        return {"overall": figures, "operations": {"student_detail": figures}}
+
+    before, after = tmp_path / "before.json", tmp_path / "after.json"
+    before.write_text(json.dumps(result(10.0, 40.0)))
+    after.write_text(json.dumps(result(5.0, 60.0)))
+    shown = run_cli("loadtest", "compare", str(before), str(after))
+    assert shown.returncode == 0, shown.stderr
+    assert "10.00 → 5.00 (-50.0 %)" in shown.stdout and "40.00 → 60.00 (+50.0 %)" in shown.stdout
+    assert "student_detail" in shown.stdout
+    bad = run_cli("loadtest", "compare", str(before), str(tmp_path / "missing.json"))
+    assert bad.returncode == 2 and "cannot read result" in bad.stderr

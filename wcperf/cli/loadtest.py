@@ -1,0 +1,217 @@
+"""`wcperf loadtest`: replay a scenario, judge it against its targets, compare two runs."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from wcperf.cli.context import announce, err, out, postgres, redis_endpoint, state
+from wcperf.cli.render import table
+from wcperf.errors import ConfigError
+from wcperf.load import scenario as scenarios
+from wcperf.load.replay import replay
+from wcperf.load.report import html
+from wcperf.load.verdict import compare, judge
+from wcperf.observe import histogram as hdr
+from wcperf.observe.collect import published
+from wcperf.observe.snapshot import merge
+
+EXIT_MISSED = 1
+USAGE = (
+    "wcperf loadtest list | SCENARIO [--users N --spawn-rate R --duration 60s --processes N "
+    "--json out.json --html report.html] | compare BEFORE.json AFTER.json"
+)
+
+
+def loadtest(
+    ctx: typer.Context,
+    what: list[str] = typer.Argument(
+        ..., metavar="list | SCENARIO | compare BEFORE AFTER", show_default=False
+    ),
+    users: int | None = typer.Option(None, "--users", min=1, help="Simulated users."),
+    spawn_rate: float | None = typer.Option(None, "--spawn-rate", min=0.001, help="Users/s."),
+    duration: str | None = typer.Option(
+        None, "--duration", help="Measured time: 60s, 2m, or seconds."
+    ),
+    warmup: str | None = typer.Option(
+        None, "--warmup", help="Run first, unmeasured (default: the scenario's; 0 for none)."
+    ),
+    processes: int = typer.Option(1, "--processes", min=1, help="Worker processes."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the whole result here."),
+    html_path: Path | None = typer.Option(None, "--html", help="Write an HTML report here."),
+    seed: int = typer.Option(1, "--seed", help="Seed of the users' random choices."),
+) -> None:
+    """Replay a load scenario against the database and judge it against its targets.
+
+    SCENARIO is a bundled name (`wcperf loadtest list`) or a TOML file. Each
+    operation is timed at microsecond resolution (HDR, merged exactly across
+    processes); the result has per-operation and per-SQL-fingerprint P50/P95/P99,
+    cache hit rate, pool use and N+1 detections.
+
+    Exit 0 when every target is met, 1 when one is missed, 2 on error. While it
+    runs it publishes Snapshots: `wcperf monitor live` in another terminal shows it.
+    """
+    if what == ["list"]:
+        _list()
+        return
+    if what[0] == "compare":
+        if len(what) != 3:
+            raise ConfigError("compare takes two result files: compare BEFORE.json AFTER.json")
+        _compare(Path(what[1]), Path(what[2]))
+        return
+    if len(what) != 1:
+        raise ConfigError(f"usage: {USAGE}")
+    scenario = scenarios.load(scenarios.resolve(what[0])).with_overrides(
+        users=users,
+        spawn_rate=spawn_rate,
+        duration_s=scenarios.parse_duration(duration, "--duration") if duration else None,
+        warmup_s=_warmup(warmup),
+    )
+    url, settings = postgres(ctx, f"loadtest:{scenario.name}")
+    endpoint = redis_endpoint(ctx, "loadtest")
+    announce(ctx, endpoint)
+    ticker = _Ticker(endpoint.url, settings.redis_prefix, scenario, state(ctx).quiet)
+    try:
+        result = replay(scenario, url, processes=processes, seed=seed, tick=ticker)
+    finally:
+        ticker.close()
+    result["verdict"] = judge(result, scenario.targets)
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=1))
+    if html_path is not None:
+        html_path.write_text(html(result))
+    _summary(result)
+    if not result["verdict"]["passed"]:
+        raise typer.Exit(EXIT_MISSED)
+
+
+def _warmup(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    return 0.0 if raw.strip() in ("0", "0s") else scenarios.parse_duration(raw, "--warmup")
+
+
+class _Ticker:
+    """A compact live line from the workers' published Snapshots, every two seconds."""
+
+    def __init__(self, redis_url: str | None, prefix: str, s: scenarios.Scenario, quiet: bool):
+        self.prefix, self.scenario, self.quiet = prefix, s, quiet
+        self.command = f"loadtest:{s.name}"
+        self.client: Any = None
+        if redis_url and not quiet:
+            import redis
+
+            self.client = redis.Redis.from_url(redis_url, socket_timeout=0.5)
+        self.last = (0.0, 0)
+
+    def __call__(self, elapsed: float) -> None:
+        if self.quiet or elapsed - self.last[0] < 2:
+            return
+        total = self.scenario.warmup_s + self.scenario.duration_s
+        phase = " warming up" if elapsed < self.scenario.warmup_s else ""
+        line = f"{elapsed:5.0f}/{total:.0f} s{phase}"
+        if self.client is not None:
+            try:
+                snaps = [
+                    s
+                    for s in published(self.client, self.prefix)
+                    if any(src.command == self.command for src in s.sources)
+                ]
+                snap = merge(snaps, time.time())
+                overall = snap.overall()
+                count = overall.get_total_count()
+                rate = (count - self.last[1]) / max(elapsed - self.last[0], 0.001)
+                waiting = sum(p.waiting for p in snap.pools)
+                line += (
+                    f" · {rate:,.0f} queries/s · P99 {hdr.percentile_ms(overall, 99):.1f} ms"
+                    f" · pool waiting {waiting}"
+                )
+                self.last = (elapsed, count)
+            except Exception as exc:
+                line += f" · (no live figures: {type(exc).__name__})"
+        else:
+            self.last = (elapsed, 0)
+        err.print(line, markup=False, highlight=False)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
+def _list() -> None:
+    rows = []
+    for path in scenarios.available():
+        s = scenarios.load(path)
+        ops = ", ".join(f"{t.op} {t.weight}" for t in s.tasks)
+        rows.append([s.name, s.users, f"{s.duration_s:g} s", ops])
+    out.print(table("load scenarios", ["scenario", "users", "duration", "tasks"], rows))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read result {path}: {type(exc).__name__}") from None
+    if not isinstance(data, dict) or "operations" not in data or "overall" not in data:
+        raise ConfigError(f"{path} is not a wcperf loadtest --json result")
+    return data
+
+
+def _compare(before_path: Path, after_path: Path) -> None:
+    rows = compare(_read(before_path), _read(after_path))
+
+    def cell(d: dict[str, Any]) -> str:
+        if d["before"] is None or d["after"] is None:
+            return "-"
+        change = f" ({d['change_pct']:+.1f} %)" if d["change_pct"] is not None else ""
+        return f"{d['before']:.2f} → {d['after']:.2f}{change}"
+
+    out.print(
+        table(
+            f"{before_path.name} → {after_path.name} (ms)",
+            ["operation", "P50", "P95", "P99"],
+            [
+                [r["operation"], cell(r["p50_ms"]), cell(r["p95_ms"]), cell(r["p99_ms"])]
+                for r in rows
+            ],
+        )
+    )
+
+
+def _summary(result: dict[str, Any]) -> None:
+    o = result["overall"]
+    out.print(
+        table(
+            f"{result['scenario']}: {result['users']} users, {result['processes']} process(es), "
+            f"{result['seconds']:.1f} s",
+            ["operation", "count", "errors", "per s", "P50 ms", "P95 ms", "P99 ms", "max ms"],
+            [
+                [
+                    name,
+                    f"{r['count']:,}",
+                    r["errors"],
+                    r["rps"],
+                    r["p50_ms"],
+                    r["p95_ms"],
+                    r["p99_ms"],
+                    r["max_ms"],
+                ]
+                for name, r in [("overall", o), *sorted(result["operations"].items())]
+            ],
+        )
+    )
+    c, p = result["cache"], result["pool"]
+    out.print(
+        f"cache hit rate {c['hit_rate_pct'] if c['hit_rate_pct'] is not None else '-'} % · "
+        f"pool peak {p['peak_in_use']}/{p['max_size']} in use, {p['peak_waiting']} waiting, "
+        f"mean wait {p['mean_wait_ms']} ms · N+1 detections {len(result['n_plus_one'])}",
+        markup=False,
+    )
+    for check in result["verdict"]["checks"]:
+        mark = {True: "met", False: "MISSED", None: "no data"}[check["passed"]]
+        out.print(f"  {check['target']:<22} {check['value']!s:>10} vs {check['limit']:g}: {mark}")
+    out.print("PASS" if result["verdict"]["passed"] else "FAIL: a target was missed")
