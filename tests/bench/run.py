@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from tests.bench import bench_bulk, bench_cache, bench_migrate, bench_monitor, bench_seed
+from tests.bench import (
+    bench_bulk,
+    bench_cache,
+    bench_loadtest,
+    bench_migrate,
+    bench_monitor,
+    bench_seed,
+)
 
 
 def main() -> None:
@@ -16,6 +23,8 @@ def main() -> None:
     bench_cache.main([])
     print("\n== bulk: grade transition vs. one UPDATE; nurses' reads during the job ==")
     bench_bulk.main([])
+    print("\n== loadtest: point reads vs. pgbench; school-day at 200 users ==")
+    bench_loadtest.main([])
 
 
 if __name__ == "__main__":

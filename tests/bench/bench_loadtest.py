@@ -1,0 +1,117 @@
+"""Load replay against its floor, in one run, on the medium district (100 k students).
+
+- a point-read scenario (one student by primary key, no think time) through
+  `wcperf loadtest --processes 2` against pgbench running the same query with the
+  same number of clients (goal: at least 0.15x pgbench's rate);
+- school-day at 200 users sharing the workers' pools: P50/P95/P99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tests.bench.common import bench_database, save
+from wcperf.db import admin
+from wcperf.db.engine import Database
+from wcperf.load import scenario as scenarios
+from wcperf.load.replay import replay
+from wcperf.migrate import alembic_driver
+from wcperf.seed.district import District
+from wcperf.seed.load import seed
+from wcperf.settings import Settings
+
+POINT = """
+users = {clients}
+spawn_rate = {clients}
+duration = "{seconds}s"
+warmup = "3s"
+think_time_ms = [0, 0]
+[[tasks]]
+op = "point_read"
+weight = 1
+"""
+
+
+def pgbench(url: str, clients: int, seconds: int, students: int) -> float:
+    exe = shutil.which("pgbench")
+    if exe is None:
+        raise SystemExit("pgbench is not installed: the floor cannot be measured")
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
+        script.write(
+            f"\\set id random(1, {students})\n"
+            "select id, school_id, grade, status from students where id = :id;\n"
+        )
+    run = subprocess.run(
+        [exe, "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-T", str(seconds),
+         "-f", script.name, admin.libpq_url(url)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    Path(script.name).unlink()
+    match = re.search(r"tps = ([\d.]+)", run.stdout)
+    assert match, run.stdout
+    return float(match.group(1))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--students", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--users", type=int, default=200)
+    args = parser.parse_args(argv)
+    settings = Settings.from_env(command="bench")
+    results: dict[str, Any] = {}
+    with bench_database("wcperf_bench_load", "0001_baseline") as url:
+        seed(url, District(args.students, 42))
+        with Database(url, settings) as db:
+            alembic_driver.upgrade(db.engine)
+        floor = pgbench(url, args.clients, args.seconds, args.students)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "point-read.toml"
+            path.write_text(POINT.format(clients=args.clients, seconds=args.seconds))
+            point = scenarios.load(path)
+            ours = {n: replay(point, url, processes=n) for n in (1, 2)}
+        results["point_read"] = {
+            "pgbench_tps": floor,
+            **{f"wcperf_rps_{n}p": r["overall"]["rps"] for n, r in ours.items()},
+            **{f"wcperf_p99_ms_{n}p": r["overall"]["p99_ms"] for n, r in ours.items()},
+        }
+        print(f"point read, {args.clients} clients, {args.seconds} s:")
+        print(f"  pgbench (C, prepared)      {floor:10,.0f} transactions/s")
+        for n, r in ours.items():
+            o = r["overall"]
+            print(
+                f"  wcperf loadtest {n} process{'es' if n > 1 else '  '}  {o['rps']:10,.0f} req/s"
+                f"  → {o['rps'] / floor:.2f}x pgbench   P50 {o['p50_ms']:.2f} ms"
+                f"  P99 {o['p99_ms']:.2f} ms"
+            )
+        day = scenarios.load(scenarios.resolve("school-day")).with_overrides(
+            users=args.users, spawn_rate=50.0, duration_s=30.0
+        )
+        result = replay(day, url, processes=2)
+        o, pool, cache = result["overall"], result["pool"], result["cache"]
+        results["school_day"] = {k: v for k, v in o.items() if k != "hdr"} | {
+            "pool": pool,
+            "cache": cache,
+        }
+        print(f"school-day, {args.users} users, 2 processes, 30 s after a 10 s warm-up:")
+        print(
+            f"  {o['count']:,} operations, {o['rps']:,.0f}/s, errors {o['errors']}"
+            f"  P50 {o['p50_ms']:.2f} ms  P95 {o['p95_ms']:.2f} ms  P99 {o['p99_ms']:.2f} ms"
+        )
+        print(
+            f"  pool peak {pool['peak_in_use']}/{pool['max_size']} in use, peak waiting "
+            f"{pool['peak_waiting']}, mean wait {pool['mean_wait_ms']} ms;"
+            f" cache hit rate {cache['hit_rate_pct']} %"
+        )
+    print(f"results: {save('loadtest', results)}")
+
+
+if __name__ == "__main__":
+    main()
