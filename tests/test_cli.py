@@ -57,11 +57,6 @@ def test_missing_database(server_url: str) -> None:
     assert 'database "wcperf_no_such_database" does not exist' in line
 
 
-def test_not_yet_built_groups_say_so() -> None:
-    line = _one_line_error(run_cli("loadtest"))
-    assert "not built yet" in line
-
-
 def test_seed_then_refuse_then_dry_run(scratch_url: str) -> None:
     first = run_cli("--database-url", scratch_url, "seed", "--students", "500", "--json")
     assert first.returncode == 0, first.stderr

@@ -70,7 +70,8 @@ def test_percentiles_agree_with_the_statements_measured_underneath(
     result = json.loads(out.read_text())
     op = result["operations"]["point_read"]
     (statement,) = [q for q in result["queries"] if "FROM students WHERE id" in q["normalized"]]
-    assert statement["count"] == op["count"] > 50
+    # Equal but for operations in flight when measuring starts or stops (one per user).
+    assert op["count"] > 50 and abs(statement["count"] - op["count"]) <= 2 * 4
     for p in ("p50_ms", "p95_ms", "p99_ms"):
         assert op[p] >= statement[p]
 
