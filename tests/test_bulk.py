@@ -512,3 +512,20 @@ def test_live_latency_is_judged_against_its_level_before_the_job(
         assert decision.state == "pause"
         assert "other wcperf processes' P99" in decision.reason
     client.close()
+
+
+def test_reassign_atomic_gives_out_what_batches_give(
+    bulk_template: str, bulk_db: Database, settings: Settings
+) -> None:
+    outcome = run(
+        bulk_db, NurseReassign(), start(bulk_db, reassign_plan(bulk_db, None)), atomic=True
+    )
+    assert outcome.status == "done" and outcome.job.counts["moved"] == outcome.job.rows_total > 0
+    other = admin.with_database(bulk_db.url, admin.database_name(bulk_db.url) + "_r")
+    admin.clone_database(bulk_template, other)
+    try:
+        with Database(other, settings) as db2:
+            run(db2, NurseReassign(), start(db2, reassign_plan(db2, None)), batch_size=17)
+        assert rows(other) == rows(bulk_db.url)
+    finally:
+        admin.drop_database(other)

@@ -61,27 +61,23 @@ def parse_batch_size(raw: str) -> int | None:
     return int(raw)
 
 
-class RunFlags:
-    """The options every job command and `resume` share."""
-
-    def __init__(
-        self,
-        batch_size: str,
-        target_batch_ms: float,
-        sleep_ms: float,
-        atomic: bool,
-        no_backpressure: bool,
-        throttle: list[str] | None,
-    ) -> None:
-        thresholds = Thresholds.parse(os.environ.get("WCPERF_THROTTLE"))
-        self.options = RunOptions(
-            batch_size=parse_batch_size(batch_size),
-            target_batch_ms=target_batch_ms,
-            sleep_ms=sleep_ms,
-            atomic=atomic,
-            backpressure=not no_backpressure,
-            thresholds=Thresholds.parse(throttle, thresholds),
-        )
+def run_options(
+    batch_size: str,
+    target_batch_ms: float,
+    sleep_ms: float,
+    atomic: bool,
+    no_backpressure: bool,
+    throttle: list[str] | None,
+) -> RunOptions:
+    """The options every job command and `resume` share, thresholds over $WCPERF_THROTTLE."""
+    return RunOptions(
+        batch_size=parse_batch_size(batch_size),
+        target_batch_ms=target_batch_ms,
+        sleep_ms=sleep_ms,
+        atomic=atomic,
+        backpressure=not no_backpressure,
+        thresholds=Thresholds.parse(throttle, Thresholds.parse(os.environ.get("WCPERF_THROTTLE"))),
+    )
 
 
 def _batch_size() -> Any:
@@ -254,7 +250,9 @@ class _Display:
             self.bar.__exit__(None, None, None)
 
 
-def _run(ctx: typer.Context, db: Database, job: store.Job, flags: RunFlags, json_out: bool) -> None:
+def _run(
+    ctx: typer.Context, db: Database, job: store.Job, options: RunOptions, json_out: bool
+) -> None:
     kind = launch.KINDS[job.kind]
     with _services(ctx, db) as (redis_url, client, cache), _Display(json_out) as display:
         observer = Observer(db, db.settings, redis_url=redis_url)
@@ -262,7 +260,7 @@ def _run(ctx: typer.Context, db: Database, job: store.Job, flags: RunFlags, json
             db,
             kind,
             job.id,
-            flags.options,
+            options,
             redis_client=client,
             prefix=db.settings.redis_prefix,
             own_source=observer.source,
@@ -296,7 +294,7 @@ def _report(outcome: Outcome, json_out: bool) -> None:
 def _job_command(
     ctx: typer.Context,
     make_plan: Callable[[Connection], Plan],
-    flags: RunFlags,
+    options: RunOptions,
     dry_run: bool,
     json_out: bool,
 ) -> None:
@@ -316,7 +314,7 @@ def _job_command(
                 f"resuming job {job.id} ({job.shown_status}, {job.rows_done:,}/"
                 f"{job.rows_total:,} rows done) with the parameters it started with"
             )
-        _run(ctx, db, job, flags, json_out)
+        _run(ctx, db, job, options, json_out)
 
 
 # -- the jobs -------------------------------------------------------------------------
@@ -340,11 +338,11 @@ def grade_transition(
     json_out: bool = _json(),
 ) -> None:
     """Promote every active student one grade and graduate grade 12, once per school year."""
-    flags = RunFlags(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
+    options = run_options(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
     kind = GradeTransition()
     args = kind.args(school_year, school)
     when = _date(graduation_date) if graduation_date else None
-    _job_command(ctx, lambda c: kind.plan(c, args, when), flags, dry_run, json_out)
+    _job_command(ctx, lambda c: kind.plan(c, args, when), options, dry_run, json_out)
 
 
 def _date(raw: str) -> date:
@@ -375,10 +373,10 @@ def nurse_reassign(
     json_out: bool = _json(),
 ) -> None:
     """Move a nurse's active students to one nurse or balance them; refuse over max workload."""
-    flags = RunFlags(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
+    options = run_options(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
     kind = NurseReassign()
     args = kind.args(from_nurse, to_nurse, balance, max_workload)
-    _job_command(ctx, lambda c: kind.plan(c, args), flags, dry_run, json_out)
+    _job_command(ctx, lambda c: kind.plan(c, args), options, dry_run, json_out)
 
 
 @app.command("transfer")
@@ -408,11 +406,11 @@ def transfer(
 
     Every listed id must exist (checked in one query) or nothing is written.
     """
-    flags = RunFlags(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
+    options = run_options(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
     ids = read_ids(students) if students is not None else None
     kind = Transfer()
     args = kind.args(to_school, ids, from_school, grade)
-    _job_command(ctx, lambda c: kind.plan(c, args, ids, reason), flags, dry_run, json_out)
+    _job_command(ctx, lambda c: kind.plan(c, args, ids, reason), options, dry_run, json_out)
 
 
 # -- control from another terminal -------------------------------------------------------
@@ -502,7 +500,7 @@ def resume(
     json_out: bool = _json(),
 ) -> None:
     """Un-pause a live job, or continue an interrupted, failed or aborted one right here."""
-    flags = RunFlags(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
+    options = run_options(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
     with database(ctx, "bulk") as db:
         job = launch.with_conn(db, lambda c: store.get(c, job_id))
         if job.alive:
@@ -512,7 +510,7 @@ def resume(
         if job.status == "done":
             out.print(f"job {job_id} is already done")
             return
-        _run(ctx, db, job, flags, json_out)
+        _run(ctx, db, job, options, json_out)
 
 
 @app.command("set")
@@ -522,11 +520,7 @@ def set_(
     batch_size: str = typer.Option(..., "--batch-size", help="N rows per batch, or auto."),
 ) -> None:
     """Change a job's batch size; a running job takes it at its next batch."""
-    size = (
-        None
-        if batch_size == "auto"
-        else RunFlags(batch_size, 200, 0, False, False, None).options.batch_size
-    )
+    size = parse_batch_size(batch_size)
     with database(ctx, "bulk") as db:
         job = launch.with_conn(db, lambda c: store.set_batch_size(c, job_id, size))
     out.print(f"job {job.id}: batch size {job.batch_size or 'auto'}")

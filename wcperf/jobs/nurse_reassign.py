@@ -169,12 +169,6 @@ class NurseReassign:
         )
 
     def apply_all(self, conn: Connection, job: Job) -> BatchResult:
-        total = BatchResult(0, dict(job.checkpoint), {"moved": 0}, done=True)
-        while True:  # one statement pair per target nurse at most: O(nurses) queries
-            job.checkpoint = total.checkpoint
-            step = self.batch(conn, job, 1_000_000)
-            if step.done:
-                return total
-            total.rows += step.rows
-            total.counts["moved"] += step.rows
-            total.checkpoint = {**total.checkpoint, **step.checkpoint}
+        """Every remaining quota in one batch: one SELECT and one UPDATE."""
+        step = self.batch(conn, job, sum(quota for _, quota in job.plan["quotas"]))
+        return BatchResult(step.rows, step.checkpoint, {"moved": step.rows}, done=True)
