@@ -9,21 +9,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from datetime import date, datetime
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, timedelta, timezone
+from datetime import time as time_
 from pathlib import Path
 
 import pytest
 import redis as redis_lib
 from rich.console import Console
-from sqlalchemy import select, text
+from sqlalchemy import insert, literal, select, text
 from sqlalchemy.orm import Session
 
 from tests.conftest import REPO, run_cli
+from wcperf.cache import scopes
 from wcperf.cache.keys import cache_key, key_digest
 from wcperf.cache.tiered import QueryCache
 from wcperf.db.engine import Database
-from wcperf.db.schema import HealthRecord, Student
+from wcperf.db.schema import Appointment, HealthRecord, Student
 from wcperf.migrate import alembic_driver
 from wcperf.observe.observer import Observer
 from wcperf.observe.query_monitor import QueryMonitor
@@ -106,10 +108,8 @@ def test_a_committed_write_makes_the_next_read_fresh_here_and_elsewhere(
             assert len(fresh) == len(before) + 1 and fresh[0]["record_type"] == "injury"
             # The other process's L1 learns of the bump by pub/sub; wait for that, then read.
             deadline = time.monotonic() + 5
-            while (
-                other._local(("health_records",)) != cache._local(("health_records",))
-                and time.monotonic() < deadline
-            ):
+            depends = scopes.rows("health_records", student_id=7)
+            while other._local(depends) != cache._local(depends) and time.monotonic() < deadline:
                 time.sleep(0.01)
             assert hp.health_timeline(s, 7, cache=other) == fresh
     finally:
@@ -391,3 +391,130 @@ def test_cache_stats_reach_the_snapshot_and_the_monitor(
     console.print(cache_table(snap))
     shown = console.file.getvalue()  # type: ignore[attr-defined]
     assert "l1" in shown and "l2" in shown and "67 %" in shown
+
+
+# -- scoped invalidation: a write drops the entries of the rows it touched ----------
+
+
+def _loads(cache: QueryCache, read: Callable[[], object]) -> int:
+    """How many database loads `read` cost: 0 is a cache hit, 1 a fresh read."""
+    before = cache.counts["loads"]
+    read()
+    return cache.counts["loads"] - before
+
+
+def test_a_students_new_record_refreshes_their_timeline_and_no_other(
+    db: Database, cache: QueryCache
+) -> None:
+    assert scopes.rows("health_records", student_id=7) != scopes.rows(
+        "health_records", student_id=8
+    )
+    with Session(db.engine) as s:
+        seven = hp.health_timeline(s, 7, cache=cache)
+        hp.health_timeline(s, 8, cache=cache)
+        hp.add_health_record(s, 7, "injury", date(2026, 11, 24))
+        assert _loads(cache, lambda: hp.health_timeline(s, 8, cache=cache)) == 0
+        fresh = hp.health_timeline(s, 7, cache=cache)
+        assert len(fresh) == len(seven) + 1 and fresh[0]["record_date"] == date(2026, 11, 24)
+        # The dashboard-wide reads of the table still see every write.
+        assert _loads(cache, lambda: hp.graduating_students(s, 1, cache=cache)) == 1
+
+
+def _busy_day(s: Session) -> date:
+    found = s.scalar(
+        text(
+            "select scheduled_at::date from appointments where status = 'scheduled'"
+            " group by 1 having count(*) < 400 order by count(*) desc limit 1"
+        )
+    )
+    s.rollback()
+    assert isinstance(found, date)
+    return found
+
+
+def _ids(calendar: list[dict[str, object]]) -> dict[object, object]:
+    return {a["id"]: a["status"] for a in calendar}
+
+
+def test_appointment_writes_refresh_their_days_calendar_and_no_other(
+    db: Database, cache: QueryCache
+) -> None:
+    with Session(db.engine) as s:
+        day = _busy_day(s)
+        next_day = day + timedelta(days=1)
+        hp.appointment_calendar(s, day, cache=cache)
+        hp.appointment_calendar(s, next_day, cache=cache)
+        new = hp.create_appointment(s, 7, None, datetime.combine(day, datetime.min.time()))
+        assert _loads(cache, lambda: hp.appointment_calendar(s, next_day, cache=cache)) == 0
+        assert _ids(hp.appointment_calendar(s, day, cache=cache))[new] == "scheduled"
+
+        # One nurse's booking: her calendar that day and the day's reload, not a colleague's.
+        nurse_a, nurse_b = s.scalars(text("select id from users where role = 'nurse' limit 2"))
+        s.rollback()
+        hp.appointment_calendar(s, day, nurse_a, cache=cache)
+        hp.appointment_calendar(s, day, nurse_b, cache=cache)
+        booked = hp.create_appointment(s, 8, nurse_a, datetime.combine(day, time_(9, 45)))
+        assert _loads(cache, lambda: hp.appointment_calendar(s, day, nurse_b, cache=cache)) == 0
+        assert booked in _ids(hp.appointment_calendar(s, day, nurse_a, cache=cache))
+        assert booked in _ids(hp.appointment_calendar(s, day, cache=cache))
+
+        assert hp.change_appointment_status(s, new, "completed")
+        assert _loads(cache, lambda: hp.appointment_calendar(s, next_day, cache=cache)) == 0
+        assert _ids(hp.appointment_calendar(s, day, cache=cache))[new] == "completed"
+
+        # Rescheduling moves the row between days: both calendars, and every other, reload.
+        appt = s.get(Appointment, new)
+        assert appt is not None
+        appt.scheduled_at = datetime.combine(next_day, datetime.min.time())
+        s.commit()
+        assert new not in _ids(hp.appointment_calendar(s, day, cache=cache))
+        assert _ids(hp.appointment_calendar(s, next_day, cache=cache))[new] == "completed"
+
+
+def test_an_aware_timestamp_lands_on_the_sessions_day(db: Database, cache: QueryCache) -> None:
+    """02:00 on day D at UTC+14 is noon of D-1 in the session's zone (UTC here)."""
+    with Session(db.engine) as s:
+        day = _busy_day(s)
+        zone = s.scalar(text("show timezone"))
+        s.rollback()
+        assert zone in ("UTC", "Etc/UTC")
+        before = hp.appointment_calendar(s, day - timedelta(days=1), cache=cache)
+        hp.appointment_calendar(s, day, cache=cache)
+        kiritimati = timezone(timedelta(hours=14))
+        new = hp.create_appointment(s, 7, None, datetime.combine(day, time_(2, 0), kiritimati))
+        after = hp.appointment_calendar(s, day - timedelta(days=1), cache=cache)
+        assert new in _ids(after) and len(after) == len(before) + 1
+        assert _loads(cache, lambda: hp.appointment_calendar(s, day, cache=cache)) == 0
+
+
+def test_writes_that_cannot_be_placed_refresh_the_whole_table(
+    db: Database, cache: QueryCache
+) -> None:
+    with Session(db.engine) as s:
+        eight = hp.health_timeline(s, 8, cache=cache)
+        # Raw SQL: nothing proves which student's rows it wrote.
+        s.execute(
+            text(
+                "insert into health_records (student_id, record_type, record_date)"
+                " values (:s, 'injury', :d)"
+            ),
+            {"s": 8, "d": date(2026, 11, 24)},
+        )
+        s.commit()
+        assert len(hp.health_timeline(s, 8, cache=cache)) == len(eight) + 1
+        # INSERT ... SELECT through SQLAlchemy: its rows are whatever the SELECT finds.
+        hp.health_timeline(s, 9, cache=cache)
+        s.execute(
+            insert(HealthRecord).from_select(
+                ["student_id", "record_type", "record_date"],
+                select(Student.id, literal("checkup"), literal(date(2026, 11, 25))).where(
+                    Student.id == 9
+                ),
+            )
+        )
+        s.commit()
+        assert hp.health_timeline(s, 9, cache=cache)[0]["record_date"] == date(2026, 11, 25)
+        # A bulk job's bump names the table only.
+        assert _loads(cache, lambda: hp.health_timeline(s, 8, cache=cache)) == 1
+        cache.bump("health_records")
+        assert _loads(cache, lambda: hp.health_timeline(s, 8, cache=cache)) == 1

@@ -38,15 +38,14 @@ def test_school_day_measures_every_operation_and_writes_json_and_html(
     bulk_url: str, tmp_path: Path
 ) -> None:
     out, page = tmp_path / "result.json", tmp_path / "report.html"
-    flags = ["--users", "8", "--duration", "6s", "--warmup", "2s"]
-    flags += ["--json", str(out), "--html", str(page)]
+    flags = ["--users", "8", "--duration", "10s", "--json", str(out), "--html", str(page)]
     run = run_cli("-q", "--database-url", bulk_url, "loadtest", "school-day", *flags)
-    assert run.returncode in (0, 1), run.stderr  # 1: a target missed, judged below
+    assert run.returncode == 0, run.stdout + run.stderr  # every SPEC target, cache hits too
     result = json.loads(out.read_text())
     verdict = {c["target"]: c for c in result["verdict"]["checks"]}
-    assert {"p50_ms", "p95_ms", "p99_ms", "error_pct"} <= set(verdict)
-    assert verdict["p99_ms"]["passed"] and verdict["error_pct"]["passed"]
-    assert (run.returncode == 0) == all(c["passed"] is not False for c in verdict.values())
+    assert set(verdict) == {"p50_ms", "p95_ms", "p99_ms", "cache_hit_pct", "error_pct"}
+    assert all(c["passed"] for c in verdict.values()) and "PASS" in run.stdout
+    assert result["cache"]["hit_rate_pct"] == verdict["cache_hit_pct"]["value"] > 80
     ops = result["operations"]
     assert sum(o["count"] for o in ops.values()) == result["overall"]["count"] > 20
     for o in ops.values():  # the reported percentiles are the histogram's own

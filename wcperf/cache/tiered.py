@@ -1,19 +1,21 @@
-"""The query cache: L1 in process, L2 in Redis, invalidated by per-table generations.
+"""The query cache: L1 in process, L2 in Redis, invalidated by generations.
 
-Every table has a generation number (in Redis, and mirrored in each process).
-Reading: L1, where an entry is good while the generations of the tables it read
-are unchanged; then L2, one GET of a key that names those generations (so an
-entry written before a bump is simply never asked for again and ages out by its
-TTL); then the database, one loader per key: single-flight within the process, a
-short Redis lock across processes.
+Every table has a generation number, and a few tables also one per bucket of a
+scoping column (`scopes`): in Redis, and mirrored in each process. Reading: L1,
+where an entry is good while the generations it depends on are unchanged; then
+L2, one GET of a key that names those generations (so an entry written before a
+bump is simply never asked for again and ages out by its TTL); then the
+database, one loader per key: single-flight within the process, a short Redis
+lock across processes.
 
 Another process learns of a bump by pub/sub (well under a millisecond on
 loopback) and re-reads every generation each second in case a message was lost;
 a table's generation is read synchronously the first time a process uses it.
 
 Writing: attached to a Database, the cache sees every statement; a statement
-that writes marks each table it names on its connection, and when that
-connection's commit succeeds the tables' generations are bumped (INCR in Redis,
+that writes marks each table it names on its connection (narrowed to the rows it
+provably touched, `placing`), and when that connection's commit succeeds those
+generations are bumped (INCR in Redis,
 announced by pub/sub to other processes' L1). A rollback bumps nothing. Raw SQL
 and bulk UPDATEs through the engine are caught the same way; anything else calls
 `bump()`.
@@ -31,7 +33,7 @@ import pickle
 import secrets
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -41,6 +43,8 @@ from sqlalchemy import event
 from wcperf.cache.inventory import delete_entries, events_channel
 from wcperf.cache.keys import TTL_S, cache_key, key_digest, sign, verify
 from wcperf.cache.l1 import L1, L1Entry
+from wcperf.cache.placing import placed
+from wcperf.cache.scopes import written
 from wcperf.db.engine import Database
 from wcperf.observe.fingerprint import Fingerprinter
 
@@ -171,13 +175,17 @@ class QueryCache:
         return tuple(out)
 
     def bump(self, *tables: str) -> None:
-        """After a commit that wrote `tables`: every entry that read them is dead."""
-        if not tables:
+        """After a commit that wrote `tables` anywhere: every entry that read them is dead."""
+        self._bump(set().union(*(written(t) for t in tables)))
+
+    def _bump(self, names: Collection[str]) -> None:
+        """After a commit: bump these generation names (`scopes` says which a write has)."""
+        if not names:
             return
         self.counts["bumps"] += 1
-        for t in tables:
-            self._gens[t] = self._gens.get(t, 0) + 1
-        self._pending_bumps.update(tables)
+        for name in names:
+            self._gens[name] = self._gens.get(name, 0) + 1
+        self._pending_bumps.update(names)
         self._push_bumps()
 
     def _push_bumps(self) -> None:
@@ -405,15 +413,27 @@ class QueryCache:
 
     # -- operations ---------------------------------------------------------------
     def attach(self, db: Database) -> None:
-        """Bump the tables a transaction wrote, after its commit succeeds."""
-        db.commit_listeners.append(lambda tables: self.bump(*tables))
+        """Bump what a transaction wrote, after its commit succeeds.
+
+        Every table a writing statement names is taken as written, whole; the one it
+        writes is narrowed to the rows `placing` can prove it touched.
+        """
+        db.commit_listeners.append(self._bump)
 
         def track(
             conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
         ) -> None:
             fp = self._fp(statement)
-            if fp.writes and fp.tables:
-                conn.connection.driver_connection.mark_written(fp.tables)
+            if not (fp.writes and fp.tables):
+                return
+            target = placed(context)
+            names: set[str] = set()
+            for table in fp.tables:
+                if target is not None and table == target[0]:
+                    names |= written(table, target[1])
+                else:
+                    names |= written(table)
+            conn.connection.driver_connection.mark_written(names)
 
         event.listen(db.engine, "after_cursor_execute", track)
 

@@ -32,6 +32,12 @@ class Sample:
     first_day: date
     days: int
     dosage_forms: tuple[str, ...]
+    todays: tuple[int, ...]  # ids of the appointments on `today`
+
+    @property
+    def today(self) -> date:
+        """The scenario's "today": the middle of the seeded calendar."""
+        return self.first_day + timedelta(days=self.days // 2)
 
     @classmethod
     def read(cls, session: Session) -> Sample:
@@ -50,6 +56,17 @@ class Sample:
             session.scalars(text("select id from users where role = 'nurse' order by id"))
         )
         forms = tuple(session.scalars(text("select distinct dosage_form from medications")))
+        days = max((row[7] - row[6]).days, 1)
+        today = row[6] + timedelta(days=days // 2)
+        todays = tuple(
+            session.scalars(
+                text(
+                    "select id from appointments where scheduled_at >= :day"
+                    " and scheduled_at < :day + 1 order by id"
+                ),
+                {"day": today},
+            )
+        )
         session.rollback()
         return cls(
             (row[0], row[1]),
@@ -57,8 +74,9 @@ class Sample:
             (row[4], row[5]),
             nurses or (0,),
             row[6],
-            max((row[7] - row[6]).days, 1),
+            days,
             forms or ("tablet",),
+            todays,
         )
 
     def student(self, rng: random.Random) -> int:
@@ -81,10 +99,20 @@ class Sample:
         return low + (rng.randrange(hot) * (span // hot)) % span
 
     def day(self, rng: random.Random) -> date:
-        """Mostly the days around the middle of the calendar ("this week"), else any."""
+        """The calendar a nurse opens: mostly today's, else any day's."""
         if rng.random() < HOT_SHARE:
-            return self.first_day + timedelta(days=self.days // 2 + rng.randrange(3))
+            return self.today
         return self.first_day + timedelta(days=rng.randrange(self.days))
+
+    def booking_day(self, rng: random.Random) -> date:
+        """A new appointment or record: a follow-up booked over the next two weeks."""
+        return self.today + timedelta(days=rng.randrange(14))
+
+    def appointment(self, rng: random.Random) -> int:
+        """A status change: mostly one of today's appointments (seen, missed), else any."""
+        if self.todays and rng.random() < HOT_SHARE:
+            return rng.choice(self.todays)
+        return rng.randint(*self.appointments)
 
 
 HOT_SHARE = 0.8  # reads that go to the day's students: check-ins, follow-ups
@@ -102,13 +130,15 @@ def _point_read(s: Session, c: QueryCache | None, r: random.Random, x: Sample) -
 
 
 def _create_appointment(s: Session, c: QueryCache | None, r: random.Random, x: Sample) -> Any:
-    when = datetime.combine(x.day(r), datetime.min.time()) + timedelta(minutes=15 * r.randrange(32))
+    when = datetime.combine(x.booking_day(r), datetime.min.time()) + timedelta(
+        minutes=15 * r.randrange(32)
+    )
     kind = r.choice(names.APPOINTMENT_TYPES)
     return hp.create_appointment(s, x.student(r), r.choice(x.nurses), when, kind)
 
 
 def _add_health_record(s: Session, c: QueryCache | None, r: random.Random, x: Sample) -> Any:
-    return hp.add_health_record(s, x.student(r), r.choice(names.RECORD_TYPES), x.day(r))
+    return hp.add_health_record(s, x.student(r), r.choice(names.RECORD_TYPES), x.today)
 
 
 OPERATIONS: dict[str, Operation] = {
@@ -131,7 +161,7 @@ OPERATIONS: dict[str, Operation] = {
     "create_appointment": _create_appointment,
     "add_health_record": _add_health_record,
     "change_appointment_status": lambda s, c, r, x: hp.change_appointment_status(
-        s, r.randint(*x.appointments), r.choice(hp.STATUSES)
+        s, x.appointment(r), r.choice(hp.STATUSES)
     ),
     # The harness's own check: 200 ms in the server, nothing else.
     "sleep_200ms": lambda s, c, r, x: s.execute(text("select pg_sleep(0.2)")).first(),

@@ -39,31 +39,67 @@ from wcperf.cache.tiered import QueryCache
 from wcperf.db.engine import Database
 from wcperf.db.servers import resolve_redis
 from wcperf.load import scenario as scenarios
-from wcperf.load.operations import OPERATIONS, Sample
+from wcperf.load.operations import OPERATIONS, WRITES, Sample
 from wcperf.observe import histogram as hdr
 from wcperf.observe.observer import Observer
 from wcperf.settings import Settings
 
 
+class Phase:
+    """Warming up, users read as fast as they can and write nothing: in seconds the cache
+    holds what a day's traffic would have left in it (about one TTL of reads), without
+    the scenario's writes changing the data first. Then the users settle (start nothing
+    until the warm-up's operations have finished, so none of its queueing is measured),
+    and the measured phase starts."""
+
+    warming = True
+    settling = False
+    in_flight = 0
+
+    def settle(self, timeout_s: float = 10.0) -> None:
+        self.warming, self.settling = False, True
+        deadline = time.monotonic() + timeout_s
+        while self.in_flight and time.monotonic() < deadline:
+            gevent.sleep(0.005)
+
+    def measure(self) -> None:
+        self.settling = False
+
+
 def user_class(
-    s: scenarios.Scenario, db: Database, cache: QueryCache | None, sample: Sample, seed: int
+    s: scenarios.Scenario,
+    db: Database,
+    cache: QueryCache | None,
+    sample: Sample,
+    seed: int,
+    phase: Phase,
 ) -> tuple[type[locust.User], dict[str, Any], dict[str, int]]:
     histograms = {t.op: hdr.new_histogram() for t in s.tasks}
     errors = dict.fromkeys(histograms, 0)
     seeds = random.Random(seed)
+    think_s = (s.think_time_ms[0] / 1000, s.think_time_ms[1] / 1000)
 
     def task_for(op_name: str) -> Any:
         operation = OPERATIONS[op_name]
+        writes = op_name in WRITES
 
         def task(user: Any) -> None:
+            if phase.settling or (writes and phase.warming):
+                return
+            measured = not phase.warming
             error: BaseException | None = None
+            phase.in_flight += 1
             started = time.perf_counter_ns()
             try:
                 with Session(db.engine) as session:
                     operation(session, cache, user.rng, sample)
             except Exception as exc:  # counted by type; a message may quote a value
                 error = RuntimeError(type(exc).__name__)
-                errors[op_name] += 1
+                errors[op_name] += measured
+            finally:
+                phase.in_flight -= 1
+            if not measured:
+                return
             us = max(1, (time.perf_counter_ns() - started) // 1000)
             histograms[op_name].record_value(min(us, hdr.HIGHEST_US))
             user.environment.events.request.fire(
@@ -79,11 +115,13 @@ def user_class(
         return task
 
     class ScenarioUser(locust.User):
-        wait_time = locust.between(s.think_time_ms[0] / 1000, s.think_time_ms[1] / 1000)
         tasks = {task_for(t.op): t.weight for t in s.tasks}  # noqa: RUF012
 
         def on_start(self) -> None:
             self.rng = random.Random(seeds.random())
+
+        def wait_time(self) -> float:
+            return 0.0 if phase.warming else self.rng.uniform(*think_s)
 
     return ScenarioUser, histograms, errors
 
@@ -114,7 +152,8 @@ def run(
         observer = Observer(
             db, settings, redis_url=redis_url, cache_stats=cache.stats if cache else None
         )
-        klass, histograms, errors = user_class(s, db, cache, sample, seed)
+        phase = Phase()
+        klass, histograms, errors = user_class(s, db, cache, sample, seed, phase)
         env = Environment(user_classes=[klass], events=locust.events)
         runner = env.create_local_runner()
         peak = {"in_use": 0, "waiting": 0}
@@ -130,6 +169,7 @@ def run(
             watcher = gevent.spawn(watch_pool)
             runner.start(users, spawn_rate=spawn_rate)
             gevent.sleep(warmup_s)
+            phase.settle()
             # The measurement starts now: what the warm-up did is subtracted or reset.
             for h in histograms.values():
                 h.reset()
@@ -140,6 +180,7 @@ def run(
             before = {q.fingerprint: q for q in observer.snapshot().queries}
             pool_before = db.figures()
             started = time.monotonic()
+            phase.measure()
             gevent.spawn_later(duration_s, runner.quit)
             runner.greenlet.join()
             elapsed = time.monotonic() - started

@@ -17,10 +17,11 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, distinct, func, select
+from sqlalchemy import Select, and_, distinct, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, joinedload
 
+from wcperf.cache import scopes
 from wcperf.cache.tiered import QueryCache
 from wcperf.db.schema import (
     Appointment,
@@ -179,7 +180,7 @@ def health_timeline(
         if record_type is None
         else (lambda: _timeline_stmt(0, "")),
         {"student_id": student_id, "type": record_type, "page": page, "size": page_size},
-        ("health_records",),
+        scopes.rows("health_records", student_id=student_id),
         load,
     )
 
@@ -333,6 +334,9 @@ def appointment_calendar(
             for a, s, u in session.execute(_calendar_stmt(day, nurse_id))
         ]
 
+    scope: dict[str, Any] = {"scheduled_at": day}
+    if nurse_id is not None:
+        scope["nurse_id"] = nurse_id
     return _cached(
         cache,
         "appointment_calendar",
@@ -340,7 +344,7 @@ def appointment_calendar(
         "calendar" if nurse_id is None else "calendar_nurse",
         (lambda: _calendar_stmt()) if nurse_id is None else (lambda: _calendar_stmt(nurse_id=0)),
         {"day": day.isoformat(), "nurse_id": nurse_id},
-        ("appointments", "students", "users"),
+        (*scopes.rows("appointments", **scope), "students", "users"),
         load,
     )
 
@@ -468,8 +472,10 @@ def create_appointment(
         recurring_group_id=recurring_group_id,
     )
     session.add(appt)
+    session.flush()
+    new_id = appt.id  # before the commit expires it: no SELECT to read it back
     session.commit()
-    return appt.id
+    return new_id
 
 
 def add_health_record(
@@ -492,20 +498,41 @@ def add_health_record(
         is_confidential=is_confidential,
     )
     session.add(record)
+    session.flush()
+    new_id = record.id
     session.commit()
-    return record.id
+    return new_id
 
 
 STATUSES = ("scheduled", "completed", "cancelled", "no_show")
 
 
 def change_appointment_status(session: Session, appointment_id: int, status: str) -> bool:
+    """The UPDATE names the appointment's time and nurse as read: the cache then drops
+    only that day's calendars (that nurse's and the day's), and a concurrent reschedule
+    makes this a no-op, not a blind write."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-    appt = session.get(Appointment, appointment_id)
-    if appt is None:
+    seen = session.execute(
+        select(Appointment.scheduled_at, Appointment.nurse_id).where(
+            Appointment.id == appointment_id
+        )
+    ).first()
+    if seen is None:
+        session.rollback()
         return False
-    appt.status = status
-    appt.updated_at = func.now()
+    at, nurse_id = seen
+    changed = session.execute(
+        update(Appointment)
+        .where(
+            Appointment.id == appointment_id,
+            Appointment.scheduled_at == at,
+            Appointment.nurse_id == nurse_id
+            if nurse_id is not None
+            else Appointment.nurse_id.is_(None),
+        )
+        .values(status=status, updated_at=func.now())
+        .execution_options(synchronize_session=False)
+    ).rowcount
     session.commit()
-    return True
+    return bool(changed)

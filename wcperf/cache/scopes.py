@@ -1,0 +1,112 @@
+"""Generation names: what a cached read depends on, and what a write invalidates.
+
+A whole-table generation makes every write kill every entry that read the table:
+one new health record and every cached timeline of the district is gone. So a
+few tables are also scoped by a column or a pair of columns (a student's
+records; a day's appointments; one nurse's appointments that day), in buckets of
+those columns' values.
+
+For a read of the rows of `table` where the scope's columns equal given values,
+the entry depends on two names: `table!scope` (a write whose rows we could not
+place) and `table.scope.<bucket of the values>` (a write that placed its rows
+there). A read that is not scoped depends on `table` itself, which every write
+bumps.
+
+A write is placed only when it provably touches rows of known values: an INSERT
+whose rows give the columns values, or an UPDATE/DELETE whose WHERE pins the
+columns to one value each and whose SET leaves them alone (`placing`). Anything
+else (raw SQL, INSERT ... SELECT, an UPDATE that moves rows between values, a
+bulk job) bumps the whole table, so a wrong guess can only cost hits, never
+serve a stale entry. Buckets hold ids and days, never PHI, and bound the number
+of generation keys in Redis.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+BUCKETS = 4096
+UNPLACED = object()
+
+
+def _day(value: Any) -> Any:
+    """A naive timestamp's day is the day readers ask for (`placing` turns aware ones into
+    the session's wall clock)."""
+    if isinstance(value, datetime):
+        return value.date() if value.tzinfo is None else UNPLACED
+    return value if isinstance(value, date) else UNPLACED
+
+
+def _id(value: Any) -> Any:
+    if value is None:  # a row with no nurse: placed, and no `nurse_id = v` read asks for it
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return UNPLACED
+
+
+# table -> its scopes, each a tuple of (column, how a value is reduced before bucketing)
+SCOPED: dict[str, tuple[tuple[tuple[str, Callable[[Any], Any]], ...], ...]] = {
+    "health_records": ((("student_id", _id),),),
+    "appointments": (
+        (("scheduled_at", _day),),
+        (("scheduled_at", _day), ("nurse_id", _id)),
+    ),
+}
+
+
+def scoped_columns(table: str) -> set[str]:
+    return {col for scope in SCOPED.get(table, ()) for col, _ in scope}
+
+
+def _scope(table: str, columns: Iterable[str]) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    wanted = tuple(sorted(columns))
+    for scope in SCOPED.get(table, ()):
+        if tuple(sorted(col for col, _ in scope)) == wanted:
+            return scope
+    raise ValueError(f"{table} has no cache scope on {', '.join(wanted)}")
+
+
+def _name(table: str, scope: tuple[tuple[str, Callable[[Any], Any]], ...]) -> str:
+    return f"{table}." + "+".join(col for col, _ in scope)
+
+
+def _bucket(
+    table: str, scope: tuple[tuple[str, Callable[[Any], Any]], ...], row: Mapping[str, Any]
+) -> str | None:
+    parts = []
+    for col, reduce in scope:
+        if col not in row:
+            return None
+        value = reduce(row[col])
+        if value is UNPLACED:
+            return None
+        parts.append(value.isoformat() if isinstance(value, date) else repr(value))
+    return f"{_name(table, scope)}.{zlib.crc32(chr(31).join(parts).encode()) % BUCKETS}"
+
+
+def rows(table: str, **values: Any) -> tuple[str, ...]:
+    """What a read of `table` restricted to `column = value` for each given pair depends on."""
+    scope = _scope(table, values)
+    name = _bucket(table, scope, values)
+    if name is None:  # a value no write could be placed at: depend on the whole table
+        return (table,)
+    return (f"{table}!" + _name(table, scope).partition(".")[2], name)
+
+
+def written(table: str, placed: Iterable[Mapping[str, Any]] | None = None) -> set[str]:
+    """What a committed write to `table` bumps. `placed` holds, for each row (or row set)
+    written, the scoped columns' values it is known to hold; None places nothing."""
+    names = {table}
+    placed = list(placed or ())
+    for scope in SCOPED.get(table, ()):
+        buckets = [_bucket(table, scope, row) for row in placed] or [None]
+        if None in buckets:
+            names.add(f"{table}!" + _name(table, scope).partition(".")[2])
+        else:
+            names.update(b for b in buckets if b)
+    return names
