@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tests.conftest import REPO, SERVER_VARS, run_cli
 from wcperf.db import admin
+from wcperf.load.replay import _free_port
 from wcperf.observe import histogram as hdr
 
 POINT_READ = """
@@ -126,3 +127,54 @@ def test_compare_puts_two_results_side_by_side(tmp_path: Path) -> None:
     assert "student_detail" in shown.stdout
     bad = run_cli("loadtest", "compare", str(before), str(tmp_path / "missing.json"))
     assert bad.returncode == 2 and "cannot read result" in bad.stderr
+
+
+def _cli(*args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_VARS}
+    return subprocess.Popen(
+        [sys.executable, "-m", "wcperf", "-q", *args], cwd=REPO, env={**env, "NO_COLOR": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_a_master_merges_workers_started_elsewhere(bulk_url: str, tmp_path: Path) -> None:
+    """The several-machines recipe, on one machine: a master, and two `--worker` commands."""
+    port = str(_free_port())
+    out = tmp_path / "r.json"
+    path = scenario(tmp_path, "points", users=6)
+    master = _cli("--database-url", bulk_url, "loadtest", str(path), "--warmup", "1s", "--master",
+                  f"127.0.0.1:{port}", "--expect-workers", "3", "--json", str(out))  # fmt: skip
+    workers = [
+        _cli("--database-url", bulk_url, "loadtest", str(path), "--worker", f"127.0.0.1:{port}",
+             "--processes", n)
+        for n in ("2", "1")
+    ]  # fmt: skip
+    for w in workers:
+        _, stderr = w.communicate(timeout=120)
+        assert w.returncode == 0, stderr
+    stdout, stderr = master.communicate(timeout=120)
+    assert master.returncode == 0, stdout + stderr
+    result = json.loads(out.read_text())
+    assert result["processes"] == 3 and result["users"] == 6
+    op = result["operations"]["point_read"]
+    assert op["count"] == result["overall"]["count"] > 50
+    assert hdr.decode(op["hdr"]).get_total_count() == op["count"]
+    assert result["pool"]["max_size"] == 3 * 10  # each worker brought its own pool
+
+
+def test_a_worker_with_another_scenario_is_refused(bulk_url: str, tmp_path: Path) -> None:
+    port = str(_free_port())
+    ours, theirs = scenario(tmp_path, "ours", duration="1s"), scenario(tmp_path, "theirs", think=9)
+    master = _cli("--database-url", bulk_url, "loadtest", str(ours), "--warmup", "0",
+                  "--master", f"127.0.0.1:{port}")  # fmt: skip
+    worker = _cli(
+        "--database-url", bulk_url, "loadtest", str(theirs), "--worker", f"127.0.0.1:{port}"
+    )
+    worker.communicate(timeout=120)
+    _, stderr = master.communicate(timeout=120)
+    assert master.returncode == 2
+    assert "scenario differs from the master's" in stderr.strip().splitlines()[-1]
+    assert (
+        "--master must be HOST or HOST:PORT"
+        in run_cli("loadtest", str(ours), "--master", "host:port").stderr
+    )

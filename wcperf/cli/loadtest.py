@@ -13,7 +13,7 @@ from wcperf.cli.context import announce, err, out, postgres, redis_endpoint, sta
 from wcperf.cli.render import table
 from wcperf.errors import ConfigError
 from wcperf.load import scenario as scenarios
-from wcperf.load.replay import replay
+from wcperf.load.replay import Master, join, parse_endpoint, replay
 from wcperf.load.report import html
 from wcperf.load.verdict import compare, judge
 from wcperf.observe import histogram as hdr
@@ -23,6 +23,7 @@ from wcperf.observe.snapshot import merge
 EXIT_MISSED = 1
 USAGE = (
     "wcperf loadtest list | SCENARIO [--users N --spawn-rate R --duration 60s --processes N "
+    "--master BIND[:PORT] --expect-workers N | --worker HOST[:PORT] "
     "--json out.json --html report.html] | compare BEFORE.json AFTER.json"
 )
 
@@ -40,7 +41,28 @@ def loadtest(
     warmup: str | None = typer.Option(
         None, "--warmup", help="Run first, unmeasured (default: the scenario's; 0 for none)."
     ),
-    processes: int = typer.Option(1, "--processes", min=1, help="Worker processes."),
+    processes: int = typer.Option(
+        1,
+        "--processes",
+        min=1,
+        help="Worker processes here; 2 or more run under a locust master, merged exactly.",
+    ),
+    master: str | None = typer.Option(
+        None,
+        "--master",
+        metavar="BIND[:PORT]",
+        help="Run no users here: wait for --expect-workers started elsewhere with --worker, "
+        "then judge their merged result (e.g. --master 0.0.0.0:5557).",
+    ),
+    expect_workers: int = typer.Option(
+        1, "--expect-workers", min=1, help="With --master: worker processes to wait for."
+    ),
+    worker: str | None = typer.Option(
+        None,
+        "--worker",
+        metavar="HOST[:PORT]",
+        help="Run --processes workers for the master at HOST; it judges, this exits 0 when done.",
+    ),
     json_path: Path | None = typer.Option(None, "--json", help="Write the whole result here."),
     html_path: Path | None = typer.Option(None, "--html", help="Write an HTML report here."),
     seed: int = typer.Option(1, "--seed", help="Seed of the users' random choices."),
@@ -71,12 +93,24 @@ def loadtest(
         duration_s=scenarios.parse_duration(duration, "--duration") if duration else None,
         warmup_s=_warmup(warmup),
     )
+    if master and worker:
+        raise ConfigError("--master and --worker are two ends: give one")
+    leader = None
+    if master:
+        host, port = parse_endpoint(master, "--master")
+        leader = Master(host, port, expect_workers)
     url, settings = postgres(ctx, f"loadtest:{scenario.name}")
     endpoint = redis_endpoint(ctx, "loadtest")
     announce(ctx, endpoint)
+    if worker:
+        master_at = parse_endpoint(worker, "--worker")
+        join(scenario, url, master_at, processes=processes, seed=seed)
+        err.print(f"{processes} worker(s) done; the master at {worker} has the result")
+        return
     ticker = _Ticker(endpoint.url, settings.redis_prefix, scenario, state(ctx).quiet)
+    ticker.timed = leader is None  # a master's clock starts when its workers have come
     try:
-        result = replay(scenario, url, processes=processes, seed=seed, tick=ticker)
+        result = replay(scenario, url, processes=processes, seed=seed, tick=ticker, master=leader)
     finally:
         ticker.close()
     result["verdict"] = judge(result, scenario.targets)
@@ -107,13 +141,17 @@ class _Ticker:
 
             self.client = redis.Redis.from_url(redis_url, socket_timeout=0.5)
         self.last = (0.0, 0)
+        self.timed = True
 
     def __call__(self, elapsed: float) -> None:
         if self.quiet or elapsed - self.last[0] < 2:
             return
         total = self.scenario.warmup_s + self.scenario.duration_s
-        phase = " warming up" if elapsed < self.scenario.warmup_s else ""
-        line = f"{elapsed:5.0f}/{total:.0f} s{phase}"
+        if self.timed:
+            phase = " warming up" if elapsed < self.scenario.warmup_s else ""
+            line = f"{elapsed:5.0f}/{total:.0f} s{phase}"
+        else:
+            line = f"{elapsed:5.0f} s"
         if self.client is not None:
             try:
                 snaps = [

@@ -21,6 +21,7 @@ an error too, so a typo cannot silently drop a target.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -64,6 +65,13 @@ class Scenario:
     def with_overrides(self, **given: Any) -> Scenario:
         """The scenario with command-line values (users, spawn rate, duration) where given."""
         return replace(self, **{k: v for k, v in given.items() if v is not None})
+
+    @property
+    def digest(self) -> str:
+        """What a worker's users do (tasks and think time): a master and its workers on
+        other machines must agree on it; users, durations and targets are the master's."""
+        shape = repr((self.think_time_ms, tuple((t.op, t.weight) for t in self.tasks)))
+        return hashlib.sha256(shape.encode()).hexdigest()[:16]
 
 
 def scenarios_path() -> Path:

@@ -1,6 +1,12 @@
 """One load-test process: locust's users running the scenario's operations.
 
-    python -m wcperf.load.worker SCENARIO.toml RESULT.json USERS SPAWN_RATE DURATION_S WARMUP_S SEED
+    python -m wcperf.load.worker local SCENARIO.toml RESULT.json USERS SPAWN_RATE DURATION_S \
+        WARMUP_S SEED
+    python -m wcperf.load.worker join SCENARIO.toml MASTER_HOST MASTER_PORT SEED
+
+`local` runs alone with locust's local runner and writes its result. `join` is a
+locust worker: it connects to a `wcperf.load.master`, which spawns its users,
+tells it when the measurement starts and asks for its result at the end.
 
 Run as a process of its own because of import order: gevent must patch the
 standard library before psycopg is imported, or psycopg keeps its C wait function
@@ -45,6 +51,9 @@ from wcperf.observe.observer import Observer
 from wcperf.settings import Settings
 
 
+MEASURE, REPORT, RESULT = "wcperf_measure", "wcperf_report", "wcperf_result"
+
+
 class Phase:
     """Warming up, users read as fast as they can and write nothing: in seconds the cache
     holds what a day's traffic would have left in it (about one TTL of reads), without
@@ -54,6 +63,7 @@ class Phase:
 
     warming = True
     settling = False
+    done = False
     in_flight = 0
 
     def settle(self, timeout_s: float = 10.0) -> None:
@@ -64,6 +74,9 @@ class Phase:
 
     def measure(self) -> None:
         self.settling = False
+
+
+USER_CLASS = "ScenarioUser"  # the master dispatches users by class name
 
 
 def user_class(
@@ -84,7 +97,7 @@ def user_class(
         writes = op_name in WRITES
 
         def task(user: Any) -> None:
-            if phase.settling or (writes and phase.warming):
+            if phase.settling or phase.done or (writes and phase.warming):
                 return
             measured = not phase.warming
             error: BaseException | None = None
@@ -123,6 +136,8 @@ def user_class(
         def wait_time(self) -> float:
             return 0.0 if phase.warming else self.rng.uniform(*think_s)
 
+    ScenarioUser.__name__ = USER_CLASS
+
     return ScenarioUser, histograms, errors
 
 
@@ -134,108 +149,172 @@ def warm_pool(db: Database) -> None:
         db.pool.putconn(g.value)
 
 
+class Load:
+    """This process's share of a scenario: its pool, cache, users and measurements."""
+
+    def __init__(self, path: Path, seed: int) -> None:
+        self.scenario = s = scenarios.load(path)
+        settings = replace(Settings.from_env(), command=f"loadtest:{s.name}")
+        redis_url = resolve_redis(settings, start=False).url
+        self.db = Database(settings.database_url or "", settings)
+        self.cache: QueryCache | None = None
+        if redis_url:
+            secret = load_secret(settings.cache_secret, settings.home)
+            self.cache = QueryCache(redis_url, secret=secret, prefix=settings.redis_prefix)
+            self.cache.attach(self.db)
+        with Session(self.db.engine) as session:
+            sample = Sample.read(session)
+        warm_pool(self.db)
+        self.observer = Observer(
+            self.db,
+            settings,
+            redis_url=redis_url,
+            cache_stats=self.cache.stats if self.cache else None,
+        )
+        self.phase = Phase()
+        self.user, self.histograms, self.errors = user_class(
+            s, self.db, self.cache, sample, seed, self.phase
+        )
+        self.peak = {"in_use": 0, "waiting": 0}
+        self.users = 0
+        self.warmup_s = 0.0
+        self._watcher: Any = None
+        self._before: dict[str, Any] = {}
+        self._pool_before = self.db.figures()
+        self._started = time.monotonic()
+
+    def __enter__(self) -> Load:
+        self.observer.__enter__()
+        self._watcher = gevent.spawn(self._watch_pool)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._watcher.kill()
+        self.observer.__exit__(*exc)
+        if self.cache is not None:
+            self.cache.close()
+        self.db.close()
+
+    def _watch_pool(self) -> None:
+        while True:
+            f = self.db.figures()
+            self.peak["in_use"] = max(self.peak["in_use"], f.in_use)
+            self.peak["waiting"] = max(self.peak["waiting"], f.waiting)
+            gevent.sleep(0.05)
+
+    def measure(self) -> None:
+        """The warm-up ends: settle, forget what it did, and start measuring."""
+        self.phase.settle()
+        for h in self.histograms.values():
+            h.reset()
+        self.errors.update(dict.fromkeys(self.errors, 0))
+        if self.cache is not None:
+            self.cache.counts.update(dict.fromkeys(self.cache.counts, 0))
+        self.peak.update(in_use=0, waiting=0)
+        self._before = {q.fingerprint: q for q in self.observer.snapshot().queries}
+        self._pool_before = self.db.figures()
+        self._started = time.monotonic()
+        self.phase.measure()
+
+    def result(self) -> dict[str, Any]:
+        """The measurement ends: users start nothing more; what was measured, as JSON."""
+        elapsed = time.monotonic() - self._started
+        self.phase.done = True
+        snap = self.observer.snapshot()
+        figures = self.db.figures()
+        queries = []
+        for q in snap.queries:
+            old = self._before.get(q.fingerprint)
+            counts = hdr.counts(q.hdr)
+            if old is not None:
+                counts = hdr.window(counts, hdr.counts(old.hdr))
+            count = q.count - (old.count if old else 0)
+            if count:
+                queries.append(
+                    {
+                        "fingerprint": q.fingerprint,
+                        "normalized": q.normalized,
+                        "count": count,
+                        "errors": q.errors - (old.errors if old else 0),
+                        "hdr": hdr.encode(hdr.from_counts(counts)),
+                    }
+                )
+        before = self._pool_before
+        return {
+            "scenario": self.scenario.name,
+            "users": self.users,
+            "seconds": round(elapsed, 3),
+            "warmup_s": self.warmup_s,
+            "operations": {
+                op: {"errors": self.errors[op], "hdr": hdr.encode(h)}
+                for op, h in self.histograms.items()
+            },
+            "queries": queries,
+            "cache": snap.cache,
+            "pool": {
+                "max_size": figures.max_size,
+                "peak_in_use": self.peak["in_use"],
+                "peak_waiting": self.peak["waiting"],
+                "requests": figures.requests - before.requests,
+                "requests_queued": figures.requests_queued - before.requests_queued,
+                "wait_ms_total": figures.wait_ms_total - before.wait_ms_total,
+                "timeouts": figures.timeouts - before.timeouts,
+            },
+            "n_plus_one": [
+                {"normalized": n.normalized, "call_site": n.call_site, "count": n.count}
+                for n in snap.n_plus_one
+            ],
+        }
+
+
 def run(
     path: Path, users: int, spawn_rate: float, duration_s: float, warmup_s: float, seed: int
 ) -> dict[str, Any]:
-    s = scenarios.load(path)
-    settings = replace(Settings.from_env(), command=f"loadtest:{s.name}")
-    redis_url = resolve_redis(settings, start=False).url
-    with Database(settings.database_url or "", settings) as db:
-        cache = None
-        if redis_url:
-            secret = load_secret(settings.cache_secret, settings.home)
-            cache = QueryCache(redis_url, secret=secret, prefix=settings.redis_prefix)
-            cache.attach(db)
-        with Session(db.engine) as session:
-            sample = Sample.read(session)
-        warm_pool(db)
-        observer = Observer(
-            db, settings, redis_url=redis_url, cache_stats=cache.stats if cache else None
-        )
-        phase = Phase()
-        klass, histograms, errors = user_class(s, db, cache, sample, seed, phase)
-        env = Environment(user_classes=[klass], events=locust.events)
+    """Alone, with locust's local runner."""
+    with Load(path, seed) as load:
+        load.users, load.warmup_s = users, warmup_s
+        env = Environment(user_classes=[load.user], events=locust.events)
         runner = env.create_local_runner()
-        peak = {"in_use": 0, "waiting": 0}
+        runner.start(users, spawn_rate=spawn_rate)
+        gevent.sleep(warmup_s)
+        load.measure()
+        gevent.sleep(duration_s)
+        result = load.result()
+        runner.quit()
+        return result
 
-        def watch_pool() -> None:
-            while True:
-                f = db.figures()
-                peak["in_use"] = max(peak["in_use"], f.in_use)
-                peak["waiting"] = max(peak["waiting"], f.waiting)
-                gevent.sleep(0.05)
 
-        with observer:
-            watcher = gevent.spawn(watch_pool)
-            runner.start(users, spawn_rate=spawn_rate)
-            gevent.sleep(warmup_s)
-            phase.settle()
-            # The measurement starts now: what the warm-up did is subtracted or reset.
-            for h in histograms.values():
-                h.reset()
-            errors.update(dict.fromkeys(errors, 0))
-            if cache is not None:
-                cache.counts.update(dict.fromkeys(cache.counts, 0))
-            peak.update(in_use=0, waiting=0)
-            before = {q.fingerprint: q for q in observer.snapshot().queries}
-            pool_before = db.figures()
-            started = time.monotonic()
-            phase.measure()
-            gevent.spawn_later(duration_s, runner.quit)
-            runner.greenlet.join()
-            elapsed = time.monotonic() - started
-            watcher.kill()
-            snap = observer.snapshot()
-        figures = db.figures()
-        if cache is not None:
-            cache.close()
-    queries = []
-    for q in snap.queries:
-        old = before.get(q.fingerprint)
-        counts = hdr.counts(q.hdr)
-        if old is not None:
-            counts = hdr.window(counts, hdr.counts(old.hdr))
-        count = q.count - (old.count if old else 0)
-        if count:
-            queries.append(
-                {
-                    "fingerprint": q.fingerprint,
-                    "normalized": q.normalized,
-                    "count": count,
-                    "errors": q.errors - (old.errors if old else 0),
-                    "hdr": hdr.encode(hdr.from_counts(counts)),
-                }
-            )
-    return {
-        "scenario": s.name,
-        "users": users,
-        "seconds": round(elapsed, 3),
-        "warmup_s": warmup_s,
-        "operations": {
-            op: {"errors": errors[op], "hdr": hdr.encode(h)} for op, h in histograms.items()
-        },
-        "queries": queries,
-        "cache": snap.cache,
-        "pool": {
-            "max_size": figures.max_size,
-            "peak_in_use": peak["in_use"],
-            "peak_waiting": peak["waiting"],
-            "requests": figures.requests - pool_before.requests,
-            "requests_queued": figures.requests_queued - pool_before.requests_queued,
-            "wait_ms_total": figures.wait_ms_total - pool_before.wait_ms_total,
-            "timeouts": figures.timeouts - pool_before.timeouts,
-        },
-        "n_plus_one": [
-            {"normalized": n.normalized, "call_site": n.call_site, "count": n.count}
-            for n in snap.n_plus_one
-        ],
-    }
+def join(path: Path, master_host: str, master_port: int, seed: int) -> None:
+    """As a locust worker of a `wcperf.load.master`, until it says quit."""
+    with Load(path, seed) as load:
+        env = Environment(user_classes=[load.user], events=locust.events)
+        runner = env.create_worker_runner(master_host, master_port)
+
+        def on_measure(environment: Any, msg: Any) -> None:
+            load.users = runner.user_count
+            load.warmup_s = float(msg.data["warmup_s"])
+            load.measure()
+
+        def on_report(environment: Any, msg: Any) -> None:
+            if msg.data["digest"] != load.scenario.digest:
+                reply: dict[str, Any] = {"error": "its scenario differs from the master's"}
+            else:
+                reply = load.result()
+            runner.send_message(RESULT, reply)
+
+        runner.register_message(MEASURE, on_measure, concurrent=True)
+        runner.register_message(REPORT, on_report, concurrent=True)
+        runner.greenlet.join()
 
 
 def main() -> None:
-    path, out = Path(sys.argv[1]), Path(sys.argv[2])
-    users, spawn_rate = int(sys.argv[3]), float(sys.argv[4])
-    duration_s, warmup_s, seed = float(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7])
+    role, path = sys.argv[1], Path(sys.argv[2])
+    if role == "join":
+        join(path, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+        return
+    out = Path(sys.argv[3])
+    users, spawn_rate = int(sys.argv[4]), float(sys.argv[5])
+    duration_s, warmup_s, seed = float(sys.argv[6]), float(sys.argv[7]), int(sys.argv[8])
     out.write_text(json.dumps(run(path, users, spawn_rate, duration_s, warmup_s, seed)))
 
 

@@ -1,0 +1,116 @@
+"""The master of a distributed load test: locust's MasterRunner, and wcperf's timing.
+
+    python -m wcperf.load.master SCENARIO.toml RESULT.json USERS SPAWN_RATE DURATION_S \
+        WARMUP_S EXPECT_WORKERS BIND_HOST BIND_PORT WAIT_S
+
+Workers (`python -m wcperf.load.worker join ...`, here or on other machines) connect
+to it; locust spreads the users over them. The master runs no users and opens no
+database connection: it waits for EXPECT_WORKERS, starts the users, tells every
+worker when the warm-up ends (each then settles and starts measuring) and, after
+DURATION_S, asks each for its result: histograms, not locust's rounded figures,
+so the caller merges them exactly. RESULT.json is the list of the workers' parts.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+import locust  # patches the standard library before wcperf's modules bring psycopg
+from locust.env import Environment
+
+from wcperf.load import scenario as scenarios
+from wcperf.load.worker import MEASURE, REPORT, RESULT, USER_CLASS
+
+
+class _Placeholder(locust.User):
+    """The master dispatches users by class name and weight; it never runs one."""
+
+    abstract = False
+
+    @locust.task
+    def nothing(self) -> None:  # pragma: no cover - only workers run users
+        raise RuntimeError("the master runs no users")
+
+
+_Placeholder.__name__ = USER_CLASS
+
+
+def say(text: str) -> None:
+    print(f"wcperf master: {text}", file=sys.stderr, flush=True)
+
+
+def run(
+    path: Path,
+    users: int,
+    spawn_rate: float,
+    duration_s: float,
+    warmup_s: float,
+    expect: int,
+    bind_host: str,
+    bind_port: int,
+    wait_s: float,
+) -> list[dict[str, Any]]:
+    s = scenarios.load(path)
+    env = Environment(user_classes=[_Placeholder], events=locust.events, stop_timeout=5)
+    runner = env.create_master_runner(bind_host, bind_port)
+    parts: dict[str, dict[str, Any]] = {}
+
+    def on_result(environment: Any, msg: Any) -> None:
+        parts[msg.node_id] = msg.data
+
+    runner.register_message(RESULT, on_result)
+    say(f"waiting for {expect} worker(s) on {bind_host}:{bind_port}")
+    deadline = time.monotonic() + wait_s
+    while runner.worker_count < expect:
+        if time.monotonic() > deadline:
+            runner.quit()
+            raise SystemExit(f"only {runner.worker_count} of {expect} workers connected")
+        gevent.sleep(0.1)
+    say(f"{runner.worker_count} worker(s) connected; starting {users} users")
+    runner.start(users, spawn_rate=spawn_rate)
+    gevent.sleep(warmup_s)
+    runner.send_message(MEASURE, {"warmup_s": warmup_s})
+    gevent.sleep(duration_s)
+    workers = runner.worker_count
+    runner.send_message(REPORT, {"digest": s.digest})
+    deadline = time.monotonic() + 60
+    while len(parts) < workers and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    runner.quit()
+    failed = [p["error"] for p in parts.values() if "error" in p]
+    if failed:
+        raise SystemExit(f"a worker refused: {failed[0]}")
+    if len(parts) < workers:
+        raise SystemExit(f"only {len(parts)} of {workers} workers sent their result")
+    return list(parts.values())
+
+
+def main() -> None:
+    a = sys.argv[1:]
+    try:
+        parts = run(
+            Path(a[0]),
+            int(a[2]),
+            float(a[3]),
+            float(a[4]),
+            float(a[5]),
+            int(a[6]),
+            a[7],
+            int(a[8]),
+            float(a[9]),
+        )
+    except SystemExit as stop:
+        if isinstance(stop.code, str):
+            say(stop.code)
+            raise SystemExit(1) from None
+        raise
+    Path(a[1]).write_text(json.dumps(parts))
+
+
+if __name__ == "__main__":
+    main()
