@@ -137,6 +137,20 @@ def _cli(*args: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+def test_processes_run_under_a_locust_master_and_merge_exactly(
+    bulk_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "r.json"
+    path = scenario(tmp_path, "points", users=5)
+    run = run_cli("-q", "--database-url", bulk_url, "loadtest", str(path), "--processes", "2",
+                  "--warmup", "1s", "--json", str(out))  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads(out.read_text())
+    assert (result["processes"], result["users"]) == (2, 5)  # locust split the 5 users
+    op = result["operations"]["point_read"]
+    assert op["count"] == result["overall"]["count"] == hdr.decode(op["hdr"]).get_total_count()
+
+
 def test_a_master_merges_workers_started_elsewhere(bulk_url: str, tmp_path: Path) -> None:
     """The several-machines recipe, on one machine: a master, and two `--worker` commands."""
     port = str(_free_port())
@@ -174,6 +188,8 @@ def test_a_worker_with_another_scenario_is_refused(bulk_url: str, tmp_path: Path
     _, stderr = master.communicate(timeout=120)
     assert master.returncode == 2
     assert "scenario differs from the master's" in stderr.strip().splitlines()[-1]
+    # Refused before any user started: not one query of the scenario ran.
+    assert "starting" not in stderr
     assert (
         "--master must be HOST or HOST:PORT"
         in run_cli("loadtest", str(ours), "--master", "host:port").stderr

@@ -104,6 +104,7 @@ def loadtest(
     announce(ctx, endpoint)
     if worker:
         master_at = parse_endpoint(worker, "--worker")
+        err.print(f"{processes} worker(s) joining the master at {worker}; it starts the users")
         join(scenario, url, master_at, processes=processes, seed=seed)
         err.print(f"{processes} worker(s) done; the master at {worker} has the result")
         return

@@ -5,7 +5,8 @@
 
 Workers (`python -m wcperf.load.worker join ...`, here or on other machines) connect
 to it; locust spreads the users over them. The master runs no users and opens no
-database connection: it waits for EXPECT_WORKERS, starts the users, tells every
+database connection: it waits for EXPECT_WORKERS, checks that they all run the
+same tasks and think time as it was given, starts the users, tells every
 worker when the warm-up ends (each then settles and starts measuring) and, after
 DURATION_S, asks each for its result: histograms, not locust's rounded figures,
 so the caller merges them exactly. RESULT.json is the list of the workers' parts.
@@ -24,7 +25,7 @@ import locust  # patches the standard library before wcperf's modules bring psyc
 from locust.env import Environment
 
 from wcperf.load import scenario as scenarios
-from wcperf.load.worker import MEASURE, REPORT, RESULT, USER_CLASS
+from wcperf.load.worker import CHECK, CHECKED, MEASURE, REPORT, RESULT, USER_CLASS
 
 
 class _Placeholder(locust.User):
@@ -63,7 +64,13 @@ def run(
     def on_result(environment: Any, msg: Any) -> None:
         parts[msg.node_id] = msg.data
 
+    checked: dict[str, bool] = {}
+
+    def on_checked(environment: Any, msg: Any) -> None:
+        checked[msg.node_id] = bool(msg.data["same"])
+
     runner.register_message(RESULT, on_result)
+    runner.register_message(CHECKED, on_checked)
     say(f"waiting for {expect} worker(s) on {bind_host}:{bind_port}")
     deadline = time.monotonic() + wait_s
     while runner.worker_count < expect:
@@ -71,20 +78,24 @@ def run(
             runner.quit()
             raise SystemExit(f"only {runner.worker_count} of {expect} workers connected")
         gevent.sleep(0.1)
+    runner.send_message(CHECK, {"digest": s.digest})
+    deadline = time.monotonic() + 30
+    while len(checked) < runner.worker_count and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    if not all(checked.values()) or len(checked) < runner.worker_count:
+        runner.quit()
+        raise SystemExit("a worker's scenario differs from the master's (tasks or think time)")
     say(f"{runner.worker_count} worker(s) connected; starting {users} users")
     runner.start(users, spawn_rate=spawn_rate)
     gevent.sleep(warmup_s)
     runner.send_message(MEASURE, {"warmup_s": warmup_s})
     gevent.sleep(duration_s)
     workers = runner.worker_count
-    runner.send_message(REPORT, {"digest": s.digest})
+    runner.send_message(REPORT)
     deadline = time.monotonic() + 60
     while len(parts) < workers and time.monotonic() < deadline:
         gevent.sleep(0.05)
     runner.quit()
-    failed = [p["error"] for p in parts.values() if "error" in p]
-    if failed:
-        raise SystemExit(f"a worker refused: {failed[0]}")
     if len(parts) < workers:
         raise SystemExit(f"only {len(parts)} of {workers} workers sent their result")
     return list(parts.values())

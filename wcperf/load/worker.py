@@ -51,6 +51,8 @@ from wcperf.observe.observer import Observer
 from wcperf.settings import Settings
 
 
+# The master's messages to its workers, and their answers.
+CHECK, CHECKED = "wcperf_check", "wcperf_checked"
 MEASURE, REPORT, RESULT = "wcperf_measure", "wcperf_report", "wcperf_result"
 
 
@@ -295,13 +297,13 @@ def join(path: Path, master_host: str, master_port: int, seed: int) -> None:
             load.warmup_s = float(msg.data["warmup_s"])
             load.measure()
 
-        def on_report(environment: Any, msg: Any) -> None:
-            if msg.data["digest"] != load.scenario.digest:
-                reply: dict[str, Any] = {"error": "its scenario differs from the master's"}
-            else:
-                reply = load.result()
-            runner.send_message(RESULT, reply)
+        def on_check(environment: Any, msg: Any) -> None:
+            runner.send_message(CHECKED, {"same": msg.data["digest"] == load.scenario.digest})
 
+        def on_report(environment: Any, msg: Any) -> None:
+            runner.send_message(RESULT, load.result())
+
+        runner.register_message(CHECK, on_check)
         runner.register_message(MEASURE, on_measure, concurrent=True)
         runner.register_message(REPORT, on_report, concurrent=True)
         runner.greenlet.join()
