@@ -70,6 +70,10 @@ class Phase:
 
     def settle(self, timeout_s: float = 10.0) -> None:
         self.warming, self.settling = False, True
+        self.drain(timeout_s)
+
+    def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait for the operations under way: stopping users mid-query kills connections."""
         deadline = time.monotonic() + timeout_s
         while self.in_flight and time.monotonic() < deadline:
             gevent.sleep(0.005)
@@ -282,6 +286,7 @@ def run(
         load.measure()
         gevent.sleep(duration_s)
         result = load.result()
+        load.phase.drain()
         runner.quit()
         return result
 
@@ -301,7 +306,9 @@ def join(path: Path, master_host: str, master_port: int, seed: int) -> None:
             runner.send_message(CHECKED, {"same": msg.data["digest"] == load.scenario.digest})
 
         def on_report(environment: Any, msg: Any) -> None:
-            runner.send_message(RESULT, load.result())
+            result = load.result()
+            load.phase.drain()  # before the master's quit stops the users
+            runner.send_message(RESULT, result)
 
         runner.register_message(CHECK, on_check)
         runner.register_message(MEASURE, on_measure, concurrent=True)
