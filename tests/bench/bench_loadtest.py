@@ -1,8 +1,9 @@
 """Load replay against its floor, in one run, on the medium district (100 k students).
 
-- a point-read scenario (one student by primary key, no think time) through
-  `wcperf loadtest --processes 2` against pgbench running the same query with the
-  same number of clients (goal: at least 0.15x pgbench's rate);
+- a point-read scenario (one student by primary key, autocommit, no think time)
+  through `wcperf loadtest`, in one process and with `--processes 2` (locust's
+  master and two workers), against pgbench running the same query with the same
+  number of clients (aim: at least 0.15x pgbench's rate);
 - school-day at 200 users sharing the workers' pools: P50/P95/P99.
 """
 
