@@ -15,10 +15,9 @@ a table's generation is read synchronously the first time a process uses it.
 Writing: attached to a Database, the cache sees every statement; a statement
 that writes marks each table it names on its connection (narrowed to the rows it
 provably touched, `placing`), and when that connection's commit succeeds those
-generations are bumped (INCR in Redis,
-announced by pub/sub to other processes' L1). A rollback bumps nothing. Raw SQL
-and bulk UPDATEs through the engine are caught the same way; anything else calls
-`bump()`.
+generations are bumped (INCR in Redis, announced by pub/sub to other processes'
+L1). A rollback bumps nothing. Raw SQL and bulk UPDATEs through the engine are
+caught the same way; anything else calls `bump()`.
 
 Redis down or slow (short timeouts): the cache runs on L1 alone, counts the
 errors, backs off, reconnects by itself, and never raises to the caller.

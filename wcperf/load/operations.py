@@ -105,7 +105,8 @@ class Sample:
         return self.first_day + timedelta(days=rng.randrange(self.days))
 
     def booking_day(self, rng: random.Random) -> date:
-        """A new appointment or record: a follow-up booked over the next two weeks."""
+        """A new appointment: a follow-up booked over the next two weeks (records are
+        written on the day of the visit: `today`)."""
         return self.today + timedelta(days=rng.randrange(14))
 
     def appointment(self, rng: random.Random) -> int:
@@ -121,14 +122,14 @@ HOT_FRACTION = 0.005  # students a nurse's office sees in a day, and their schoo
 Operation = Callable[[Session, QueryCache | None, random.Random, Sample], Any]
 
 
+_POINT = text("select id, school_id, grade, status from students where id = :id")
+
+
 def _point_read(s: Session, c: QueryCache | None, r: random.Random, x: Sample) -> Any:
     """One student row by primary key, uncached: what a pgbench run compares, in the same
     shape (one statement in autocommit: no BEGIN and COMMIT round trips around it)."""
     conn = s.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     return conn.execute(_POINT, {"id": x.student(r)}).first()
-
-
-_POINT = text("select id, school_id, grade, status from students where id = :id")
 
 
 def _create_appointment(s: Session, c: QueryCache | None, r: random.Random, x: Sample) -> Any:

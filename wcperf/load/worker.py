@@ -298,7 +298,6 @@ def join(path: Path, master_host: str, master_port: int, seed: int) -> None:
         runner = env.create_worker_runner(master_host, master_port)
 
         def on_measure(environment: Any, msg: Any) -> None:
-            load.users = runner.user_count
             load.warmup_s = float(msg.data["warmup_s"])
             load.measure()
 
@@ -306,6 +305,7 @@ def join(path: Path, master_host: str, master_port: int, seed: int) -> None:
             runner.send_message(CHECKED, {"same": msg.data["digest"] == load.scenario.digest})
 
         def on_report(environment: Any, msg: Any) -> None:
+            load.users = runner.user_count  # what locust gave this worker, all spawned by now
             result = load.result()
             load.phase.drain()  # before the master's quit stops the users
             runner.send_message(RESULT, result)
