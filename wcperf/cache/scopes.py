@@ -23,8 +23,10 @@ of generation keys in Redis.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -49,53 +51,59 @@ def _id(value: Any) -> Any:
         return UNPLACED
 
 
-# table -> its scopes, each a tuple of (column, how a value is reduced before bucketing)
-SCOPED: dict[str, tuple[tuple[tuple[str, Callable[[Any], Any]], ...], ...]] = {
-    "health_records": ((("student_id", _id),),),
+@dataclass(frozen=True)
+class Scope:
+    table: str
+    columns: tuple[tuple[str, Callable[[Any], Any]], ...]  # (column, how a value is reduced)
+
+    @property
+    def name(self) -> str:
+        return f"{self.table}." + "+".join(col for col, _ in self.columns)
+
+    @property
+    def unplaced(self) -> str:
+        return f"{self.table}!" + "+".join(col for col, _ in self.columns)
+
+    def bucket(self, row: Mapping[str, Any]) -> str | None:
+        parts = []
+        for col, reduce in self.columns:
+            if col not in row:
+                return None
+            value = reduce(row[col])
+            if value is UNPLACED:
+                return None
+            parts.append(value.isoformat() if isinstance(value, date) else repr(value))
+        return f"{self.name}.{zlib.crc32(chr(31).join(parts).encode()) % BUCKETS}"
+
+
+SCOPED: dict[str, tuple[Scope, ...]] = {
+    "health_records": (Scope("health_records", (("student_id", _id),)),),
     "appointments": (
-        (("scheduled_at", _day),),
-        (("scheduled_at", _day), ("nurse_id", _id)),
+        Scope("appointments", (("scheduled_at", _day),)),
+        Scope("appointments", (("scheduled_at", _day), ("nurse_id", _id))),
     ),
+}
+_BY_COLUMNS = {
+    (scope.table, frozenset(col for col, _ in scope.columns)): scope
+    for scopes in SCOPED.values()
+    for scope in scopes
 }
 
 
 def scoped_columns(table: str) -> set[str]:
-    return {col for scope in SCOPED.get(table, ()) for col, _ in scope}
+    return {col for scope in SCOPED.get(table, ()) for col, _ in scope.columns}
 
 
-def _scope(table: str, columns: Iterable[str]) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
-    wanted = tuple(sorted(columns))
-    for scope in SCOPED.get(table, ()):
-        if tuple(sorted(col for col, _ in scope)) == wanted:
-            return scope
-    raise ValueError(f"{table} has no cache scope on {', '.join(wanted)}")
-
-
-def _name(table: str, scope: tuple[tuple[str, Callable[[Any], Any]], ...]) -> str:
-    return f"{table}." + "+".join(col for col, _ in scope)
-
-
-def _bucket(
-    table: str, scope: tuple[tuple[str, Callable[[Any], Any]], ...], row: Mapping[str, Any]
-) -> str | None:
-    parts = []
-    for col, reduce in scope:
-        if col not in row:
-            return None
-        value = reduce(row[col])
-        if value is UNPLACED:
-            return None
-        parts.append(value.isoformat() if isinstance(value, date) else repr(value))
-    return f"{_name(table, scope)}.{zlib.crc32(chr(31).join(parts).encode()) % BUCKETS}"
-
-
+@functools.lru_cache(maxsize=8192)  # a read asks per call; the same rows come back often
 def rows(table: str, **values: Any) -> tuple[str, ...]:
     """What a read of `table` restricted to `column = value` for each given pair depends on."""
-    scope = _scope(table, values)
-    name = _bucket(table, scope, values)
+    scope = _BY_COLUMNS.get((table, frozenset(values)))
+    if scope is None:
+        raise ValueError(f"{table} has no cache scope on {', '.join(sorted(values))}")
+    name = scope.bucket(values)
     if name is None:  # a value no write could be placed at: depend on the whole table
         return (table,)
-    return (f"{table}!" + _name(table, scope).partition(".")[2], name)
+    return (scope.unplaced, name)
 
 
 def written(table: str, placed: Iterable[Mapping[str, Any]] | None = None) -> set[str]:
@@ -104,9 +112,9 @@ def written(table: str, placed: Iterable[Mapping[str, Any]] | None = None) -> se
     names = {table}
     placed = list(placed or ())
     for scope in SCOPED.get(table, ()):
-        buckets = [_bucket(table, scope, row) for row in placed] or [None]
+        buckets = [scope.bucket(row) for row in placed] or [None]
         if None in buckets:
-            names.add(f"{table}!" + _name(table, scope).partition(".")[2])
+            names.add(scope.unplaced)
         else:
             names.update(b for b in buckets if b)
     return names
