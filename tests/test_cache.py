@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from datetime import time as time_
 from pathlib import Path
 
@@ -518,3 +518,28 @@ def test_writes_that_cannot_be_placed_refresh_the_whole_table(
         assert _loads(cache, lambda: hp.health_timeline(s, 8, cache=cache)) == 1
         cache.bump("health_records")
         assert _loads(cache, lambda: hp.health_timeline(s, 8, cache=cache)) == 1
+
+
+def test_every_write_to_a_reads_rows_bumps_a_name_the_read_depends_on() -> None:
+    read = set(scopes.rows("appointments", scheduled_at=date(2026, 11, 25), nurse_id=3))
+    day_read = set(scopes.rows("appointments", scheduled_at=date(2026, 11, 25)))
+    booked = {"scheduled_at": datetime(2026, 11, 25, 9, 30), "nurse_id": 3}
+    assert read & scopes.written("appointments", [booked])
+    assert day_read & scopes.written("appointments", [booked | {"nurse_id": 4}])
+    # Another nurse's or another day's booking leaves this calendar alone...
+    assert not read & scopes.written("appointments", [booked | {"nurse_id": 4}])
+    assert not read & scopes.written(
+        "appointments", [booked | {"scheduled_at": date(2026, 11, 26)}]
+    )
+    # ...and whatever cannot be placed reaches every read of the table.
+    unplaceable = [
+        None,  # a bulk job, raw SQL
+        [{"nurse_id": 3}],  # the day unknown
+        [booked | {"scheduled_at": datetime(2026, 11, 25, 9, 30, tzinfo=UTC)}],
+        [booked | {"nurse_id": "not an id"}],
+    ]
+    for rows_written in unplaceable:
+        assert read & scopes.written("appointments", rows_written)
+        assert day_read & scopes.written("appointments", rows_written)
+    with pytest.raises(ValueError, match="no cache scope"):
+        scopes.rows("appointments", nurse_id=3)
