@@ -194,3 +194,32 @@ def test_a_worker_with_another_scenario_is_refused(bulk_url: str, tmp_path: Path
         "--master must be HOST or HOST:PORT"
         in run_cli("loadtest", str(ours), "--master", "host:port").stderr
     )
+
+
+def test_writes_run_only_on_a_district_wcperf_seeded(bulk_url: str, tmp_path: Path) -> None:
+    """Synthetic appointments must never land among a real district's rows unasked."""
+    with admin.connect(bulk_url, autocommit=True) as conn:
+        conn.execute("delete from audit_log where action = 'seed'")  # now it may be real
+
+        def rows() -> tuple[int, int]:
+            found = conn.execute(
+                "select (select count(*) from appointments), (select count(*) from health_records)"
+            ).fetchone()
+            assert found is not None
+            return found[0], found[1]
+
+        before = rows()
+        refused = run_cli("-q", "--database-url", bulk_url, "loadtest", "flu-season",
+                          "--duration", "2s", "--warmup", "0")  # fmt: skip
+        assert refused.returncode == 2
+        (line,) = refused.stderr.strip().splitlines()
+        assert "flu-season writes (add_health_record" in line and "--allow-writes" in line
+        assert rows() == before  # refused before a single user started
+        # A read-only scenario runs anywhere; --allow-writes is the operator's word.
+        points = str(scenario(tmp_path, "points", duration="1s"))
+        reads = run_cli("-q", "--database-url", bulk_url, "loadtest", points, "--warmup", "0")
+        assert reads.returncode == 0, reads.stderr
+        allowed = run_cli("-q", "--database-url", bulk_url, "loadtest", "flu-season",
+                          "--duration", "2s", "--warmup", "0", "--allow-writes")  # fmt: skip
+        assert allowed.returncode in (0, 1), allowed.stderr
+        assert rows() != before

@@ -13,6 +13,7 @@ from wcperf.cli.context import announce, err, out, postgres, redis_endpoint, sta
 from wcperf.cli.render import table
 from wcperf.errors import ConfigError
 from wcperf.load import scenario as scenarios
+from wcperf.load.guard import check_writes
 from wcperf.load.replay import Master, join, parse_endpoint, replay
 from wcperf.load.report import html
 from wcperf.load.verdict import compare, judge
@@ -66,6 +67,12 @@ def loadtest(
     json_path: Path | None = typer.Option(None, "--json", help="Write the whole result here."),
     html_path: Path | None = typer.Option(None, "--html", help="Write an HTML report here."),
     seed: int = typer.Option(1, "--seed", help="Seed of the users' random choices."),
+    allow_writes: bool = typer.Option(
+        False,
+        "--allow-writes",
+        help="Let the scenario's writes (synthetic appointments and records) run on a "
+        "database that wcperf did not seed. Without it they run only on a seeded district.",
+    ),
 ) -> None:
     """Replay a load scenario against the database and judge it against its targets.
 
@@ -74,8 +81,10 @@ def loadtest(
     processes); the result has per-operation and per-SQL-fingerprint P50/P95/P99,
     cache hit rate, pool use and N+1 detections.
 
-    Exit 0 when every target is met, 1 when one is missed, 2 on error. While it
-    runs it publishes Snapshots: `wcperf monitor live` in another terminal shows it.
+    Exit 0 when every target is met, 1 when one is missed, 2 on error or when a
+    scenario that writes meets a database wcperf did not seed (see --allow-writes).
+    While it runs it publishes Snapshots: `wcperf monitor live` in another terminal
+    shows it.
     """
     if what == ["list"]:
         _list()
@@ -100,6 +109,9 @@ def loadtest(
         host, port = parse_endpoint(master, "--master")
         leader = Master(host, port, expect_workers)
     url, settings = postgres(ctx, f"loadtest:{scenario.name}")
+    writes = check_writes(scenario, url, allow_writes)
+    if writes and not state(ctx).quiet:
+        err.print(f"{scenario.name} writes synthetic rows: {', '.join(writes)}", markup=False)
     endpoint = redis_endpoint(ctx, "loadtest")
     announce(ctx, endpoint)
     if worker:
