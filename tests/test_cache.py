@@ -21,7 +21,7 @@ from sqlalchemy import insert, literal, select, text
 from sqlalchemy.orm import Session
 
 from tests.conftest import REPO, run_cli
-from wcperf.cache import scopes
+from wcperf.cache import scopes, tiered
 from wcperf.cache.keys import cache_key, key_digest
 from wcperf.cache.tiered import QueryCache
 from wcperf.db.engine import Database
@@ -543,3 +543,22 @@ def test_every_write_to_a_reads_rows_bumps_a_name_the_read_depends_on() -> None:
         assert day_read & scopes.written("appointments", rows_written)
     with pytest.raises(ValueError, match="no cache scope"):
         scopes.rows("appointments", nurse_id=3)
+
+
+def test_a_process_keeps_a_bounded_set_of_generation_names(
+    db: Database, cache: QueryCache, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Row buckets beyond the bound are forgotten and learned afresh: still hits, still fresh."""
+    monkeypatch.setattr(tiered, "MAX_NAMES", 3)
+    with Session(db.engine) as s:
+        seven = hp.health_timeline(s, 7, cache=cache)
+        for student in (8, 9):
+            hp.health_timeline(s, student, cache=cache)
+        assert sum("." in n for n in cache._gens) == 3
+        client = redis_lib.Redis.from_url(redis_url)
+        cache._refresh(client)
+        client.close()
+        assert not any("." in n for n in cache._gens)
+        assert _loads(cache, lambda: hp.health_timeline(s, 7, cache=cache)) == 0
+        hp.add_health_record(s, 7, "injury", date(2026, 11, 24))
+        assert len(hp.health_timeline(s, 7, cache=cache)) == len(seven) + 1

@@ -50,6 +50,7 @@ from wcperf.observe.fingerprint import Fingerprinter
 T = TypeVar("T")
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
 _MISS = object()
+MAX_NAMES = 4096  # generation names a process keeps and re-reads each second
 
 
 @dataclass
@@ -208,9 +209,17 @@ class QueryCache:
             self._failed()
 
     def _refresh(self, r: redis.Redis) -> None:
+        if len(self._gens) > MAX_NAMES:
+            self._forget_buckets()
         tables = sorted(self._gens)
         if tables:
             self._note(tables, r.mget([self._gen_key(t) for t in tables]))
+
+    def _forget_buckets(self) -> None:
+        """Bound the names re-read each second: forget the row buckets; the next read of
+        one learns its generation afresh from Redis. A bump not yet in Redis is kept."""
+        for name in [n for n in self._gens if "." in n and n not in self._pending_bumps]:
+            self._gens.pop(name, None)
 
     def _listen(self) -> None:
         """Keep this process's generations current: pub/sub, and a full re-read each second."""
