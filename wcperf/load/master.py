@@ -82,15 +82,18 @@ def run(
     deadline = time.monotonic() + 30
     while len(checked) < runner.worker_count and time.monotonic() < deadline:
         gevent.sleep(0.05)
-    if not all(checked.values()) or len(checked) < runner.worker_count:
+    if not all(checked.values()):
         runner.quit()
         raise SystemExit("a worker's scenario differs from the master's (tasks or think time)")
-    say(f"{runner.worker_count} worker(s) connected; starting {users} users")
+    if len(checked) < runner.worker_count:
+        runner.quit()
+        raise SystemExit(f"{runner.worker_count - len(checked)} worker(s) did not answer")
+    workers = runner.worker_count  # a worker lost from here on fails the run, not its figures
+    say(f"{workers} worker(s) connected; starting {users} users")
     runner.start(users, spawn_rate=spawn_rate)
     gevent.sleep(warmup_s)
     runner.send_message(MEASURE, {"warmup_s": warmup_s})
     gevent.sleep(duration_s)
-    workers = runner.worker_count
     runner.send_message(REPORT)
     deadline = time.monotonic() + 60
     while len(parts) < workers and time.monotonic() < deadline:
