@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import psutil
 
 from tests.conftest import REPO, SERVER_VARS, run_cli
 from wcperf.db import admin
@@ -223,3 +226,32 @@ def test_writes_run_only_on_a_district_wcperf_seeded(bulk_url: str, tmp_path: Pa
                           "--duration", "2s", "--warmup", "0", "--allow-writes")  # fmt: skip
         assert allowed.returncode in (0, 1), allowed.stderr
         assert rows() != before
+
+
+def test_a_worker_lost_mid_run_fails_the_run(bulk_url: str, tmp_path: Path) -> None:
+    """Its figures would be missing from the merge: exit 2, not a quietly smaller result."""
+    port = str(_free_port())
+    path = scenario(tmp_path, "points", users=4, duration="8s")
+    master = _cli("--database-url", bulk_url, "loadtest", str(path), "--warmup", "1s",
+                  "--master", f"127.0.0.1:{port}", "--expect-workers", "2")  # fmt: skip
+    workers = _cli("--database-url", bulk_url, "loadtest", str(path), "--worker",
+                   f"127.0.0.1:{port}", "--processes", "2")  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pids = [
+            p.pid
+            for p in psutil.process_iter(["cmdline"])
+            if "wcperf.load.worker" in (cmd := p.info["cmdline"] or []) and port in cmd
+        ]
+        if len(pids) == 2:
+            break
+        time.sleep(0.1)
+    assert len(pids) == 2
+    time.sleep(3)  # the users are running
+    os.kill(pids[0], 9)
+    _, stderr = master.communicate(timeout=120)
+    _, worker_err = workers.communicate(timeout=120)
+    assert master.returncode == 2, stderr
+    # The killed worker's sibling stops with it (its command failed), so 0 or 1 came back.
+    assert re.search(r"only [01] of 2 workers sent their result", stderr.strip().splitlines()[-1])
+    assert workers.returncode == 2 and "a load process failed (exit -9)" in worker_err
