@@ -347,7 +347,9 @@ def test_all_pool_connections_held_pauses_with_the_reason_then_resumes(
     runner, watch, thread, result = in_thread(bulk_db, job_id, batch_size=100, sleep_ms=30)
     watch.wait(lambda p: p.state == "running" and p.rows_done > 0)
     with every_connection_held(bulk_db, waiters=3):
-        paused = watch.wait(lambda p: p.state == "paused")
+        # Each wait re-reads the signals: the reason comes to count all three waiters
+        # (the first read may land before the last of them has queued).
+        paused = watch.wait(lambda p: p.state == "paused" and "3 requests" in p.reason)
         assert "our pool: 3 requests waiting (pause at 1)" in paused.reason
         assert "our pool: 100 % in use (pause at 80)" in paused.reason
         # Another terminal sees why, in the job row; the Snapshot carries it too.
