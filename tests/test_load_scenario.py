@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from wcperf.cache.tiered import QueryCache
@@ -102,3 +103,19 @@ def test_every_operation_runs_on_a_district_without_n_plus_one(
         finally:
             strict.detach()
             cache.close()
+
+
+def test_the_point_read_runs_in_autocommit_like_pgbench(bulk_url: str, settings: Settings) -> None:
+    """No BEGIN/COMMIT round trips around it; the hot paths keep their transactions."""
+    seen: dict[str, bool] = {}
+    with Database(bulk_url, settings) as db, Session(db.engine) as session:
+        sample = Sample.read(session)
+
+        @event.listens_for(db.engine, "before_cursor_execute")
+        def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            seen[op] = conn.connection.driver_connection.autocommit
+
+        for op in ("point_read", "student_detail"):
+            OPERATIONS[op](session, None, random.Random(3), sample)
+            session.rollback()
+    assert seen == {"point_read": True, "student_detail": False}

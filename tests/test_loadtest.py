@@ -171,6 +171,8 @@ def test_a_master_merges_workers_started_elsewhere(bulk_url: str, tmp_path: Path
         assert w.returncode == 0, stderr
     stdout, stderr = master.communicate(timeout=120)
     assert master.returncode == 0, stdout + stderr
+    # The master's progress reaches its terminal (the refusal test relies on this line).
+    assert "wcperf master: 3 worker(s) connected; starting 6 users" in stderr
     result = json.loads(out.read_text())
     assert result["processes"] == 3 and result["users"] == 6
     op = result["operations"]["point_read"]

@@ -135,11 +135,16 @@ def _number(name: str, raw: str | None, default: float) -> float:
 
 
 def _address(name: str, raw: str | None, default: tuple[str, int]) -> tuple[str, int]:
-    if not raw:
-        return default
-    host, sep, port = raw.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ConfigError(f"{name} must be HOST:PORT, not {raw!r}")
+    return parse_address(name, raw) if raw else default
+
+
+def parse_address(name: str, raw: str, default_port: int | None = None) -> tuple[str, int]:
+    """HOST:PORT, or HOST alone when there is a `default_port`."""
+    given = raw if default_port is None or ":" in raw else f"{raw}:{default_port}"
+    host, sep, port = given.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        form = "HOST:PORT" if default_port is None else "HOST or HOST:PORT"
+        raise ConfigError(f"{name} must be {form}, not {raw!r}")
     return host, int(port)
 
 

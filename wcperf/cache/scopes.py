@@ -56,11 +56,11 @@ class Scope:
     table: str
     columns: tuple[tuple[str, Callable[[Any], Any]], ...]  # (column, how a value is reduced)
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         return f"{self.table}." + "+".join(col for col, _ in self.columns)
 
-    @property
+    @functools.cached_property
     def unplaced(self) -> str:
         return f"{self.table}!" + "+".join(col for col, _ in self.columns)
 

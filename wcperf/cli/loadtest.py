@@ -14,12 +14,13 @@ from wcperf.cli.render import table
 from wcperf.errors import ConfigError
 from wcperf.load import scenario as scenarios
 from wcperf.load.guard import check_writes
-from wcperf.load.replay import Master, join, parse_endpoint, replay
+from wcperf.load.replay import DEFAULT_PORT, Master, join, replay
 from wcperf.load.report import html
 from wcperf.load.verdict import compare, judge
 from wcperf.observe import histogram as hdr
 from wcperf.observe.collect import published
 from wcperf.observe.snapshot import merge
+from wcperf.settings import parse_address
 
 EXIT_MISSED = 1
 USAGE = (
@@ -106,7 +107,7 @@ def loadtest(
         raise ConfigError("--master and --worker are two ends: give one")
     leader = None
     if master:
-        host, port = parse_endpoint(master, "--master")
+        host, port = parse_address("--master", master, DEFAULT_PORT)
         leader = Master(host, port, expect_workers)
     url, settings = postgres(ctx, f"loadtest:{scenario.name}")
     writes = check_writes(scenario, url, allow_writes)
@@ -115,13 +116,15 @@ def loadtest(
     endpoint = redis_endpoint(ctx, "loadtest")
     announce(ctx, endpoint)
     if worker:
-        master_at = parse_endpoint(worker, "--worker")
+        master_at = parse_address("--worker", worker, DEFAULT_PORT)
         err.print(f"{processes} worker(s) joining the master at {worker}; it starts the users")
         join(scenario, url, master_at, processes=processes, seed=seed)
         err.print(f"{processes} worker(s) done; the master at {worker} has the result")
         return
-    ticker = _Ticker(endpoint.url, settings.redis_prefix, scenario, state(ctx).quiet)
-    ticker.timed = leader is None  # a master's clock starts when its workers have come
+    # A master's clock starts when its workers have come: no total to count towards.
+    ticker = _Ticker(
+        endpoint.url, settings.redis_prefix, scenario, state(ctx).quiet, timed=leader is None
+    )
     try:
         result = replay(scenario, url, processes=processes, seed=seed, tick=ticker, master=leader)
     finally:
@@ -145,8 +148,16 @@ def _warmup(raw: str | None) -> float | None:
 class _Ticker:
     """A compact live line from the workers' published Snapshots, every two seconds."""
 
-    def __init__(self, redis_url: str | None, prefix: str, s: scenarios.Scenario, quiet: bool):
-        self.prefix, self.scenario, self.quiet = prefix, s, quiet
+    def __init__(
+        self,
+        redis_url: str | None,
+        prefix: str,
+        s: scenarios.Scenario,
+        quiet: bool,
+        *,
+        timed: bool = True,
+    ) -> None:
+        self.prefix, self.scenario, self.quiet, self.timed = prefix, s, quiet, timed
         self.command = f"loadtest:{s.name}"
         self.client: Any = None
         if redis_url and not quiet:
@@ -154,7 +165,6 @@ class _Ticker:
 
             self.client = redis.Redis.from_url(redis_url, socket_timeout=0.5)
         self.last = (0.0, 0)
-        self.timed = True
 
     def __call__(self, elapsed: float) -> None:
         if self.quiet or elapsed - self.last[0] < 2:

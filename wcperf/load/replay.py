@@ -25,7 +25,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from wcperf.errors import ConfigError, WcperfError
+from wcperf.errors import WcperfError
 from wcperf.load.scenario import Scenario
 from wcperf.observe import histogram as hdr
 
@@ -128,13 +128,6 @@ class Master:
     port: int = DEFAULT_PORT
     expect: int = 1
     wait_s: float = 300.0
-
-
-def parse_endpoint(raw: str, what: str) -> tuple[str, int]:
-    host, _, port = raw.rpartition(":") if ":" in raw else (raw, "", str(DEFAULT_PORT))
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{what} must be HOST or HOST:PORT, not {raw!r}")
-    return host, int(port)
 
 
 def _free_port() -> int:

@@ -114,7 +114,8 @@ def user_class(
                     operation(session, cache, user.rng, sample)
             except Exception as exc:  # counted by type; a message may quote a value
                 error = RuntimeError(type(exc).__name__)
-                errors[op_name] += measured
+                if measured:
+                    errors[op_name] += 1
             finally:
                 phase.in_flight -= 1
             if not measured:
