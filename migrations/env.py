@@ -12,10 +12,18 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from wcperf.db.admin import libpq_url
-from wcperf.db.schema import Base
+from wcperf.db.schema import STATE
+from wcperf.platform import WCPERF_SCHEMA
 
 config = context.config
-target_metadata = Base.metadata
+# wcperf's own schema only: the platform's tables are never a migration target.
+target_metadata = STATE
+OPTIONS = {
+    "target_metadata": target_metadata,
+    "transaction_per_migration": True,
+    "version_table_schema": WCPERF_SCHEMA,
+    "include_schemas": False,
+}
 
 
 def _url() -> str:
@@ -31,12 +39,7 @@ def _url() -> str:
 
 
 def run_offline() -> None:
-    context.configure(
-        url=_url(),
-        target_metadata=target_metadata,
-        literal_binds=True,
-        transaction_per_migration=True,
-    )
+    context.configure(url=_url(), literal_binds=True, **OPTIONS)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -44,18 +47,14 @@ def run_offline() -> None:
 def run_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
-        context.configure(
-            connection=connection, target_metadata=target_metadata, transaction_per_migration=True
-        )
+        context.configure(connection=connection, **OPTIONS)
         with context.begin_transaction():
             context.run_migrations()
         return
     url = "postgresql+psycopg://" + libpq_url(_url()).removeprefix("postgresql://")
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as conn:
-        context.configure(
-            connection=conn, target_metadata=target_metadata, transaction_per_migration=True
-        )
+        context.configure(connection=conn, **OPTIONS)
         with context.begin_transaction():
             context.run_migrations()
 

@@ -1,9 +1,12 @@
-"""The platform's data model as SQLAlchemy models.
+"""The platform's tables as SQLAlchemy models: its columns behind readable names.
 
-A database at Alembic's head has exactly these tables and indexes (a test compares
-the two): the baseline revision creates the tables with primary and foreign keys,
-the index revision the 14 performance indexes.
-Every name, date of birth, phone, note and diagnosis code is PHI.
+The platform owns these tables; nothing here is ever created, altered or dropped
+by wcperf (no `create_all`, no Alembic autogenerate: the migrations' metadata is
+`STATE` below, wcperf's own schema). Columns are the platform's quoted camelCase
+(`"studentId"`), keys are UUIDs the application generates, vocabularies are
+UPPER CASE, grades are strings, and most tables are soft-deleted: `live()` is the
+`"deletedAt" IS NULL` every read adds. Every name, date of birth, phone, note,
+diagnosis and free-text reason is PHI.
 """
 
 from __future__ import annotations
@@ -14,223 +17,307 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
+    Column,
     DateTime,
     ForeignKey,
-    Identity,
-    Index,
+    Integer,
     MetaData,
     SmallInteger,
+    String,
+    Table,
     Text,
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ENUM, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
 
-NAMING = {
-    "pk": "%(table_name)s_pkey",
-    "fk": "%(table_name)s_%(column_0_name)s_fkey",
-}
+from wcperf.platform import WCPERF_SCHEMA
+
+RECORD_TYPES = (
+    "CHECKUP",
+    "VACCINATION",
+    "ILLNESS",
+    "INJURY",
+    "SCREENING",
+    "PHYSICAL_EXAM",
+    "MENTAL_HEALTH",
+    "DENTAL",
+    "VISION",
+    "HEARING",
+    "EXAMINATION",
+    "ALLERGY_DOCUMENTATION",
+    "CHRONIC_CONDITION_REVIEW",
+    "GROWTH_ASSESSMENT",
+    "VITAL_SIGNS_CHECK",
+    "EMERGENCY_VISIT",
+    "FOLLOW_UP",
+    "CONSULTATION",
+    "DIAGNOSTIC_TEST",
+    "PROCEDURE",
+    "HOSPITALIZATION",
+    "SURGERY",
+    "COUNSELING",
+    "THERAPY",
+    "NUTRITION",
+    "MEDICATION_REVIEW",
+    "IMMUNIZATION",
+    "LAB_RESULT",
+    "RADIOLOGY",
+    "OTHER",
+)
+ROLES = ("ADMIN", "NURSE", "SCHOOL_ADMIN", "DISTRICT_ADMIN", "VIEWER", "COUNSELOR")
+DEA_SCHEDULES = ("I", "II", "III", "IV", "V")
+
+# The platform's enum types exist already; never CREATE TYPE them.
+RecordType = ENUM(*RECORD_TYPES, name="enum_health_records_recordType", create_type=False)
+Role = ENUM(*ROLES, name="enum_users_role", create_type=False)
+DeaSchedule = ENUM(*DEA_SCHEDULES, name="enum_medications_deaSchedule", create_type=False)
+
+TZ = DateTime(timezone=True)
 
 
 class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads it as a class attribute
-        int: BigInteger,
-        str: Text,
-        dict[str, Any]: JSONB,
-        datetime: DateTime(timezone=True),
+        uuid.UUID: UUID(as_uuid=True),
+        str: String,
+        datetime: TZ,
     }
 
 
-def _id() -> Mapped[int]:
-    return mapped_column(BigInteger, Identity(), primary_key=True)
+def _col(name: str, *args: Any, **kw: Any) -> Any:
+    return mapped_column(name, *args, **kw)
 
 
-def _now() -> Mapped[datetime]:
-    return mapped_column(server_default=func.now())
+class _Stamped:
+    """`"createdAt"`/`"updatedAt"`: the ORM sets both; so must every writer here."""
+
+    created_at: Mapped[datetime | None] = _col("createdAt", TZ)
+    updated_at: Mapped[datetime | None] = _col("updatedAt", TZ)
 
 
-class School(Base):
-    __tablename__ = "schools"
-    id: Mapped[int] = _id()
+class District(_Stamped, Base):
+    __tablename__ = "districts"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     name: Mapped[str]
-    district: Mapped[str]
-    created_at: Mapped[datetime] = _now()
+    code: Mapped[str]
+    is_active: Mapped[bool] = _col("isActive")
+    deleted_at: Mapped[datetime | None] = _col("deletedAt")
 
 
-class User(Base):
-    """Nurses and staff."""
+class School(_Stamped, Base):
+    __tablename__ = "schools"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    name: Mapped[str]
+    code: Mapped[str]
+    district_id: Mapped[uuid.UUID] = _col("districtId", ForeignKey("districts.id"))
+    is_active: Mapped[bool] = _col("isActive")
+    deleted_at: Mapped[datetime | None] = _col("deletedAt")
+
+
+class User(_Stamped, Base):
+    """Staff; nurses are `role = 'NURSE'`. The platform keeps no workload limit."""
 
     __tablename__ = "users"
-    id: Mapped[int] = _id()
-    school_id: Mapped[int | None] = mapped_column(ForeignKey("schools.id"))
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     email: Mapped[str]
-    first_name: Mapped[str]
-    last_name: Mapped[str]
-    role: Mapped[str]  # nurse | staff | admin
-    is_active: Mapped[bool] = mapped_column(server_default="true")
-    max_workload: Mapped[int | None] = mapped_column(SmallInteger)
-    created_at: Mapped[datetime] = _now()
+    first_name: Mapped[str] = _col("firstName")
+    last_name: Mapped[str] = _col("lastName")
+    role: Mapped[str] = mapped_column(Role)
+    is_active: Mapped[bool] = _col("isActive")
+    school_id: Mapped[uuid.UUID | None] = _col("schoolId", ForeignKey("schools.id"))
+    district_id: Mapped[uuid.UUID | None] = _col("districtId")
+    deleted_at: Mapped[datetime | None] = _col("deletedAt")
 
 
-class Student(Base):
+class Student(_Stamped, Base):
     __tablename__ = "students"
-    id: Mapped[int] = _id()
-    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"))
-    nurse_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    student_number: Mapped[str]
-    first_name: Mapped[str]
-    last_name: Mapped[str]
-    date_of_birth: Mapped[date]
-    grade: Mapped[int] = mapped_column(SmallInteger)  # 0 = kindergarten .. 12
-    status: Mapped[str] = mapped_column(server_default="active")
-    enrollment_date: Mapped[date]
-    graduation_date: Mapped[date | None]
-    transferred_at: Mapped[datetime | None]
-    transfer_metadata: Mapped[dict[str, Any] | None]
-    created_at: Mapped[datetime] = _now()
-    updated_at: Mapped[datetime] = _now()
-    # The school year whose grade transition this student has had (exactly once).
-    last_promoted_year: Mapped[int | None] = mapped_column(SmallInteger)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    student_number: Mapped[str] = _col("studentNumber")
+    first_name: Mapped[str] = _col("firstName")
+    last_name: Mapped[str] = _col("lastName")
+    date_of_birth: Mapped[date] = _col("dateOfBirth")
+    grade: Mapped[str]  # 'Pre-K', 'K', '1' ... '12', 'Graduate'
+    gender: Mapped[str]
+    medical_record_num: Mapped[str | None] = _col("medicalRecordNum")
+    is_active: Mapped[bool] = _col("isActive")
+    enrollment_date: Mapped[datetime] = _col("enrollmentDate")
+    nurse_id: Mapped[uuid.UUID | None] = _col("nurseId", ForeignKey("users.id"))
+    school_id: Mapped[uuid.UUID | None] = _col("schoolId", ForeignKey("schools.id"))
+    district_id: Mapped[uuid.UUID | None] = _col("districtId", ForeignKey("districts.id"))
+    created_by: Mapped[uuid.UUID | None] = _col("createdBy")
+    updated_by: Mapped[uuid.UUID | None] = _col("updatedBy")
+    deleted_at: Mapped[datetime | None] = _col("deletedAt")
 
-    nurse: Mapped[User | None] = relationship(lazy="raise")
-    school: Mapped[School] = relationship(lazy="raise")
+    nurse: Mapped[User | None] = relationship(
+        lazy="raise",
+        primaryjoin="and_(Student.nurse_id == User.id, User.deleted_at.is_(None))",
+    )
+    school: Mapped[School | None] = relationship(lazy="raise")
 
 
-class HealthRecord(Base):
+class HealthRecord(_Stamped, Base):
     __tablename__ = "health_records"
-    __table_args__ = (
-        Index("idx_health_records_student_type_date", "student_id", "record_type", "record_date"),
-        Index("idx_health_records_student_confidential", "student_id", "is_confidential"),
-        Index(
-            "idx_health_records_type_confidential_date",
-            "record_type",
-            "is_confidential",
-            "record_date",
-        ),
-        Index("idx_health_records_provider_date", "provider", "record_date"),
-        Index("idx_health_records_diagnosis_code", "diagnosis_code"),
-    )
-    id: Mapped[int] = _id()
-    student_id: Mapped[int] = mapped_column(ForeignKey("students.id"))
-    record_type: Mapped[str]
-    record_date: Mapped[date]
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    student_id: Mapped[uuid.UUID] = _col("studentId", ForeignKey("students.id"))
+    record_type: Mapped[str] = _col("recordType", RecordType)
+    title: Mapped[str]
+    description: Mapped[str] = mapped_column(Text)
+    record_date: Mapped[datetime] = _col("recordDate")
     provider: Mapped[str | None]
-    diagnosis_code: Mapped[str | None]
-    is_confidential: Mapped[bool] = mapped_column(server_default="false")
-    notes: Mapped[str | None]
-    created_at: Mapped[datetime] = _now()
+    diagnosis: Mapped[str | None] = mapped_column(Text)
+    diagnosis_code: Mapped[str | None] = _col("diagnosisCode")
+    is_confidential: Mapped[bool | None] = _col("isConfidential")
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[uuid.UUID | None] = _col("createdBy")
+    updated_by: Mapped[uuid.UUID | None] = _col("updatedBy")
+    deleted_at: Mapped[datetime | None] = _col("deletedAt")
 
 
-class Appointment(Base):
+class Appointment(_Stamped, Base):
     __tablename__ = "appointments"
-    __table_args__ = (
-        Index("idx_appointments_student_scheduled", "student_id", "scheduled_at"),
-        Index("idx_appointments_nurse_scheduled", "nurse_id", "scheduled_at"),
-        Index("idx_appointments_status_scheduled", "status", "scheduled_at"),
-        Index("idx_appointments_student_status_scheduled", "student_id", "status", "scheduled_at"),
-        Index("idx_appointments_type_status_scheduled", "type", "status", "scheduled_at"),
-        Index("idx_appointments_recurring_group", "recurring_group_id"),
-    )
-    id: Mapped[int] = _id()
-    student_id: Mapped[int] = mapped_column(ForeignKey("students.id"))
-    nurse_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    student_id: Mapped[uuid.UUID] = _col("studentId", ForeignKey("students.id"))
+    nurse_id: Mapped[uuid.UUID | None] = _col("nurseId", ForeignKey("users.id"))
     type: Mapped[str]
+    scheduled_at: Mapped[datetime] = _col("scheduledAt")
+    duration: Mapped[int] = mapped_column(Integer)
     status: Mapped[str]
-    scheduled_at: Mapped[datetime]
-    duration_minutes: Mapped[int] = mapped_column(SmallInteger, server_default="15")
-    recurring_group_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
-    created_at: Mapped[datetime] = _now()
-    updated_at: Mapped[datetime] = _now()
+    reason: Mapped[str]
+    notes: Mapped[str | None] = mapped_column(Text)
+    recurring_group_id: Mapped[uuid.UUID | None] = _col("recurringGroupId")
+    deleted_at: Mapped[datetime | None] = _col("deletedAt")
 
 
-class Medication(Base):
+class Medication(_Stamped, Base):
+    """The drug catalogue."""
+
     __tablename__ = "medications"
-    __table_args__ = (
-        Index("idx_medications_active_name", "is_active", "name"),
-        Index("idx_medications_controlled_schedule", "is_controlled", "dea_schedule"),
-        Index("idx_medications_form_active", "dosage_form", "is_active"),
-    )
-    id: Mapped[int] = _id()
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     name: Mapped[str]
-    dosage_form: Mapped[str]
-    strength: Mapped[str | None]
-    is_active: Mapped[bool] = mapped_column(server_default="true")
-    is_controlled: Mapped[bool] = mapped_column(server_default="false")
-    dea_schedule: Mapped[str | None]  # II..V for controlled substances
+    generic_name: Mapped[str | None] = _col("genericName")
+    dosage_form: Mapped[str] = _col("dosageForm")
+    strength: Mapped[str]
+    is_controlled: Mapped[bool | None] = _col("isControlled")
+    dea_schedule: Mapped[str | None] = _col("deaSchedule", DeaSchedule)
+    is_active: Mapped[bool | None] = _col("isActive")
+    deleted_at: Mapped[datetime | None] = _col("deletedAt")
 
 
-class EmergencyContact(Base):
+class EmergencyContact(_Stamped, Base):
+    """Not soft-deleted by the platform."""
+
     __tablename__ = "emergency_contacts"
-    id: Mapped[int] = _id()
-    student_id: Mapped[int] = mapped_column(ForeignKey("students.id"))
-    first_name: Mapped[str]
-    last_name: Mapped[str]
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    student_id: Mapped[uuid.UUID] = _col("studentId", ForeignKey("students.id"))
+    first_name: Mapped[str] = _col("firstName")
+    last_name: Mapped[str] = _col("lastName")
     relationship: Mapped[str]
-    phone: Mapped[str]
-    priority: Mapped[int] = mapped_column(SmallInteger)
-    is_primary: Mapped[bool] = mapped_column(server_default="false")
+    phone_number: Mapped[str] = _col("phoneNumber")
+    priority: Mapped[str]  # PRIMARY | SECONDARY | EMERGENCY_ONLY
+    is_active: Mapped[bool] = _col("isActive")
+    verification_status: Mapped[str | None] = _col("verificationStatus")
 
 
-class BulkJob(Base):
-    """A bulk job's plan and checkpoint: each batch advances it in its own transaction."""
-
-    __tablename__ = "bulk_jobs"
-    id: Mapped[int] = _id()
-    kind: Mapped[str]
-    params: Mapped[dict[str, Any]]
-    status: Mapped[str]  # planned | running | paused | interrupted | done | aborted | failed
-    checkpoint: Mapped[dict[str, Any] | None]
-    rows_total: Mapped[int | None]
-    rows_done: Mapped[int] = mapped_column(server_default="0")
-    batch_size: Mapped[int | None]  # fixed by the operator; NULL: adaptive
-    error: Mapped[str | None]
-    created_at: Mapped[datetime] = _now()
-    updated_at: Mapped[datetime] = _now()
-    finished_at: Mapped[datetime | None]
-    requested: Mapped[str | None]  # run | pause | abort, set from another terminal
-    throttle: Mapped[dict[str, Any] | None]
-    owner: Mapped[str | None]  # host:pid
-    started_at: Mapped[datetime | None]
+def live(model: Any) -> ColumnElement[bool]:
+    """The soft-delete filter the platform adds to every read of a paranoid table."""
+    return model.deleted_at.is_(None)
 
 
-class StudentTransfer(Base):
-    """One student moved by one transfer job (unique per job and student)."""
-
-    __tablename__ = "student_transfers"
-    __table_args__ = (
-        UniqueConstraint("job_id", "student_id", name="student_transfers_job_student_key"),
-    )
-    id: Mapped[int] = _id()
-    student_id: Mapped[int] = mapped_column(ForeignKey("students.id"))
-    from_school_id: Mapped[int]
-    to_school_id: Mapped[int]
-    from_nurse_id: Mapped[int | None]
-    job_id: Mapped[int] = mapped_column(ForeignKey("bulk_jobs.id"))
-    transferred_at: Mapped[datetime] = _now()
-    reason: Mapped[str | None]  # free text an operator typed: may be PHI, never logged
+def touched() -> dict[str, Any]:
+    """What every UPDATE wcperf makes also sets (the ORM would)."""
+    return {"updated_at": func.now()}
 
 
-class AuditLog(Base):
-    """Who did what, when, and how many rows: never which rows' values."""
+# -- wcperf's own state, in its own schema -------------------------------------------
 
-    __tablename__ = "audit_log"
-    id: Mapped[int] = _id()
-    occurred_at: Mapped[datetime] = _now()
-    actor: Mapped[str]
-    action: Mapped[str]
-    job_id: Mapped[int | None] = mapped_column(ForeignKey("bulk_jobs.id"))
-    counts: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
-    details: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+STATE = MetaData(schema=WCPERF_SCHEMA)
 
-
-DISTRICT_TABLES = (
-    "schools",
-    "users",
-    "students",
-    "health_records",
-    "appointments",
-    "medications",
-    "emergency_contacts",
+bulk_jobs = Table(
+    "bulk_jobs",
+    STATE,
+    Column("id", BigInteger, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("params", JSONB, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("checkpoint", JSONB),
+    Column("rows_total", BigInteger),
+    Column("rows_done", BigInteger, nullable=False),
+    Column("batch_size", BigInteger),
+    Column("error", Text),
+    Column("requested", Text),
+    Column("throttle", JSONB),
+    Column("owner", Text),
+    Column("reverts", BigInteger),  # the job this one reverts
+    Column("created_at", TZ, nullable=False),
+    Column("updated_at", TZ, nullable=False),
+    Column("started_at", TZ),
+    Column("finished_at", TZ),
+)
+audit_log = Table(
+    "audit_log",
+    STATE,
+    Column("id", BigInteger, primary_key=True),
+    Column("occurred_at", TZ, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("job_id", BigInteger),
+    Column("counts", JSONB, nullable=False),
+    Column("details", JSONB, nullable=False),
+)
+# One row per student and school year the transition changed; what it was before.
+promotions = Table(
+    "promotions",
+    STATE,
+    Column("student_id", UUID(as_uuid=True), nullable=False),
+    Column("school_year", SmallInteger, nullable=False),
+    Column("job_id", BigInteger, nullable=False),
+    Column("from_grade", Text, nullable=False),
+    Column("to_grade", Text, nullable=False),
+    Column("applied_at", TZ, nullable=False),
+    Column("prev_updated_at", TZ),
+    Column("prev_updated_by", UUID(as_uuid=True)),
+    Column("reverted_by", BigInteger),
+)
+# One row per student a reassignment or transfer moved; what it was before.
+student_moves = Table(
+    "student_moves",
+    STATE,
+    Column("job_id", BigInteger, nullable=False),
+    Column("student_id", UUID(as_uuid=True), nullable=False),
+    Column("from_school_id", UUID(as_uuid=True)),
+    Column("to_school_id", UUID(as_uuid=True)),
+    Column("from_district_id", UUID(as_uuid=True)),
+    Column("to_district_id", UUID(as_uuid=True)),
+    Column("from_nurse_id", UUID(as_uuid=True)),
+    Column("to_nurse_id", UUID(as_uuid=True)),
+    Column("applied_at", TZ, nullable=False),
+    Column("prev_updated_at", TZ),
+    Column("prev_updated_by", UUID(as_uuid=True)),
+    Column("reason", Text),  # free text an operator typed: may be PHI, never shown
+    Column("metadata", JSONB),
+    Column("reverted_by", BigInteger),
+    UniqueConstraint("job_id", "student_id"),
+)
+built_indexes = Table(
+    "built_indexes",
+    STATE,
+    Column("name", Text, primary_key=True),
+    Column("table_name", Text, nullable=False),
+    Column("definition", Text, nullable=False),
+    Column("replaced_definition", Text),  # the platform's own, swapped on request
+    Column("built_at", TZ, nullable=False),
+)
+seeds = Table(
+    "seeds",
+    STATE,
+    Column("id", BigInteger, primary_key=True),
+    Column("mode", Text, nullable=False),
+    Column("created_schema", Boolean, nullable=False),
+    Column("students", BigInteger, nullable=False),
+    Column("random_seed", BigInteger, nullable=False),
+    Column("rows", JSONB, nullable=False),
+    Column("seeded_at", TZ, nullable=False),
 )

@@ -1,9 +1,10 @@
 """Alembic driven from Python over wcperf's own engine.
 
 The migration scripts live in the top-level `migrations/` folder of a checkout;
-a wheel carries them as `wcperf/_migrations`. Index revisions declare an
-`INDEXES` tuple; that tuple is the one definition of what they build, read here
-for status and `--sql` as well.
+a wheel carries them as `wcperf/_migrations`. Alembic's version table lives in
+wcperf's own schema, like everything else wcperf keeps. Migrating refuses a
+database without the platform's tables: wcperf adopts that schema, it never
+creates it (only `wcperf seed` does, for a synthetic district).
 """
 
 from __future__ import annotations
@@ -18,29 +19,73 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 
-from wcperf.errors import WcperfError
+from wcperf.errors import RefusedError, WcperfError
 from wcperf.migrate.online_index import (
     HOOKS_KEY,
-    IndexSpec,
     IndexState,
     MigrationHooks,
     OnlineIndexBuilder,
+    built_records,
     index_states,
     plan_create,
 )
+from wcperf.platform import PLATFORM_TABLES, WCPERF_SCHEMA
+from wcperf.platform.indexes import PERFORMANCE_INDEXES, IndexSpec
+
+STATE_REVISION = "0001_wcperf_state"
+VERSION_OPTS = {"version_table_schema": WCPERF_SCHEMA}
+
+
+class NoPlatformSchema(WcperfError):
+    """The database is not the platform's: nothing to adopt."""
+
+
+def missing_platform_tables(conn: Connection) -> list[str]:
+    rows = conn.execute(
+        text(
+            "select t from unnest(cast(:tables as text[])) t"
+            " where to_regclass(quote_ident(t)) is null"
+        ),
+        {"tables": list(PLATFORM_TABLES)},
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def require_platform(conn: Connection) -> None:
+    missing = missing_platform_tables(conn)
+    if len(missing) == len(PLATFORM_TABLES):
+        raise NoPlatformSchema(
+            "this database has none of the platform's tables (students, health_records, ...); "
+            "wcperf adopts the platform's schema and never creates it: for a synthetic "
+            "district run `wcperf seed` first"
+        )
+    if missing:
+        raise NoPlatformSchema(
+            f"this database lacks the platform's table(s) {', '.join(missing)}; "
+            "wcperf adopts the platform's schema and never creates it (`wcperf seed` does, "
+            "only into an empty database)"
+        )
+
+
+def _prepare(conn: Connection) -> None:
+    """The platform's tables must be there; wcperf's schema is made here (Alembic puts its
+    version table in it before the first revision runs)."""
+    require_platform(conn)
+    conn.execute(text(f"create schema if not exists {WCPERF_SCHEMA}"))
+    conn.commit()
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 
 # Alembic creates its bookkeeping table itself, once, when it is absent; revision
 # ids never outgrow its VARCHAR(32). The two lint rules are about tables that
 # grow and migrations that re-run, so they are waived for that statement alone.
-_VERSION_TABLE = "CREATE TABLE alembic_version (\n    version_num VARCHAR(32)"
+_VERSION_TABLE = f"CREATE TABLE {WCPERF_SCHEMA}.alembic_version (\n    version_num VARCHAR(32)"
 _VERSION_TABLE_NOTED = (
     "-- alembic_version: created by Alembic when absent; revision ids fit VARCHAR(32)\n"
     "-- squawk-ignore prefer-robust-stmts\n"
-    "CREATE TABLE alembic_version (\n"
+    f"CREATE TABLE {WCPERF_SCHEMA}.alembic_version (\n"
     "    -- squawk-ignore prefer-text-field\n"
     "    version_num VARCHAR(32)"
 )
@@ -66,11 +111,7 @@ def _script() -> ScriptDirectory:
 
 
 def performance_indexes() -> tuple[IndexSpec, ...]:
-    """Every index the revisions declare, oldest revision first."""
-    specs: list[IndexSpec] = []
-    for rev in reversed(list(_script().walk_revisions())):
-        specs.extend(getattr(rev.module, "INDEXES", ()))
-    return tuple(specs)
+    return PERFORMANCE_INDEXES
 
 
 @dataclass(frozen=True)
@@ -87,7 +128,7 @@ class MigrationStatus:
 def status(engine: Engine) -> MigrationStatus:
     script = _script()
     with engine.connect() as conn:
-        current = tuple(MigrationContext.configure(conn).get_current_heads())
+        current = tuple(MigrationContext.configure(conn, opts=VERSION_OPTS).get_current_heads())
     applied: set[str] = set()
     for rev in current:
         applied |= {r.revision for r in script.iterate_revisions(rev, "base")}
@@ -103,29 +144,74 @@ def indexes(engine: Engine) -> dict[str, IndexState]:
 def upgrade(
     engine: Engine, target: str = "head", hooks: MigrationHooks | None = None
 ) -> MigrationStatus:
+    with engine.connect() as conn:
+        _prepare(conn)
     _run(engine, command.upgrade, target, hooks)
     return status(engine)
 
 
-def downgrade(engine: Engine, target: str, hooks: MigrationHooks | None = None) -> MigrationStatus:
+def downgrade_steps(engine: Engine, target: str) -> list[str]:
+    """The revisions a downgrade to `target` would undo, however it is spelled
+    (`base`, a revision, `-1`, `REV-1`): Alembic's own resolution, before anything runs."""
+    script = _script()
+    current = status(engine).current
+    if not current:
+        return []
+    try:
+        steps = script._downgrade_revs(target, current[0])  # what `alembic downgrade` runs
+    except CommandError as exc:
+        raise WcperfError(f"migration: {exc}") from None
+    return [step.revision.revision for step in steps]
+
+
+def downgrade(
+    engine: Engine,
+    target: str,
+    hooks: MigrationHooks | None = None,
+    *,
+    drop_state: bool = False,
+) -> MigrationStatus:
+    """Undo revisions. Below the state revision wcperf's own jobs, audit and ledgers go
+    (never a platform table): that needs `drop_state`."""
+    undone = downgrade_steps(engine, target)
+    if STATE_REVISION in undone and not drop_state:
+        raise RefusedError(
+            f"downgrading to {target!r} undoes {STATE_REVISION}: it drops wcperf's own job "
+            "history, audit log and ledgers (revert would no longer be possible); the "
+            "platform's tables are never touched. Add --yes to do it"
+        )
     _run(engine, command.downgrade, target, hooks)
     return status(engine)
 
 
 def repair_indexes(engine: Engine, hooks: MigrationHooks | None = None) -> None:
-    """At head already: rebuild any declared index that is missing or INVALID."""
+    """At head already: build any declared index missing or INVALID (and swap a differing
+    one when asked); a differing one is otherwise reported in `hooks.differing`."""
     hooks = hooks or MigrationHooks()
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         raw = conn.connection.driver_connection
-        OnlineIndexBuilder(raw, hooks.policy, hooks.listener, hooks.poll_connect).create(
-            performance_indexes()
+        builder = OnlineIndexBuilder(
+            raw,
+            hooks.policy,
+            hooks.listener,
+            hooks.poll_connect,
+            replace_differing=hooks.replace_differing,
         )
+        builder.create(performance_indexes())
+        hooks.differing.extend(builder.differing)
+
+
+def built(engine: Engine) -> dict[str, tuple[str, str, str | None]]:
+    with engine.connect() as conn:
+        return built_records(conn.connection.driver_connection)
 
 
 def upgrade_sql(engine: Engine, target: str = "head", hooks: MigrationHooks | None = None) -> str:
     """Exactly what `upgrade` would run against this database now; nothing is executed."""
     hooks = hooks or MigrationHooks()
+    with engine.connect() as conn:
+        require_platform(conn)
     st = status(engine)
     hooks.states = indexes(engine)
     cfg = alembic_config(hooks)
@@ -134,21 +220,24 @@ def upgrade_sql(engine: Engine, target: str = "head", hooks: MigrationHooks | No
     cfg.output_buffer = buffer
     span = f"{st.current[0]}:{target}" if st.current else target
     if st.current and target in ("head", "heads") and st.up_to_date:
-        steps = plan_create(performance_indexes(), hooks.states)
+        steps = plan_create(
+            performance_indexes(), hooks.states, replace_differing=hooks.replace_differing
+        )
         if not steps:
             return ""
         policy = hooks.policy
-        lines = ["-- at head; repairing indexes missing or left INVALID"]
+        lines = ["-- at head; building indexes missing or left INVALID"]
         lines += [
             f"{s};"
-            for s in (*policy.session_sql(), *(step.sql for step in steps), *policy.reset_sql())
+            for s in (*policy.session_sql(), *(step.text() for step in steps), *policy.reset_sql())
         ]
         return "\n".join(lines) + "\n"
     try:
         command.upgrade(cfg, span, sql=True)
     except CommandError as exc:
         raise WcperfError(f"migration: {exc}") from None
-    return buffer.getvalue().replace(_VERSION_TABLE, _VERSION_TABLE_NOTED, 1)
+    head = f"CREATE SCHEMA IF NOT EXISTS {WCPERF_SCHEMA};\n\n" if not st.current else ""
+    return head + buffer.getvalue().replace(_VERSION_TABLE, _VERSION_TABLE_NOTED, 1)
 
 
 def _run(

@@ -22,14 +22,15 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
 import psycopg
-from psycopg import errors
+from psycopg import errors, sql
 
 from wcperf.errors import WcperfError
+from wcperf.platform import WCPERF_SCHEMA
+from wcperf.platform.indexes import BY_NAME, IndexSpec
 
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-VALID, INVALID, MISSING, DIFFERS = "valid", "INVALID", "missing", "differs"
+PRESENT, INVALID, MISSING, DIFFERS = "present", "INVALID", "missing", "differs"
 AUTO = "auto"
+BUILT_TABLE = sql.SQL("{}.built_indexes").format(sql.Identifier(WCPERF_SCHEMA))
 
 
 class LockBudgetExceeded(WcperfError):
@@ -40,25 +41,6 @@ class LockBudgetExceeded(WcperfError):
 
 class PrivilegeError(WcperfError):
     """The role may not build or drop the indexes."""
-
-
-@dataclass(frozen=True)
-class IndexSpec:
-    name: str
-    table: str
-    columns: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        for ident in (self.name, self.table, *self.columns):
-            if not _IDENT.match(ident):
-                raise ValueError(f"not a plain identifier: {ident!r}")
-
-    def create_sql(self) -> str:
-        cols = ", ".join(self.columns)
-        return f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {self.name} ON {self.table} ({cols})"
-
-    def drop_sql(self) -> str:
-        return f"DROP INDEX CONCURRENTLY IF EXISTS {self.name}"
 
 
 @dataclass(frozen=True)
@@ -75,15 +57,15 @@ class BuildPolicy:
     parallel_workers: int | str = AUTO
 
     def session_sql(self) -> list[str]:
-        sql = [
+        stmts = [
             f"SET lock_timeout = '{int(self.lock_timeout_ms)}ms'",
             f"SET statement_timeout = '{_setting(self.build_timeout)}'",
         ]
         if self.maintenance_work_mem:
-            sql.append(f"SET maintenance_work_mem = '{_setting(self.maintenance_work_mem)}'")
+            stmts.append(f"SET maintenance_work_mem = '{_setting(self.maintenance_work_mem)}'")
         if self.parallel_workers != AUTO:
-            sql.append(f"SET max_parallel_maintenance_workers = {int(self.parallel_workers)}")
-        return sql
+            stmts.append(f"SET max_parallel_maintenance_workers = {int(self.parallel_workers)}")
+        return stmts
 
     def reset_sql(self) -> list[str]:
         return [
@@ -103,42 +85,96 @@ def _setting(value: str) -> str:
 @dataclass(frozen=True)
 class IndexState:
     name: str
-    state: str  # valid | INVALID | missing | differs
+    state: str  # present | INVALID | missing | differs
     table: str | None = None
-    columns: tuple[str, ...] = ()
+    definition: str = ""  # the live index as pg_get_indexdef prints it
+    expected: str = ""  # what an equivalent one reads after USING
+    found_as: str = ""  # an equivalent index under another name serves instead
+    built: bool = False  # wcperf built it (recorded in its schema); else it was found
     size_bytes: int = 0
     scans: int = 0
 
+    @property
+    def origin(self) -> str:
+        if self.state == MISSING:
+            return "-"
+        return "built by wcperf" if self.built else "found"
 
+
+# Every index on the spec's table, and the one of the spec's name wherever it is.
 _STATE_SQL = """
-select c.relname, i.indisvalid, t.relname, pg_relation_size(c.oid),
-       coalesce(s.idx_scan, 0),
-       array(select a.attname from unnest(i.indkey) with ordinality k(attnum, n)
-               join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
-              order by k.n)
-  from pg_class c
-  join pg_index i on i.indexrelid = c.oid
+select c.relname, i.indisvalid, i.indisunique, t.relname, pg_relation_size(c.oid),
+       coalesce(s.idx_scan, 0), pg_get_indexdef(c.oid),
+       regexp_replace(pg_get_indexdef(c.oid), '^.*? USING ', 'USING ')
+  from pg_index i
+  join pg_class c on c.oid = i.indexrelid
   join pg_class t on t.oid = i.indrelid
   left join pg_stat_user_indexes s on s.indexrelid = c.oid
- where c.relname = any(%s) and c.relnamespace = current_schema()::regnamespace
+ where c.relnamespace = current_schema()::regnamespace
+   and (t.relname = %(table)s or c.relname = %(name)s)
 """
+_EXPECTED_SQL = """
+select %(method)s || ' (' || (select string_agg(quote_ident(col), ', ' order by n)
+                                from unnest(%(columns)s::text[]) with ordinality u(col, n)) || ')'
+"""
+_BUILT_SQL = sql.SQL(
+    "select name, table_name, definition, replaced_definition from {} order by built_at, name"
+).format(BUILT_TABLE)
+
+
+def built_records(conn: psycopg.Connection) -> dict[str, tuple[str, str, str | None]]:
+    """{name: (table, definition, replaced definition)} of what wcperf built; {} before 0001."""
+    row = conn.execute(
+        "select to_regclass(%s) is not null", (f"{WCPERF_SCHEMA}.built_indexes",)
+    ).fetchone()
+    if not row or not row[0]:
+        return {}
+    return {r[0]: (r[1], r[2], r[3]) for r in conn.execute(_BUILT_SQL)}
+
+
+def expected_tail(conn: psycopg.Connection, spec: IndexSpec) -> str:
+    row = conn.execute(
+        _EXPECTED_SQL, {"method": f"USING {spec.method}", "columns": list(spec.columns)}
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 def index_states(conn: psycopg.Connection, specs: Iterable[IndexSpec]) -> dict[str, IndexState]:
-    specs = list(specs)
-    found = {row[0]: row for row in conn.execute(_STATE_SQL, ([s.name for s in specs],))}
+    """Each spec's live index, classified: present (valid and equivalent), missing, an
+    INVALID leftover, or a valid index of that name with another definition."""
+    built = built_records(conn)
     states: dict[str, IndexState] = {}
     for spec in specs:
-        row = found.get(spec.name)
-        if row is None:
-            states[spec.name] = IndexState(spec.name, MISSING)
+        expected = expected_tail(conn, spec)
+        rows = conn.execute(_STATE_SQL, {"table": spec.table, "name": spec.name}).fetchall()
+        own = next((r for r in rows if r[0] == spec.name), None)
+
+        def same(r: tuple, expected: str = expected, table: str = spec.table) -> bool:
+            return bool(r[1]) and not r[2] and r[3] == table and r[7] == expected
+
+        common = {"expected": expected, "built": spec.name in built}
+        if own is not None:
+            name, valid, _, table, size, scans, definition, _ = own
+            state = PRESENT if same(own) else DIFFERS if valid else INVALID
+            states[spec.name] = IndexState(
+                spec.name, state, table, definition, **common, size_bytes=size, scans=scans
+            )
             continue
-        _, valid, table, size, scans, columns = row
-        same = table == spec.table and tuple(columns) == spec.columns
-        state = VALID if valid and same else INVALID if not valid else DIFFERS
-        states[spec.name] = IndexState(
-            spec.name, state, table, tuple(columns), int(size), int(scans)
-        )
+        twin = next((r for r in rows if same(r)), None)
+        if twin is not None:
+            states[spec.name] = IndexState(
+                spec.name,
+                PRESENT,
+                twin[3],
+                twin[6],
+                found_as=twin[0],
+                size_bytes=twin[4],
+                scans=twin[5],
+                **common,
+            )
+        else:
+            states[spec.name] = IndexState(spec.name, MISSING, spec.table, **common)
     return states
 
 
@@ -148,34 +184,108 @@ def index_states(conn: psycopg.Connection, specs: Iterable[IndexSpec]) -> dict[s
 @dataclass(frozen=True)
 class Step:
     spec: IndexSpec | None
-    sql: str
+    sql: sql.Composable
     why: str
 
+    def text(self) -> str:
+        return self.sql.as_string(None)
 
-def plan_create(specs: Iterable[IndexSpec], states: dict[str, IndexState]) -> list[Step]:
+
+def _record_sql(spec: IndexSpec, replaced: str | None) -> sql.Composed:
+    """Written before the build: whatever a crash leaves, wcperf knows the index is its own."""
+    return sql.SQL(
+        "INSERT INTO {} AS b (name, table_name, definition, replaced_definition, built_at)"
+        " VALUES ({}, {}, {}, {}, now()) ON CONFLICT (name) DO UPDATE SET"
+        " definition = excluded.definition,"
+        " replaced_definition = coalesce(b.replaced_definition, excluded.replaced_definition),"
+        " built_at = now()"
+    ).format(
+        BUILT_TABLE,
+        sql.Literal(spec.name),
+        sql.Literal(spec.table),
+        sql.Literal(spec.create_sql().as_string(None)),
+        sql.Literal(replaced),
+    )
+
+
+def _forget_sql(name: str) -> sql.Composed:
+    return sql.SQL("DELETE FROM {} WHERE name = {}").format(BUILT_TABLE, sql.Literal(name))
+
+
+def _rename_sql(old: str, new: str) -> sql.Composed:
+    return sql.SQL("ALTER INDEX {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
+
+
+def _analyze_sql(table: str) -> sql.Composed:
+    return sql.SQL("ANALYZE {}").format(sql.Identifier(table))
+
+
+_DEFINITION = re.compile(r"^CREATE (UNIQUE )?INDEX (\S+) ON ")
+
+
+def _recreate_sql(definition: str, name: str) -> sql.Composable:
+    """The server's own text of an index it had, built online under `name`."""
+    found = _DEFINITION.match(definition)
+    if found is None:
+        raise WcperfError(f"cannot rebuild index {name}: unrecognised definition")
+    head = sql.SQL("CREATE {}INDEX CONCURRENTLY IF NOT EXISTS {} ON ").format(
+        sql.SQL(found.group(1) or ""), sql.Identifier(name)
+    )
+    return head + sql.SQL(definition[found.end() :])
+
+
+def plan_create(
+    specs: Iterable[IndexSpec],
+    states: dict[str, IndexState],
+    *,
+    replace_differing: bool = False,
+) -> list[Step]:
     """Statements an upgrade runs, given each index's state (missing if unknown)."""
     steps: list[Step] = []
     touched: list[str] = []
     for spec in specs:
-        state = states.get(spec.name, IndexState(spec.name, MISSING)).state
-        if state == VALID:
+        st = states.get(spec.name, IndexState(spec.name, MISSING))
+        if st.state == PRESENT or (st.state == DIFFERS and not replace_differing):
             continue
-        if state in (INVALID, DIFFERS):
-            why = (
-                "left INVALID by an interrupted build"
-                if state == INVALID
-                else "exists with other columns"
-            )
-            steps.append(Step(spec, spec.drop_sql(), why))
-        steps.append(Step(spec, spec.create_sql(), "build online"))
+        if st.state == DIFFERS:
+            tmp = spec.temporary_name
+            steps += [
+                Step(spec, _record_sql(spec, st.definition), "record: replacing the platform's"),
+                Step(spec, spec.drop_sql(tmp), "a leftover of an interrupted swap"),
+                Step(spec, spec.create_sql(tmp), "build the expected definition beside it"),
+                Step(spec, spec.drop_sql(), "drop the differing one (its twin serves)"),
+                Step(spec, _rename_sql(tmp, spec.name), "take its name"),
+            ]
+        else:
+            steps.append(Step(spec, _record_sql(spec, None), "record: built by wcperf"))
+            if st.state == INVALID:
+                steps.append(Step(spec, spec.drop_sql(), "left INVALID by an interrupted build"))
+            steps.append(Step(spec, spec.create_sql(), "build online"))
         if spec.table not in touched:
             touched.append(spec.table)
-    steps += [Step(None, f"ANALYZE {table}", "fresh statistics") for table in touched]
+    steps += [Step(None, _analyze_sql(table), "fresh statistics") for table in touched]
     return steps
 
 
-def plan_drop(specs: Iterable[IndexSpec]) -> list[Step]:
-    return [Step(spec, spec.drop_sql(), "drop online") for spec in specs]
+def plan_drop(built: dict[str, tuple[str, str, str | None]]) -> list[Step]:
+    """Only what wcperf built, newest first; a swapped index gets the platform's back."""
+    steps: list[Step] = []
+    for name, (_table, _definition, replaced) in reversed(list(built.items())):
+        spec = BY_NAME.get(name)
+        if spec is None:
+            continue  # not an index this version knows: leave it, and its record
+        if replaced:
+            tmp = spec.temporary_name
+            steps += [
+                Step(spec, spec.drop_sql(tmp), "a leftover of an interrupted swap"),
+                Step(spec, _recreate_sql(replaced, tmp), "rebuild the platform's definition"),
+                Step(spec, spec.drop_sql(), "drop wcperf's"),
+                Step(spec, _rename_sql(tmp, name), "give the platform's its name back"),
+            ]
+        else:
+            steps.append(Step(spec, spec.drop_sql(), "built by wcperf: drop online"))
+        steps.append(Step(spec, _forget_sql(name), "no longer wcperf's"))
+    return steps
 
 
 # -- what the builder reports ---------------------------------------------------
@@ -352,6 +462,8 @@ class OnlineIndexBuilder:
         listener: Listener | None = None,
         poll_connect: PollConnect | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        *,
+        replace_differing: bool = False,
     ) -> None:
         if not conn.autocommit:
             raise WcperfError("concurrent index builds need an autocommit connection")
@@ -359,6 +471,8 @@ class OnlineIndexBuilder:
         self.policy = policy or BuildPolicy()
         self.listener: Listener = listener or (lambda event: None)
         self.poll_connect = poll_connect
+        self.replace_differing = replace_differing
+        self.differing: list[IndexState] = []  # left alone: the platform's, other definition
         self._sleep = sleep
 
     def _pid(self) -> int:
@@ -376,13 +490,19 @@ class OnlineIndexBuilder:
         return ", ".join(b.describe() for b in blockers[:3])
 
     def _with_retries(
-        self, spec: IndexSpec | None, table: str, action: Callable[[], None], verb: str
+        self,
+        spec: IndexSpec | None,
+        table: str,
+        action: Callable[[], None],
+        verb: str,
+        *,
+        poll: bool = False,
     ) -> None:
         """Run `action`; on a lock timeout say who was in the way, back off, try again."""
         target = spec.name if spec else table
         delay = self.policy.backoff_s
         for attempt in range(1, self.policy.attempts + 1):
-            poller = self._poller(spec) if spec else _NullPoller()
+            poller = self._poller(spec) if spec and poll else _NullPoller()
             try:
                 with poller:
                     action()
@@ -410,6 +530,25 @@ class OnlineIndexBuilder:
             except errors.InsufficientPrivilege as exc:
                 raise _privileges(exc) from None
 
+    def _run(
+        self,
+        spec: IndexSpec | None,
+        table: str,
+        stmt: sql.Composable,
+        verb: str,
+        *,
+        poll: bool = False,
+    ) -> None:
+        self._with_retries(spec, table, lambda: self.conn.execute(stmt), verb, poll=poll)
+
+    def _valid(self, name: str) -> bool:
+        row = self.conn.execute(
+            "select i.indisvalid from pg_index i join pg_class c on c.oid = i.indexrelid"
+            " where c.relname = %s and c.relnamespace = current_schema()::regnamespace",
+            (name,),
+        ).fetchone()
+        return bool(row and row[0])
+
     def create(self, specs: Iterable[IndexSpec]) -> None:
         specs = list(specs)
         touched: list[str] = []
@@ -420,9 +559,7 @@ class OnlineIndexBuilder:
             for table in touched:
                 self.listener(IndexEvent("analyze", None, detail=table, table=table))
                 started = time.perf_counter()
-                self._with_retries(
-                    None, table, lambda t=table: self.conn.execute(f"ANALYZE {t}"), "analyzing"
-                )
+                self._run(None, table, _analyze_sql(table), "analyzing")
                 self.listener(
                     IndexEvent(
                         "analyzed",
@@ -434,35 +571,58 @@ class OnlineIndexBuilder:
                 )
 
     def _ensure(self, spec: IndexSpec) -> bool:
-        """Make `spec` exist and be valid; True if anything was built."""
+        """Make `spec` present; True if anything was built. A differing index of the
+        platform's is reported and left alone unless `replace_differing`."""
         state = index_states(self.conn, [spec])[spec.name]
-        if state.state == VALID:
-            self.listener(
-                IndexEvent("skipped", spec, detail="already valid", size_bytes=state.size_bytes)
-            )
+        if state.state == PRESENT:
+            detail = f"present as {state.found_as}" if state.found_as else state.origin
+            self.listener(IndexEvent("skipped", spec, detail=detail, size_bytes=state.size_bytes))
+            return False
+        if state.state == DIFFERS and not self.replace_differing:
+            self.differing.append(state)
+            self.listener(IndexEvent("differs", spec, detail=state.definition))
             return False
         cores = self._choose_parallelism()
         self.listener(IndexEvent("start", spec, detail=f"{state.state}; {cores}"))
         started = time.perf_counter()
+        replacing = state.state == DIFFERS
+        self.conn.execute(_record_sql(spec, state.definition if replacing else None))
+        if replacing:
+            tmp = spec.temporary_name
+            self._run(spec, spec.table, spec.drop_sql(tmp), "clearing")
+            self._run(spec, spec.table, spec.create_sql(tmp), "building", poll=True)
+            if not self._valid(tmp):
+                raise WcperfError(
+                    f"{tmp} (the replacement for {spec.name}) is INVALID after its build; "
+                    f"{spec.name} is untouched: run wcperf migrate --replace-differing again"
+                )
+            self._run(spec, spec.table, spec.drop_sql(), "dropping")
+            self._run(spec, spec.table, _rename_sql(tmp, spec.name), "renaming")
+            self.listener(IndexEvent("dropped", spec, detail="differing"))
+        else:
 
-        def attempt() -> None:
-            current = index_states(self.conn, [spec])[spec.name].state
-            if current in (INVALID, DIFFERS):
-                self.conn.execute(spec.drop_sql())
-                self.listener(IndexEvent("dropped", spec, detail=current))
-            if current != VALID:
-                self.conn.execute(spec.create_sql())
+            def attempt() -> None:
+                current = index_states(self.conn, [spec])[spec.name].state
+                if current == INVALID:
+                    self.conn.execute(spec.drop_sql())
+                    self.listener(IndexEvent("dropped", spec, detail=current))
+                if current != PRESENT:
+                    self.conn.execute(spec.create_sql())
 
-        self._with_retries(spec, spec.table, attempt, "building")
+            self._with_retries(spec, spec.table, attempt, "building", poll=True)
         final = index_states(self.conn, [spec])[spec.name]
-        if final.state != VALID:
+        if final.state != PRESENT:
             raise WcperfError(
-                f"{spec.name} is {final.state} after its build; run wcperf "
+                f"{spec.name} on {spec.table} is {final.state} after its build; run wcperf "
                 "migrate again to rebuild it"
             )
         self.listener(
             IndexEvent(
-                "done", spec, seconds=time.perf_counter() - started, size_bytes=final.size_bytes
+                "done",
+                spec,
+                detail="replaced" if replacing else "built",
+                seconds=time.perf_counter() - started,
+                size_bytes=final.size_bytes,
             )
         )
         return True
@@ -480,19 +640,28 @@ class OnlineIndexBuilder:
         self.conn.execute("RESET max_parallel_maintenance_workers")
         return "parallel: database quiet"
 
-    def drop(self, specs: Iterable[IndexSpec]) -> None:
+    def drop_built(self) -> None:
+        """Undo what wcperf built, and only that: an index it found stays."""
+        steps = plan_drop(built_records(self.conn))
         with _session(self.conn, self.policy):
-            for spec in specs:
-                self.listener(IndexEvent("start", spec, detail="drop"))
-                started = time.perf_counter()
-                self._with_retries(
-                    spec, spec.table, lambda s=spec: self.conn.execute(s.drop_sql()), "dropping"
-                )
-                self.listener(
-                    IndexEvent(
-                        "done", spec, detail="dropped", seconds=time.perf_counter() - started
+            current: str | None = None
+            started = time.perf_counter()
+            for step in steps:
+                assert step.spec is not None
+                if step.spec.name != current:
+                    current, started = step.spec.name, time.perf_counter()
+                    self.listener(IndexEvent("start", step.spec, detail="drop"))
+                rebuild = step.why.startswith("rebuild")
+                self._run(step.spec, step.spec.table, step.sql, "dropping", poll=rebuild)
+                if step.why == "no longer wcperf's":
+                    self.listener(
+                        IndexEvent(
+                            "done",
+                            step.spec,
+                            detail="dropped",
+                            seconds=time.perf_counter() - started,
+                        )
                     )
-                )
 
 
 class _NullPoller:
@@ -512,7 +681,10 @@ class MigrationHooks:
     policy: BuildPolicy = field(default_factory=BuildPolicy)
     listener: Listener | None = None
     poll_connect: PollConnect | None = None
+    replace_differing: bool = False
     states: dict[str, IndexState] | None = None  # for --sql: the live database's state
+    built: dict[str, tuple[str, str, str | None]] | None = None  # for --sql of a downgrade
+    differing: list[IndexState] = field(default_factory=list)  # out: left alone, exit 1
 
 
 HOOKS_KEY = "wcperf_index_hooks"
@@ -526,21 +698,28 @@ def run_revision(context: object, op: object, specs: tuple[IndexSpec, ...], dire
     with migration.autocommit_block():
         if migration.as_sql:
             steps = (
-                plan_create(specs, hooks.states or {})
+                plan_create(specs, hooks.states or {}, replace_differing=hooks.replace_differing)
                 if direction == "upgrade"
-                else plan_drop(reversed(specs))
+                else plan_drop(hooks.built or {})
             )
             if steps:
                 for stmt in hooks.policy.session_sql():
                     op.execute(stmt)  # type: ignore[attr-defined]
                 for step in steps:
-                    op.execute(step.sql)  # type: ignore[attr-defined]
+                    op.execute(step.text())  # type: ignore[attr-defined]
                 for stmt in hooks.policy.reset_sql():
                     op.execute(stmt)  # type: ignore[attr-defined]
             return
         raw = op.get_bind().connection.driver_connection  # type: ignore[attr-defined]
-        builder = OnlineIndexBuilder(raw, hooks.policy, hooks.listener, hooks.poll_connect)
+        builder = OnlineIndexBuilder(
+            raw,
+            hooks.policy,
+            hooks.listener,
+            hooks.poll_connect,
+            replace_differing=hooks.replace_differing,
+        )
         if direction == "upgrade":
             builder.create(specs)
+            hooks.differing.extend(builder.differing)
         else:
-            builder.drop(reversed(specs))
+            builder.drop_built()
