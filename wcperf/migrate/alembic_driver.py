@@ -69,10 +69,11 @@ def require_platform(conn: Connection) -> None:
         )
 
 
-def _prepare(conn: Connection) -> None:
+def _prepare(conn: Connection, platform: bool = True) -> None:
     """The platform's tables must be there; wcperf's schema is made here (Alembic puts its
     version table in it before the first revision runs)."""
-    require_platform(conn)
+    if platform:
+        require_platform(conn)
     conn.execute(text(f"create schema if not exists {WCPERF_SCHEMA}"))
     conn.commit()
 
@@ -142,10 +143,16 @@ def indexes(engine: Engine) -> dict[str, IndexState]:
 
 
 def upgrade(
-    engine: Engine, target: str = "head", hooks: MigrationHooks | None = None
+    engine: Engine,
+    target: str = "head",
+    hooks: MigrationHooks | None = None,
+    *,
+    platform: bool = True,
 ) -> MigrationStatus:
+    """`platform=False` only for the state revision, which `wcperf seed` applies before it
+    creates the platform's tables (its marker lives there)."""
     with engine.connect() as conn:
-        _prepare(conn)
+        _prepare(conn, platform)
     _run(engine, command.upgrade, target, hooks)
     return status(engine)
 

@@ -238,19 +238,20 @@ LAST_NAMES = (
     "Zeller",
 )
 
-RELATIONSHIPS = ("mother", "father", "guardian", "grandparent", "aunt", "uncle", "sibling")
+RELATIONSHIPS = ("MOTHER", "FATHER", "GUARDIAN", "GRANDPARENT", "AUNT", "UNCLE", "SIBLING")
 
+# The platform's enum values a school nurse's office mostly writes.
 RECORD_TYPES = (
-    "checkup",
-    "vaccination",
-    "screening",
-    "illness",
-    "injury",
-    "allergy",
-    "medication_administration",
-    "vision",
-    "hearing",
-    "dental",
+    "CHECKUP",
+    "VACCINATION",
+    "SCREENING",
+    "ILLNESS",
+    "INJURY",
+    "ALLERGY_DOCUMENTATION",
+    "MEDICATION_REVIEW",
+    "VISION",
+    "HEARING",
+    "DENTAL",
 )
 
 DIAGNOSIS_CODES = (
@@ -322,16 +323,6 @@ PROVIDER_WORDS = (
     "Highland",
 )
 PROVIDER_KINDS = ("Pediatrics", "Family Clinic", "Health Center", "Urgent Care", "Medical Group")
-
-APPOINTMENT_TYPES = (
-    "checkup",
-    "screening",
-    "medication",
-    "illness",
-    "injury",
-    "follow_up",
-    "counseling",
-)
 
 MEDICATIONS = (
     ("Acetaminophen", False, None),
