@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "0001_wcperf_state"
 down_revision: str | None = None
@@ -74,9 +74,7 @@ def upgrade() -> None:
         "promotions",
         sa.Column("student_id", ID, nullable=False),
         sa.Column("school_year", sa.BigInteger, nullable=False),
-        sa.Column(
-            "job_id", sa.BigInteger, sa.ForeignKey(f"{SCHEMA}.bulk_jobs.id"), nullable=False
-        ),
+        sa.Column("job_id", sa.BigInteger, sa.ForeignKey(f"{SCHEMA}.bulk_jobs.id"), nullable=False),
         sa.Column("from_grade", sa.Text, nullable=False),
         sa.Column("to_grade", sa.Text, nullable=False),
         sa.Column("applied_at", TZ, nullable=False),  # the "updatedAt" the job set
@@ -101,9 +99,7 @@ def upgrade() -> None:
     # Reassignments and transfers: one row per student moved, with what it was before.
     _table(
         "student_moves",
-        sa.Column(
-            "job_id", sa.BigInteger, sa.ForeignKey(f"{SCHEMA}.bulk_jobs.id"), nullable=False
-        ),
+        sa.Column("job_id", sa.BigInteger, sa.ForeignKey(f"{SCHEMA}.bulk_jobs.id"), nullable=False),
         sa.Column("student_id", ID, nullable=False),
         sa.Column("from_school_id", ID),
         sa.Column("to_school_id", ID),

@@ -24,6 +24,7 @@ of generation keys in Redis.
 from __future__ import annotations
 
 import functools
+import uuid
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -43,10 +44,13 @@ def _day(value: Any) -> Any:
 
 
 def _id(value: Any) -> Any:
-    if value is None:  # a row with no nurse: placed, and no `nurse_id = v` read asks for it
+    """The platform's keys are UUIDs; anything else cannot be placed."""
+    if value is None:  # a row with no nurse: placed, and no `"nurseId" = v` read asks for it
         return None
+    if isinstance(value, uuid.UUID):
+        return value
     try:
-        return int(value)
+        return uuid.UUID(str(value))
     except (TypeError, ValueError):
         return UNPLACED
 
@@ -72,15 +76,15 @@ class Scope:
             value = reduce(row[col])
             if value is UNPLACED:
                 return None
-            parts.append(value.isoformat() if isinstance(value, date) else repr(value))
+            parts.append(value.isoformat() if isinstance(value, date) else str(value))
         return f"{self.name}.{zlib.crc32(chr(31).join(parts).encode()) % BUCKETS}"
 
 
 SCOPED: dict[str, tuple[Scope, ...]] = {
-    "health_records": (Scope("health_records", (("student_id", _id),)),),
+    "health_records": (Scope("health_records", (("studentId", _id),)),),
     "appointments": (
-        Scope("appointments", (("scheduled_at", _day),)),
-        Scope("appointments", (("scheduled_at", _day), ("nurse_id", _id))),
+        Scope("appointments", (("scheduledAt", _day),)),
+        Scope("appointments", (("scheduledAt", _day), ("nurseId", _id))),
     ),
 }
 _BY_COLUMNS = {

@@ -7,7 +7,6 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from wcperf.jobs import launch, store
 from wcperf.jobs.base import Plan
 from wcperf.jobs.grade_transition import GradeTransition
 from wcperf.jobs.nurse_reassign import NurseReassign
+from wcperf.jobs.revert import Revert
 from wcperf.jobs.runner import EXIT_STOPPED, Outcome, Runner, RunOptions
 from wcperf.jobs.runner import Progress as JobProgress
 from wcperf.jobs.throttle import SIGNALS, Thresholds
@@ -318,16 +318,25 @@ def _job_command(
 
 
 # -- the jobs -------------------------------------------------------------------------
+def _as_user() -> Any:
+    return typer.Option(
+        None,
+        "--as-user",
+        metavar="UUID",
+        help='The user recorded in "updatedBy" on every row changed (default: NULL).',
+    )
+
+
 @app.command("grade-transition")
 def grade_transition(
     ctx: typer.Context,
     school_year: int = typer.Option(
         ..., "--school-year", help="The school year ending, e.g. 2026."
     ),
-    school: list[int] | None = typer.Option(None, "--school", help="Only this school (repeat)."),
-    graduation_date: str | None = typer.Option(
-        None, "--graduation-date", help="YYYY-MM-DD given to graduates. Default: today."
+    school: list[str] | None = typer.Option(
+        None, "--school", metavar="UUID", help="Only this school (repeat)."
     ),
+    as_user: str | None = _as_user(),
     dry_run: bool = _dry_run(),
     atomic: bool = _atomic(),
     batch_size: str = _batch_size(),
@@ -337,32 +346,37 @@ def grade_transition(
     throttle: list[str] | None = _throttle(),
     json_out: bool = _json(),
 ) -> None:
-    """Promote every active student one grade and graduate grade 12, once per school year."""
+    """Move every active student one step along Pre-K, K, 1 ... 12, Graduate, once per year.
+
+    Soft-deleted and inactive students are never moved; a student already promoted for
+    the year (wcperf's ledger) is skipped, so re-running changes nobody twice.
+    """
     options = run_options(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
     kind = GradeTransition()
-    args = kind.args(school_year, school)
-    when = _date(graduation_date) if graduation_date else None
-    _job_command(ctx, lambda c: kind.plan(c, args, when), options, dry_run, json_out)
-
-
-def _date(raw: str) -> date:
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise ConfigError(f"--graduation-date must be YYYY-MM-DD, not {raw!r}") from None
+    args = kind.args(school_year, school, as_user)
+    _job_command(ctx, lambda c: kind.plan(c, args), options, dry_run, json_out)
 
 
 @app.command("nurse-reassign")
 def nurse_reassign(
     ctx: typer.Context,
-    from_nurse: int = typer.Option(..., "--from", help="The nurse whose students move."),
-    to_nurse: int | None = typer.Option(None, "--to", help="The nurse who takes them all."),
+    from_nurse: str = typer.Option(
+        ..., "--from", metavar="UUID", help="The nurse whose students move."
+    ),
+    to_nurse: str | None = typer.Option(
+        None, "--to", metavar="UUID", help="The nurse who takes them all."
+    ),
     balance: bool = typer.Option(
         False, "--balance", help="Spread them over the school's other active nurses by load."
     ),
     max_workload: int | None = typer.Option(
-        None, "--max-workload", help="Cap every target nurse at N students (default: their own)."
+        None,
+        "--max-workload",
+        min=1,
+        help="Most active students any target nurse may have after the move "
+        "(default: $WCPERF_MAX_WORKLOAD, else 750; the platform keeps no such limit).",
     ),
+    as_user: str | None = _as_user(),
     dry_run: bool = _dry_run(),
     atomic: bool = _atomic(),
     batch_size: str = _batch_size(),
@@ -372,27 +386,42 @@ def nurse_reassign(
     throttle: list[str] | None = _throttle(),
     json_out: bool = _json(),
 ) -> None:
-    """Move a nurse's active students to one nurse or balance them; refuse over max workload."""
+    """Move a nurse's active students to one nurse or balance them; refuse over the limit."""
     options = run_options(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
     kind = NurseReassign()
-    args = kind.args(from_nurse, to_nurse, balance, max_workload)
-    _job_command(ctx, lambda c: kind.plan(c, args), options, dry_run, json_out)
+    args = kind.args(from_nurse, to_nurse, balance, max_workload, as_user)
+    limit = _default_workload()
+    _job_command(ctx, lambda c: kind.plan(c, args, limit), options, dry_run, json_out)
+
+
+def _default_workload() -> int:
+    raw = os.environ.get("WCPERF_MAX_WORKLOAD", "750")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError("WCPERF_MAX_WORKLOAD must be a whole number of students, at least 1")
+    return int(raw)
 
 
 @app.command("transfer")
 def transfer(
     ctx: typer.Context,
-    to_school: int = typer.Option(..., "--to-school", help="The school they move to."),
+    to_school: str = typer.Option(
+        ..., "--to-school", metavar="UUID", help="The school they move to."
+    ),
     students: Path | None = typer.Option(
-        None, "--students", help="CSV of student ids (one per line, or a student_id column)."
+        None,
+        "--students",
+        help="CSV of student ids: one per line, or an id, studentId or student_id column.",
     ),
-    from_school: int | None = typer.Option(
-        None, "--from-school", help="Move this school's active students."
+    from_school: str | None = typer.Option(
+        None, "--from-school", metavar="UUID", help="Move this school's active students."
     ),
-    grade: int | None = typer.Option(None, "--grade", help="With --from-school: only this grade."),
+    grade: str | None = typer.Option(
+        None, "--grade", help="With --from-school: only this grade (Pre-K, K, 1 ... 12)."
+    ),
     reason: str | None = typer.Option(
         None, "--reason", help="Kept in the transfer history only; never printed or logged."
     ),
+    as_user: str | None = _as_user(),
     dry_run: bool = _dry_run(),
     atomic: bool = _atomic(),
     batch_size: str = _batch_size(),
@@ -404,13 +433,37 @@ def transfer(
 ) -> None:
     """Move students to another school, unassign their nurse, record the transfer history.
 
-    Every listed id must exist (checked in one query) or nothing is written.
+    Every listed id must be an active student (checked in one query) or nothing is written.
     """
     options = run_options(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
     ids = read_ids(students) if students is not None else None
     kind = Transfer()
-    args = kind.args(to_school, ids, from_school, grade)
+    args = kind.args(to_school, ids, from_school, grade, as_user)
     _job_command(ctx, lambda c: kind.plan(c, args, ids, reason), options, dry_run, json_out)
+
+
+@app.command("revert")
+def revert(
+    ctx: typer.Context,
+    job_id: int = typer.Argument(..., metavar="JOB", help="The job whose changes to undo."),
+    dry_run: bool = _dry_run(),
+    atomic: bool = _atomic(),
+    batch_size: str = _batch_size(),
+    target_batch_ms: float = _target(),
+    sleep_ms: float = _sleep(),
+    no_backpressure: bool = _no_bp(),
+    throttle: list[str] | None = _throttle(),
+    json_out: bool = _json(),
+) -> None:
+    """Put back exactly what job JOB changed, from what it recorded in wcperf's schema.
+
+    A row changed since the job wrote it is counted and left alone. Batched, resumable
+    and audited like any job: the same command again resumes an interrupted revert.
+    """
+    options = run_options(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
+    kind = Revert()
+    args = kind.args(job_id)
+    _job_command(ctx, lambda c: kind.plan(c, args), options, dry_run, json_out)
 
 
 # -- control from another terminal -------------------------------------------------------

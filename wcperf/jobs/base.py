@@ -3,17 +3,23 @@
 A job kind validates the user's arguments and counts exactly what it would change
 (`plan`), then changes it either in keyset batches (`batch`: the next rows after
 the checkpoint, one transaction each, run by the runner) or all at once
-(`apply_all`, for `--atomic`). Arguments are ids and numbers only: they go into
+(`apply_all`, for `--atomic`). Arguments are keys and numbers only: they go into
 the job row and the audit row as they are.
+
+Every job records, in wcperf's schema, what each row was before it changed it
+(a ledger or a history table), so `revert` can put exactly that back; and every
+write sets `"updatedAt"` as the platform's ORM would.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
+from wcperf.errors import ConfigError
 from wcperf.jobs.store import Job
 
 
@@ -67,26 +73,59 @@ class JobKind(Protocol):
 
     def apply_all(self, conn: Connection, job: Job) -> BatchResult: ...
 
+    def revert_plan(self, conn: Connection, job: Job) -> dict[str, int]: ...
+
+    def revert_batch(
+        self, conn: Connection, target: Job, job: Job, limit: int | None
+    ) -> BatchResult: ...
+
 
 def one(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> Any:
     row = conn.exec_driver_sql(sql, params or {}).fetchone()
     return None if row is None else row[0]
 
 
-def missing_ids(conn: Connection, table: str, ids: list[int]) -> list[int]:
-    """Which of `ids` have no row in `table`: one query, however many ids."""
-    assert table in ("schools", "users", "students")  # identifiers come from our code only
+def parse_uuid(raw: str | uuid.UUID, what: str) -> uuid.UUID:
+    """The platform's keys are UUIDs; a number or a typo is refused before anything runs."""
+    if isinstance(raw, uuid.UUID):
+        return raw
+    try:
+        return uuid.UUID(raw.strip())
+    except (AttributeError, ValueError):
+        raise ConfigError(f"{what} must be a UUID (the platform's keys are UUIDs)") from None
+
+
+# Which rows count as existing: a soft-deleted row is gone as far as the platform knows.
+_LIVE = {
+    "schools": 't."deletedAt" is null',
+    "users": 't."deletedAt" is null',
+    "students": 't."deletedAt" is null',
+}
+
+
+def missing_ids(
+    conn: Connection, table: str, ids: list[uuid.UUID], where: str | None = None
+) -> list[uuid.UUID]:
+    """Which of `ids` have no live row in `table` (and `where`): one query, however many."""
+    condition = where or _LIVE[table]  # identifiers and conditions come from our code only
     rows = conn.exec_driver_sql(
-        f"select i from unnest(%(ids)s::bigint[]) as i"
-        f" where not exists (select 1 from {table} t where t.id = i) order by i",
+        f"select i from unnest(%(ids)s::uuid[]) as i"
+        f" where not exists (select 1 from {table} t where t.id = i and {condition}) order by i",
         {"ids": ids},
     ).fetchall()
-    return [int(r[0]) for r in rows]
+    return [r[0] for r in rows]
 
 
-def ids_sample(ids: list[int], n: int = 5) -> str:
+def ids_sample(ids: list[uuid.UUID], n: int = 3) -> str:
     shown = ", ".join(str(i) for i in ids[:n])
     return shown + (f" and {len(ids) - n} more" if len(ids) > n else "")
+
+
+def as_user(conn: Connection, user: uuid.UUID | None) -> uuid.UUID | None:
+    """`--as-user`: the UUID a bulk write puts in `"updatedBy"` (an existing, live user)."""
+    if user is not None and missing_ids(conn, "users", [user]):
+        raise ConfigError(f"--as-user {user} is not an existing user; nothing written")
+    return user
 
 
 def add_counts(into: dict[str, int], more: dict[str, int]) -> dict[str, int]:

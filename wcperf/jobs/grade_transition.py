@@ -1,38 +1,116 @@
-"""Year-end grade transition: active students move up a grade, grade 12 graduates.
+"""Year-end grade transition: `Pre-K -> K -> 1 ... 12 -> Graduate`, once per school year.
 
-Exactly once per student and school year: each student changed gets
-`last_promoted_year`, and only active students below the year qualify. A re-run,
-a resume after a kill, or a second job over overlapping schools therefore
-changes nobody twice; the checkpoint only saves re-scanning.
+Only active, not soft-deleted students whose grade is on that ladder move, and only
+those who have no promotion for the year in wcperf's ledger (`wcperf.promotions`,
+never a column on `students`: the platform's `sync({alter: true})` would drop it).
+Each batch writes the students and their ledger rows in one statement, so a re-run,
+a resume after a kill, or a second job over overlapping schools changes nobody
+twice. Students created after the job was planned are next year's business.
+The ledger keeps what each row was, so `bulk revert` can put it back.
 """
 
 from __future__ import annotations
 
-from datetime import date
+import uuid
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection
 
 from wcperf.errors import ConfigError
-from wcperf.jobs.base import BatchResult, Breakdown, Plan, ids_sample, missing_ids, one
+from wcperf.jobs.base import (
+    BatchResult,
+    Breakdown,
+    Plan,
+    as_user,
+    ids_sample,
+    missing_ids,
+    parse_uuid,
+)
 from wcperf.jobs.store import Job
+from wcperf.platform import GRADES, NEXT_GRADE
 
-SENIOR = 12
-_SET = f"""
-    grade = case when s.grade >= {SENIOR} then s.grade else s.grade + 1 end,
-    status = case when s.grade >= {SENIOR} then 'graduated' else s.status end,
-    graduation_date = case when s.grade >= {SENIOR} then %(graduation)s::date
-                           else s.graduation_date end,
-    last_promoted_year = %(year)s,
-    updated_at = now()
-"""
+LADDER = {"from": list(NEXT_GRADE), "to": list(NEXT_GRADE.values())}
+GRADUATE = GRADES[-1]
 
 
-def _eligible(alias: str, schools: list[int]) -> str:
-    where = f"{alias}.status = 'active' and coalesce({alias}.last_promoted_year, 0) < %(year)s"
+def _eligible(schools: list[str]) -> str:
+    where = (
+        's."isActive" and s."deletedAt" is null and s.grade = any(%(from)s)'
+        " and coalesce(s.\"createdAt\", '-infinity') <= %(cutoff)s"
+        " and not exists (select 1 from wcperf.promotions p where p.student_id = s.id"
+        " and p.school_year = %(year)s and p.reverted_by is null)"
+    )
     if schools:
-        where += f" and {alias}.school_id = any(%(schools)s)"
+        where += ' and s."schoolId" = any(%(schools)s::uuid[])'
     return where
+
+
+# One statement per batch: lock the next students, move them up, write their ledger.
+_BATCH = """
+with batch as (
+  select s.id, s.grade, s."updatedAt", s."updatedBy" from students s
+   where s.id > %(last)s and {eligible}
+   order by s.id limit %(n)s for update
+), ladder as (
+  select * from unnest(%(from)s::text[], %(to)s::text[]) as l(grade, next)
+), moved as (
+  update students s set grade = l.next, "updatedAt" = now(), "updatedBy" = %(by)s
+    from batch b join ladder l on l.grade = b.grade
+   where s.id = b.id
+  returning s.id, b.grade as from_grade, l.next as to_grade,
+            b."updatedAt" as prev_at, b."updatedBy" as prev_by
+), ledger as (
+  insert into wcperf.promotions (student_id, school_year, job_id, from_grade, to_grade,
+                                 applied_at, prev_updated_at, prev_updated_by)
+  select id, %(year)s, %(job)s, from_grade, to_grade, now(), prev_at, prev_by from moved
+)
+select (select id from batch order by id desc limit 1),
+       count(*), count(*) filter (where to_grade = %(graduate)s) from moved
+"""
+_ALL = """
+with ladder as (
+  select * from unnest(%(from)s::text[], %(to)s::text[]) as l(grade, next)
+), moved as (
+  update students t set grade = b.next, "updatedAt" = now(), "updatedBy" = %(by)s
+    from (select s.id, s.grade, l.next, s."updatedAt" as prev_at, s."updatedBy" as prev_by
+            from students s join ladder l on l.grade = s.grade where {eligible}) b
+   where t.id = b.id
+  returning t.id, b.grade as from_grade, b.next as to_grade, b.prev_at, b.prev_by
+), ledger as (
+  insert into wcperf.promotions (student_id, school_year, job_id, from_grade, to_grade,
+                                 applied_at, prev_updated_at, prev_updated_by)
+  select id, %(year)s, %(job)s, from_grade, to_grade, now(), prev_at, prev_by from moved
+)
+select count(*), count(*) filter (where to_grade = %(graduate)s) from moved
+"""
+# Put back what a transition changed, where nothing has changed the row since.
+_REVERT = """
+with batch as (
+  select p.student_id, p.from_grade, p.to_grade, p.applied_at, p.prev_updated_at,
+         p.prev_updated_by
+    from wcperf.promotions p
+   where p.job_id = %(target)s and p.reverted_by is null and p.student_id > %(last)s
+   order by p.student_id limit %(n)s
+), back as (
+  update students s set grade = b.from_grade, "updatedAt" = b.prev_updated_at,
+                        "updatedBy" = b.prev_updated_by
+    from batch b
+   where s.id = b.student_id and s.grade = b.to_grade and s."updatedAt" = b.applied_at
+  returning s.id
+), marked as (
+  update wcperf.promotions p set reverted_by = %(job)s
+    from back where p.student_id = back.id and p.job_id = %(target)s
+)
+select (select student_id from batch order by student_id desc limit 1),
+       (select count(*) from batch), (select count(*) from back)
+"""
+_REVERT_PLAN = """
+select count(*), count(*) filter (
+         where s.id is null or s.grade <> p.to_grade or s."updatedAt" <> p.applied_at)
+  from wcperf.promotions p left join students s on s.id = p.student_id
+ where p.job_id = %(target)s and p.reverted_by is null
+"""
 
 
 class GradeTransition:
@@ -40,46 +118,67 @@ class GradeTransition:
     tables = ("students",)
 
     @staticmethod
-    def args(school_year: int, schools: list[int] | None = None) -> dict[str, Any]:
-        if not 1900 < school_year < 3000:
-            raise ConfigError(f"--school-year must be a year like 2026, not {school_year}")
-        return {"school_year": school_year, "schools": sorted(set(schools or []))}
+    def args(
+        school_year: int,
+        schools: list[str] | list[uuid.UUID] | None = None,
+        user: str | uuid.UUID | None = None,
+    ) -> dict[str, Any]:
+        this_year = date.today().year
+        if not this_year - 10 <= school_year <= this_year + 1:
+            raise ConfigError(
+                f"--school-year {school_year} is not a school year near now "
+                f"({this_year - 10}-{this_year + 1}); nothing planned"
+            )
+        ids = sorted({str(parse_uuid(s, "--school")) for s in schools or []})
+        by = str(parse_uuid(user, "--as-user")) if user is not None else None
+        return {"school_year": school_year, "schools": ids, "as_user": by}
 
-    def plan(
-        self, conn: Connection, args: dict[str, Any], graduation_date: date | None = None
-    ) -> Plan:
+    def _params(self, args: dict[str, Any], cutoff: str) -> dict[str, Any]:
+        return {
+            **LADDER,
+            "year": args["school_year"],
+            "schools": args["schools"],
+            "by": args.get("as_user"),
+            "cutoff": cutoff,
+            "graduate": GRADUATE,
+        }
+
+    def plan(self, conn: Connection, args: dict[str, Any]) -> Plan:
         schools = args["schools"]
         if schools and (unknown := missing_ids(conn, "schools", schools)):
-            raise ConfigError(f"unknown school id(s): {ids_sample(unknown)}; nothing written")
+            raise ConfigError(f"unknown school(s): {ids_sample(unknown)}; nothing written")
+        by = args.get("as_user")
+        as_user(conn, uuid.UUID(by) if by else None)
+        cutoff = datetime.now(UTC).isoformat()
+        params = self._params(args, cutoff)
         rows = conn.exec_driver_sql(
-            f"select school_id, grade, count(*) from students s where {_eligible('s', schools)}"
+            f'select s."schoolId", s.grade, count(*) from students s where {_eligible(schools)}'
             " group by 1, 2 order by 1, 2",
-            {"year": args["school_year"], "schools": schools},
+            params,
         ).fetchall()
-        by_grade: dict[int, int] = {}
-        by_school: dict[int, list[int]] = {}
+        by_grade: dict[str, int] = {}
+        by_school: dict[str, list[int]] = {}
         for school, grade, n in rows:
             by_grade[grade] = by_grade.get(grade, 0) + n
-            counts = by_school.setdefault(school, [0, 0])
-            counts[1 if grade >= SENIOR else 0] += n
+            counts = by_school.setdefault(str(school), [0, 0])
+            counts[1 if NEXT_GRADE[grade] == GRADUATE else 0] += n
+        off_ladder = conn.exec_driver_sql(
+            'select count(*) from students s where s."isActive" and s."deletedAt" is null'
+            " and not (s.grade = any(%(all)s))"
+            + (' and s."schoolId" = any(%(schools)s::uuid[])' if schools else ""),
+            {"all": list(GRADES), "schools": schools},
+        ).scalar_one()
         total = sum(by_grade.values())
         plan = Plan(
             self.name,
             args,
-            {
-                "graduation_date": (graduation_date or date.today()).isoformat(),
-                # Students enrolled after the job starts are next year's business.
-                "max_id": int(one(conn, "select coalesce(max(id), 0) from students")),
-            },
+            {"cutoff": cutoff},
             total,
             [
                 Breakdown(
                     "by grade",
                     ["grade", "students", "becomes"],
-                    [
-                        [g, n, "graduated" if g >= SENIOR else f"grade {g + 1}"]
-                        for g, n in sorted(by_grade.items())
-                    ],
+                    [[g, by_grade[g], NEXT_GRADE[g]] for g in GRADES if g in by_grade],
                 ),
                 Breakdown(
                     "by school",
@@ -88,6 +187,10 @@ class GradeTransition:
                 ),
             ],
         )
+        if off_ladder:
+            plan.notes.append(
+                f"{off_ladder} active students have a grade outside Pre-K..12 and are left alone"
+            )
         if total == 0:
             plan.notes.append(
                 f"nothing to do: every eligible student has had the {args['school_year']}"
@@ -95,62 +198,55 @@ class GradeTransition:
             )
         return plan
 
-    def _params(self, job: Job) -> dict[str, Any]:
-        return {
-            "year": job.args["school_year"],
-            "schools": job.args["schools"],
-            "graduation": job.plan["graduation_date"],
-        }
-
     def batch(self, conn: Connection, job: Job, limit: int) -> BatchResult:
-        """The next `limit` ids after the checkpoint: one range scan, one statement.
-
-        Batches are spans of ids, not counts of rows: a span needs no separate scan
-        to find its rows (a LIMIT would, and then a join back to update them).
-        """
-        schools = job.args["schools"]
-        last = int(job.checkpoint.get("last_id", 0))
-        end = int(job.plan["max_id"])
-        if last >= end:
-            return BatchResult(0, {}, {}, done=True)
-        upper = min(last + limit, end)
-        changed, graduated = conn.exec_driver_sql(
-            f"""
-            with moved as (
-              update students s set {_SET}
-               where s.id > %(last)s and s.id <= %(upper)s and {_eligible("s", schools)}
-              returning s.status
-            )
-            select count(*), count(*) filter (where status = 'graduated') from moved
-            """,
-            {**self._params(job), "last": last, "upper": upper},
+        """The next `limit` eligible students after the checkpoint, by key."""
+        last = job.checkpoint.get("last_id", "00000000-0000-0000-0000-000000000000")
+        params = {
+            **self._params(job.args, job.plan["cutoff"]),
+            "last": last,
+            "n": limit,
+            "job": job.id,
+        }
+        top, changed, graduated = conn.exec_driver_sql(
+            _BATCH.format(eligible=_eligible(job.args["schools"])), params
         ).one()
+        if top is None:
+            return BatchResult(0, {}, {}, done=True)
         return BatchResult(
             changed,
-            {"last_id": upper},
+            {"last_id": str(top)},
             {"promoted": changed - graduated, "graduated": graduated},
-            done=upper >= end,  # the last span finishes the job in its own transaction
-            scanned=upper - last,
+            done=False,
         )
 
     def apply_all(self, conn: Connection, job: Job) -> BatchResult:
-        """Two plain UPDATEs, graduates first: their row counts are the job's counts.
-
-        (One UPDATE with RETURNING would have to hold every changed row to count
-        the graduates; the second scan costs less.)
-        """
-        schools = job.args["schools"]
-        params = {**self._params(job), "end": job.plan["max_id"]}
-        counts = {}
-        for name, grades in (("graduated", f">= {SENIOR}"), ("promoted", f"< {SENIOR}")):
-            counts[name] = conn.exec_driver_sql(
-                f"update students s set {_SET} where s.id <= %(end)s"
-                f" and s.grade {grades} and {_eligible('s', schools)}",
-                params,
-            ).rowcount
+        """One statement: every eligible student and its ledger row."""
+        params = {**self._params(job.args, job.plan["cutoff"]), "job": job.id}
+        changed, graduated = conn.exec_driver_sql(
+            _ALL.format(eligible=_eligible(job.args["schools"])), params
+        ).one()
         return BatchResult(
-            counts["graduated"] + counts["promoted"],
-            {"last_id": int(job.plan["max_id"])},
-            {"promoted": counts["promoted"], "graduated": counts["graduated"]},
-            done=True,
+            changed, {}, {"promoted": changed - graduated, "graduated": graduated}, done=True
+        )
+
+    # -- revert ------------------------------------------------------------------------
+    def revert_plan(self, conn: Connection, job: Job) -> dict[str, int]:
+        total, changed = conn.exec_driver_sql(_REVERT_PLAN, {"target": job.id}).one()
+        return {"recorded": int(total), "changed_since": int(changed)}
+
+    def revert_batch(
+        self, conn: Connection, target: Job, job: Job, limit: int | None
+    ) -> BatchResult:
+        last = job.checkpoint.get("last_id", "00000000-0000-0000-0000-000000000000")
+        top, scanned, back = conn.exec_driver_sql(
+            _REVERT, {"target": target.id, "job": job.id, "last": last, "n": limit}
+        ).one()
+        if top is None:
+            return BatchResult(0, {}, {}, done=True)
+        return BatchResult(
+            back,
+            {"last_id": str(top)},
+            {"restored": back, "changed_since": scanned - back},
+            done=False,
+            scanned=scanned,
         )

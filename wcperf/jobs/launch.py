@@ -10,11 +10,9 @@ from sqlalchemy import Connection
 from wcperf.db.engine import Database
 from wcperf.jobs import store
 from wcperf.jobs.base import JobKind, Plan
-from wcperf.jobs.grade_transition import GradeTransition
-from wcperf.jobs.nurse_reassign import NurseReassign
-from wcperf.jobs.transfer import Transfer
+from wcperf.jobs.revert import REVERTIBLE, Revert
 
-KINDS: dict[str, JobKind] = {k.name: k for k in (GradeTransition(), NurseReassign(), Transfer())}
+KINDS: dict[str, JobKind] = {**REVERTIBLE, Revert.name: Revert()}
 
 
 def plan(db: Database, make: Callable[[Connection], Plan]) -> Plan:

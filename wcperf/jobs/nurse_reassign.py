@@ -1,30 +1,84 @@
-"""Nurse reassignment: a nurse's active students move to one nurse, or are balanced.
+"""Nurse reassignment: a nurse's students move to one nurse, or are balanced.
 
-Balancing gives each student, in turn, to the target nurse with the fewest
-active students (ties to the lower id), never above a nurse's maximum workload
-(`users.max_workload`, or `--max-workload` for every target). The quotas are
-fixed when the job starts and kept in the job row, so a resumed job hands out
-exactly what a clean run would. Too few free places: refused before anything is
-written, saying by how many.
+Nurses are live users with `role = 'NURSE'`; the students that move are the
+source nurse's active, not soft-deleted ones (the source may have left: inactive
+or deleted). Balancing gives each student, in turn, to the target nurse with the
+fewest active students (ties to the lower key), never above the workload limit.
+The platform keeps no such limit, so it is `--max-workload` or the setting
+(`WCPERF_MAX_WORKLOAD`). The quotas are fixed when the job starts and kept in the
+job row, so a resumed job hands out exactly what a clean run would. Too few free
+places: refused before anything is written, saying by how many. Every move is
+recorded with what it replaced (`wcperf.student_moves`), for `bulk revert`.
 """
 
 from __future__ import annotations
 
 import heapq
+import uuid
 from typing import Any
 
 from sqlalchemy import Connection
 
 from wcperf.errors import ConfigError, RefusedError
-from wcperf.jobs.base import BatchResult, Breakdown, Plan, one
+from wcperf.jobs.base import BatchResult, Breakdown, Plan, as_user, one, parse_uuid
 from wcperf.jobs.store import Job
 
-_NURSE = "select id, school_id, role, is_active, max_workload from users where id = %(id)s"
+_NURSE = (
+    'select id, "schoolId", role, "isActive", "deletedAt" is null as live from users'
+    " where id = %(id)s"
+)
+_ACTIVE = 's."isActive" and s."deletedAt" is null'
+
+_MOVE = """
+with old as (
+  select id, "nurseId", "updatedAt", "updatedBy" from students
+   where id = any(%(ids)s::uuid[]) order by id for update
+), moved as (
+  update students s set "nurseId" = m.nurse, "updatedAt" = now(), "updatedBy" = %(by)s
+    from unnest(%(ids)s::uuid[], %(nurses)s::uuid[]) as m(id, nurse)
+   where s.id = m.id
+  returning s.id, m.nurse
+), history as (
+  insert into wcperf.student_moves (job_id, student_id, from_nurse_id, to_nurse_id,
+                                    applied_at, prev_updated_at, prev_updated_by)
+  select %(job)s, o.id, o."nurseId", m.nurse, now(), o."updatedAt", o."updatedBy"
+    from old o join moved m on m.id = o.id
+  on conflict (job_id, student_id) do nothing
+)
+select count(*) from moved
+"""
+# Put back the nurse (and "updatedAt"/"updatedBy") where nothing changed the row since.
+REVERT_NURSE = """
+with batch as (
+  select * from wcperf.student_moves m
+   where m.job_id = %(target)s and m.reverted_by is null and m.student_id > %(last)s
+   order by m.student_id limit %(n)s
+), back as (
+  update students s set "nurseId" = b.from_nurse_id, "updatedAt" = b.prev_updated_at,
+                        "updatedBy" = b.prev_updated_by
+    from batch b
+   where s.id = b.student_id and s."updatedAt" = b.applied_at
+     and s."nurseId" is not distinct from b.to_nurse_id
+  returning s.id
+), marked as (
+  update wcperf.student_moves m set reverted_by = %(job)s
+    from back where m.student_id = back.id and m.job_id = %(target)s
+)
+select (select student_id from batch order by student_id desc limit 1),
+       (select count(*) from batch), (select count(*) from back)
+"""
+REVERT_NURSE_PLAN = """
+select count(*), count(*) filter (where s.id is null or s."updatedAt" <> m.applied_at
+                                   or s."nurseId" is distinct from m.to_nurse_id)
+  from wcperf.student_moves m left join students s on s.id = m.student_id
+ where m.job_id = %(target)s and m.reverted_by is null
+"""
+NIL = "00000000-0000-0000-0000-000000000000"
 
 
 def balance(
-    moving: int, loads: dict[int, int], caps: dict[int, int | None]
-) -> list[tuple[int, int]]:
+    moving: int, loads: dict[str, int], caps: dict[str, int | None]
+) -> list[tuple[str, int]]:
     """(nurse, students given) for each target, by least current load first."""
     heap = [(load, nurse) for nurse, load in loads.items()]
     heapq.heapify(heap)
@@ -42,133 +96,164 @@ def balance(
     return [(n, g) for n, g in sorted(given.items()) if g]
 
 
+def revert_moves(
+    conn: Connection, sql: str, target: Job, job: Job, limit: int | None
+) -> BatchResult:
+    """One batch of a move history put back (reassignments and transfers alike)."""
+    last = job.checkpoint.get("last_id", NIL)
+    top, scanned, back = conn.exec_driver_sql(
+        sql, {"target": target.id, "job": job.id, "last": last, "n": limit}
+    ).one()
+    if top is None:
+        return BatchResult(0, {}, {}, done=True)
+    return BatchResult(
+        back,
+        {"last_id": str(top)},
+        {"restored": back, "changed_since": scanned - back},
+        done=False,
+        scanned=scanned,
+    )
+
+
 class NurseReassign:
     name = "nurse-reassign"
     tables = ("students",)
 
     @staticmethod
     def args(
-        from_nurse: int, to_nurse: int | None, balance_: bool, max_workload: int | None
+        from_nurse: str | uuid.UUID,
+        to_nurse: str | uuid.UUID | None,
+        balance_: bool,
+        max_workload: int | None,
+        user: str | uuid.UUID | None = None,
     ) -> dict[str, Any]:
         if (to_nurse is None) == (not balance_):
             raise ConfigError("give exactly one of --to NURSE or --balance")
-        if to_nurse == from_nurse:
+        source = parse_uuid(from_nurse, "--from")
+        target = parse_uuid(to_nurse, "--to") if to_nurse is not None else None
+        if target == source:
             raise ConfigError("--to names the nurse the students are leaving")
         if max_workload is not None and max_workload < 1:
             raise ConfigError("--max-workload must be at least 1")
         return {
-            "from_nurse": from_nurse,
-            "to_nurse": to_nurse,
+            "from_nurse": str(source),
+            "to_nurse": str(target) if target else None,
             "balance": balance_,
             "max_workload": max_workload,
+            "as_user": str(parse_uuid(user, "--as-user")) if user is not None else None,
         }
 
-    def _nurse(self, conn: Connection, nurse_id: int, what: str) -> Any:
+    def _nurse(self, conn: Connection, nurse_id: str, what: str) -> Any:
         row = conn.exec_driver_sql(_NURSE, {"id": nurse_id}).one_or_none()
-        if row is None or row.role != "nurse":
-            raise ConfigError(f"{what} {nurse_id} is not a nurse")
+        if row is None or row.role != "NURSE":
+            raise ConfigError(f"{what} {nurse_id} is not a nurse (a user with role NURSE)")
         return row
 
-    def plan(self, conn: Connection, args: dict[str, Any]) -> Plan:
+    def plan(self, conn: Connection, args: dict[str, Any], default_max: int = 750) -> Plan:
+        by = args.get("as_user")
+        as_user(conn, uuid.UUID(by) if by else None)
         source = self._nurse(conn, args["from_nurse"], "--from")
         if args["to_nurse"] is not None:
             target = self._nurse(conn, args["to_nurse"], "--to")
-            if not target.is_active:
+            if not (target.isActive and target.live):
                 raise ConfigError(f"--to nurse {target.id} is not active")
             targets = [target]
         else:
             targets = conn.exec_driver_sql(
-                "select id, school_id, role, is_active, max_workload from users"
-                " where role = 'nurse' and is_active and school_id = %(school)s and id <> %(from)s"
+                "select id from users where role = 'NURSE' and \"isActive\""
+                ' and "deletedAt" is null and "schoolId" = %(school)s and id <> %(from)s'
                 " order by id",
-                {"school": source.school_id, "from": source.id},
+                {"school": source.schoolId, "from": source.id},
             ).fetchall()
             if not targets:
                 raise ConfigError(
-                    f"no other active nurse at school {source.school_id} to balance onto"
+                    f"no other active nurse at school {source.schoolId} to balance onto"
                 )
+        ids = [str(t.id) for t in targets]
         moving = int(
             one(
                 conn,
-                "select count(*) from students where nurse_id = %(id)s and status = 'active'",
+                f'select count(*) from students s where s."nurseId" = %(id)s and {_ACTIVE}',
                 {"id": source.id},
             )
         )
-        loads = dict.fromkeys((t.id for t in targets), 0) | {
-            int(n): int(c)
+        loads = dict.fromkeys(ids, 0) | {
+            str(n): int(c)
             for n, c in conn.exec_driver_sql(
-                "select nurse_id, count(*) from students"
-                " where nurse_id = any(%(ids)s) and status = 'active' group by 1",
-                {"ids": [t.id for t in targets]},
+                f'select s."nurseId", count(*) from students s'
+                f' where s."nurseId" = any(%(ids)s::uuid[]) and {_ACTIVE} group by 1',
+                {"ids": ids},
             ).fetchall()
         }
-        cap_all = args["max_workload"]
-        caps = {t.id: cap_all if cap_all is not None else t.max_workload for t in targets}
-        room = [None if caps[n] is None else max(caps[n] - loads[n], 0) for n in loads]
-        if None not in room and moving > sum(r or 0 for r in room):
-            over = moving - sum(r or 0 for r in room)
+        cap = args["max_workload"] or default_max
+        caps: dict[str, int | None] = dict.fromkeys(ids, cap)
+        room = sum(max(cap - loads[n], 0) for n in ids)
+        if moving > room:
             who = (
-                f"nurse {targets[0].id} has room for {room[0]}"
-                if len(targets) == 1
-                else f"the {len(targets)} other nurses of school {source.school_id} have room"
-                f" for {sum(r or 0 for r in room)}"
+                f"nurse {ids[0]} has room for {room}"
+                if len(ids) == 1
+                else f"the {len(ids)} other nurses of school {source.schoolId} have room for {room}"
             )
             raise RefusedError(
-                f"refused: {moving} students to move but {who}: {over} over the maximum"
-                " workload; nothing written"
+                f"refused: {moving} students to move but {who} under a workload of {cap}: "
+                f"{moving - room} over the maximum workload; nothing written"
             )
         quotas = balance(moving, loads, caps)
         given = dict(quotas)
         return Plan(
             self.name,
             args,
-            {"quotas": [[n, q] for n, q in quotas]},
+            {"quotas": [[n, q] for n, q in quotas], "max_workload": cap},
             moving,
             [
                 Breakdown(
                     "by nurse",
                     ["nurse", "students now", "receives", "after", "max workload"],
-                    [
-                        [n, loads[n], given.get(n, 0), loads[n] + given.get(n, 0), caps[n]]
-                        for n in loads
-                    ],
+                    [[n, loads[n], given.get(n, 0), loads[n] + given.get(n, 0), cap] for n in ids],
                 )
             ],
         )
 
     def batch(self, conn: Connection, job: Job, limit: int) -> BatchResult:
         assigned: dict[str, int] = dict(job.checkpoint.get("assigned", {}))
-        slots: list[int] = []
+        slots: list[str] = []
         for nurse, quota in job.plan["quotas"]:
-            slots += [nurse] * (quota - assigned.get(str(nurse), 0))
+            slots += [nurse] * (quota - assigned.get(nurse, 0))
             if len(slots) >= limit:
                 break
         slots = slots[:limit]
-        last = int(job.checkpoint.get("last_id", 0))
+        last = job.checkpoint.get("last_id", NIL)
         ids = [
-            int(r[0])
+            str(r[0])
             for r in conn.exec_driver_sql(
-                "select id from students where nurse_id = %(from)s and status = 'active'"
-                " and id > %(last)s order by id limit %(n)s for update",
+                f'select s.id from students s where s."nurseId" = %(from)s and {_ACTIVE}'
+                " and s.id > %(last)s order by s.id limit %(n)s for update",
                 {"from": job.args["from_nurse"], "last": last, "n": len(slots)},
             ).fetchall()
         ]
         if not ids:
             return BatchResult(0, {}, {}, done=True)
         nurses = slots[: len(ids)]
-        conn.exec_driver_sql(
-            "update students s set nurse_id = m.nurse, updated_at = now()"
-            " from unnest(%(ids)s::bigint[], %(nurses)s::bigint[]) as m(id, nurse)"
-            " where s.id = m.id",
-            {"ids": ids, "nurses": nurses},
-        )
+        moved = conn.exec_driver_sql(
+            _MOVE,
+            {"ids": ids, "nurses": nurses, "by": job.args.get("as_user"), "job": job.id},
+        ).scalar_one()
         for n in nurses:
-            assigned[str(n)] = assigned.get(str(n), 0) + 1
+            assigned[n] = assigned.get(n, 0) + 1
         return BatchResult(
-            len(ids), {"last_id": ids[-1], "assigned": assigned}, {"moved": len(ids)}, done=False
+            moved, {"last_id": ids[-1], "assigned": assigned}, {"moved": moved}, done=False
         )
 
     def apply_all(self, conn: Connection, job: Job) -> BatchResult:
         """Every remaining quota in one batch: one SELECT and one UPDATE."""
-        step = self.batch(conn, job, sum(quota for _, quota in job.plan["quotas"]))
+        step = self.batch(conn, job, max(1, sum(quota for _, quota in job.plan["quotas"])))
         return BatchResult(step.rows, step.checkpoint, {"moved": step.rows}, done=True)
+
+    def revert_plan(self, conn: Connection, job: Job) -> dict[str, int]:
+        total, changed = conn.exec_driver_sql(REVERT_NURSE_PLAN, {"target": job.id}).one()
+        return {"recorded": int(total), "changed_since": int(changed)}
+
+    def revert_batch(
+        self, conn: Connection, target: Job, job: Job, limit: int | None
+    ) -> BatchResult:
+        return revert_moves(conn, REVERT_NURSE, target, job, limit)

@@ -130,7 +130,7 @@ def _job(row: dict[str, Any]) -> Job:
 def get(conn: psycopg.Connection, job_id: int) -> Job:
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
-            f"select {_COLUMNS}, {_ALIVE} from bulk_jobs where id = %s", (job_id,)
+            f"select {_COLUMNS}, {_ALIVE} from wcperf.bulk_jobs where id = %s", (job_id,)
         ).fetchone()
     if row is None:
         raise JobNotFound(f"no bulk job {job_id}")
@@ -142,7 +142,7 @@ def lock(conn: psycopg.Connection, job_id: int, lock_timeout_ms: int) -> Job:
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             "select set_config('lock_timeout', %s, true) as lock_timeout,"
-            f" {_COLUMNS}, true as alive from bulk_jobs where id = %s for update",
+            f" {_COLUMNS}, true as alive from wcperf.bulk_jobs where id = %s for update",
             (f"{lock_timeout_ms}ms", job_id),
         ).fetchone()
     if row is None:
@@ -161,7 +161,7 @@ def advance(
 ) -> None:
     """Move the checkpoint, in the batch's own transaction."""
     conn.execute(
-        "update bulk_jobs set checkpoint = %s, rows_done = rows_done + %s, status = %s,"
+        "update wcperf.bulk_jobs set checkpoint = %s, rows_done = rows_done + %s, status = %s,"
         " throttle = %s, error = null, updated_at = now(),"
         " finished_at = case when %s in ('done', 'aborted') then now() end"
         " where id = %s",
@@ -173,14 +173,14 @@ def advance(
 
 
 def requested(conn: psycopg.Connection, job_id: int) -> str | None:
-    row = conn.execute("select requested from bulk_jobs where id = %s", (job_id,)).fetchone()
+    row = conn.execute("select requested from wcperf.bulk_jobs where id = %s", (job_id,)).fetchone()
     return row[0] if row else None
 
 
 def listing(conn: psycopg.Connection, limit: int = 50) -> list[Job]:
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            f"select {_COLUMNS}, {_ALIVE} from bulk_jobs order by id desc limit %s", (limit,)
+            f"select {_COLUMNS}, {_ALIVE} from wcperf.bulk_jobs order by id desc limit %s", (limit,)
         ).fetchall()
     return [_job(r) for r in rows]
 
@@ -189,7 +189,7 @@ def find_unfinished(conn: psycopg.Connection, kind: str, args: dict[str, Any]) -
     """The newest job of this kind and these arguments that did not finish or get aborted."""
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
-            f"select {_COLUMNS}, {_ALIVE} from bulk_jobs"
+            f"select {_COLUMNS}, {_ALIVE} from wcperf.bulk_jobs"
             " where kind = %s and params -> 'args' = %s"
             " and status in ('planned', 'running', 'paused', 'interrupted', 'failed')"
             " order by id desc limit 1",
@@ -209,12 +209,12 @@ def create(
     """The job row and its one audit row, in one transaction."""
     with conn.transaction():
         job_id = conn.execute(
-            "insert into bulk_jobs (kind, params, status, checkpoint, rows_total, requested)"
+            "insert into wcperf.bulk_jobs (kind, params, status, checkpoint, rows_total, requested)"
             " values (%s, %s, 'planned', %s, %s, 'run') returning id",
             (kind, Jsonb({"args": args, "plan": plan}), Jsonb({"counts": {}}), rows_total),
         ).fetchone()[0]  # type: ignore[index]
         conn.execute(
-            "insert into audit_log (actor, action, job_id, counts, details)"
+            "insert into wcperf.audit_log (actor, action, job_id, counts, details)"
             " values (%s, %s, %s, %s, %s)",
             (
                 actor(),
@@ -240,7 +240,7 @@ def record_run(
 ) -> None:
     """Fold one run into the job's audit row: outcome, counts, total duration, runs."""
     conn.execute(
-        "update audit_log set counts = %s,"
+        "update wcperf.audit_log set counts = %s,"
         " details = details || jsonb_build_object("
         "   'outcome', %s::text,"
         "   'runs', coalesce((details ->> 'runs')::int, 0) + 1,"
@@ -255,7 +255,8 @@ def record_run(
 def audit_row(conn: psycopg.Connection, job_id: int) -> dict[str, Any]:
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
-            "select actor, action, occurred_at, counts, details from audit_log where job_id = %s",
+            "select actor, action, occurred_at, counts, details from wcperf.audit_log"
+            " where job_id = %s",
             (job_id,),
         ).fetchall()
     if len(row) != 1:
@@ -269,11 +270,12 @@ def request(conn: psycopg.Connection, job_id: int, what: str) -> Job:
     if job.status == "done":
         raise RefusedError(f"bulk job {job_id} is done; nothing to {what}")
     conn.execute(
-        "update bulk_jobs set requested = %s, updated_at = now() where id = %s", (what, job_id)
+        "update wcperf.bulk_jobs set requested = %s, updated_at = now() where id = %s",
+        (what, job_id),
     )
     if what == "abort" and not job.alive:
         conn.execute(
-            "update bulk_jobs set status = 'aborted', error = 'aborted by operator',"
+            "update wcperf.bulk_jobs set status = 'aborted', error = 'aborted by operator',"
             " finished_at = now() where id = %s",
             (job_id,),
         )
@@ -283,7 +285,8 @@ def request(conn: psycopg.Connection, job_id: int, what: str) -> Job:
 def set_batch_size(conn: psycopg.Connection, job_id: int, size: int | None) -> Job:
     get(conn, job_id)
     conn.execute(
-        "update bulk_jobs set batch_size = %s, updated_at = now() where id = %s", (size, job_id)
+        "update wcperf.bulk_jobs set batch_size = %s, updated_at = now() where id = %s",
+        (size, job_id),
     )
     return get(conn, job_id)
 
@@ -322,7 +325,7 @@ def note_state(
     """Record a state outside a batch (paused, aborted, failed), on the lease connection."""
     finished = status in ("done", "aborted")
     conn.execute(
-        "update bulk_jobs set status = %s, throttle = %s, error = %s, updated_at = now(),"
+        "update wcperf.bulk_jobs set status = %s, throttle = %s, error = %s, updated_at = now(),"
         " finished_at = case when %s then now() else finished_at end where id = %s",
         (status, Jsonb(throttle) if throttle is not None else None, error, finished, job_id),
     )
@@ -331,7 +334,8 @@ def note_state(
 def claim(conn: psycopg.Connection, job_id: int) -> Job:
     """The runner starts (or resumes) the job: running, and run is what is asked."""
     conn.execute(
-        "update bulk_jobs set status = 'running', requested = 'run', owner = %s, error = null,"
+        "update wcperf.bulk_jobs set status = 'running', requested = 'run', owner = %s,"
+        " error = null,"
         " started_at = coalesce(started_at, now()), finished_at = null, updated_at = now()"
         " where id = %s",
         (owner(), job_id),

@@ -1,141 +1,222 @@
 """Student transfer: students move to another school, their nurse unassigned.
 
-The set is either a CSV of student ids (every id must exist: checked in one
-query before anything is written) or the active students of one school
-(optionally one grade). Each move writes the student row (school, no nurse,
-transfer time and metadata) and one `student_transfers` row, unique per job and
-student, in the batch's transaction. The reason an operator types is free text and
-may name a child: it is kept beside the job's plan (to resume with) and in the
-history rows, inside the database, and never reaches the job's arguments, the
-audit row, a log or the screen.
+The set is either a CSV of student keys (every one must be an active, not deleted
+student: checked in one query before anything is written) or the active students
+of one school (optionally one grade). Each move sets the student's `"schoolId"`
+(and `"districtId"` to the new school's), clears `"nurseId"`, sets `"updatedAt"`,
+and records one `wcperf.student_moves` row with what it replaced and the move's
+metadata, in the batch's transaction. The reason an operator types is free text
+and may name a child: it is kept in those history rows only (and beside the
+job's plan, to resume with), never in the job's arguments, the audit row, a log
+or the screen.
 """
 
 from __future__ import annotations
 
-import bisect
 import csv
 import hashlib
+import io
+import uuid
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
 
 from wcperf.errors import ConfigError
-from wcperf.jobs.base import BatchResult, Breakdown, Plan, ids_sample, missing_ids
+from wcperf.jobs.base import (
+    BatchResult,
+    Breakdown,
+    Plan,
+    as_user,
+    ids_sample,
+    missing_ids,
+    parse_uuid,
+)
+from wcperf.jobs.nurse_reassign import NIL, revert_moves
 from wcperf.jobs.store import Job
+from wcperf.platform import GRADES
+
+_ACTIVE = 't."isActive" and t."deletedAt" is null'
 
 _MOVE = """
-with old as (
-  select id, school_id, nurse_id from students
-   where id = any(%(ids)s) and school_id <> %(to)s
-   order by id for update
+with target as (
+  select id, "districtId" from schools where id = %(to)s
+), old as (
+  select s.id, s."schoolId", s."districtId", s."nurseId", s."updatedAt", s."updatedBy"
+    from students s
+   where s.id = any(%(ids)s::uuid[]) and s."schoolId" is distinct from %(to)s
+     and s."isActive" and s."deletedAt" is null
+   order by s.id for update
 ), moved as (
   update students s
-     set school_id = %(to)s, nurse_id = null, transferred_at = now(), updated_at = now(),
-         transfer_metadata = jsonb_build_object(
-           'job_id', %(job)s::bigint, 'from_school_id', old.school_id,
-           'from_nurse_id', old.nurse_id, 'to_school_id', %(to)s::bigint)
-    from old where s.id = old.id
+     set "schoolId" = target.id, "districtId" = target."districtId", "nurseId" = null,
+         "updatedAt" = now(), "updatedBy" = %(by)s
+    from old, target where s.id = old.id
   returning s.id
 ), history as (
-  insert into student_transfers
-         (student_id, from_school_id, to_school_id, from_nurse_id, job_id, reason)
-  select id, school_id, %(to)s, nurse_id, %(job)s, %(reason)s from old
+  insert into wcperf.student_moves
+         (job_id, student_id, from_school_id, to_school_id, from_district_id, to_district_id,
+          from_nurse_id, to_nurse_id, applied_at, prev_updated_at, prev_updated_by, reason,
+          metadata)
+  select %(job)s, old.id, old."schoolId", target.id, old."districtId", target."districtId",
+         old."nurseId", null, now(), old."updatedAt", old."updatedBy", %(reason)s,
+         jsonb_build_object('job_id', %(job)s::bigint, 'kind', 'transfer')
+    from old, target
   on conflict (job_id, student_id) do nothing
 )
 select count(*) from moved
 """
+REVERT_TRANSFER = """
+with batch as (
+  select * from wcperf.student_moves m
+   where m.job_id = %(target)s and m.reverted_by is null and m.student_id > %(last)s
+   order by m.student_id limit %(n)s
+), back as (
+  update students s set "schoolId" = b.from_school_id, "districtId" = b.from_district_id,
+                        "nurseId" = b.from_nurse_id, "updatedAt" = b.prev_updated_at,
+                        "updatedBy" = b.prev_updated_by
+    from batch b
+   where s.id = b.student_id and s."updatedAt" = b.applied_at
+     and s."schoolId" is not distinct from b.to_school_id and s."nurseId" is null
+  returning s.id
+), marked as (
+  update wcperf.student_moves m set reverted_by = %(job)s
+    from back where m.student_id = back.id and m.job_id = %(target)s
+)
+select (select student_id from batch order by student_id desc limit 1),
+       (select count(*) from batch), (select count(*) from back)
+"""
+REVERT_TRANSFER_PLAN = """
+select count(*), count(*) filter (where s.id is null or s."updatedAt" <> m.applied_at
+                                   or s."schoolId" is distinct from m.to_school_id
+                                   or s."nurseId" is not null)
+  from wcperf.student_moves m left join students s on s.id = m.student_id
+ where m.job_id = %(target)s and m.reverted_by is null
+"""
+_HEADERS = ("id", "studentid", "student_id")
 
 
-def read_ids(path: Path) -> list[int]:
-    """Student ids from a CSV: one per line, or a `student_id`/`id` column.
+def read_ids(path: Path) -> list[uuid.UUID]:
+    """Student keys from a CSV: one per line, or an `id`, `studentId` or `student_id` column.
 
-    A bad line is reported by number only: the file may hold other columns, and
-    they may be names.
+    UTF-8 with or without a BOM, LF or CRLF. A bad line is reported by number only:
+    the file may hold other columns, and they may be names.
     """
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    rows = [r for r in csv.reader(text.splitlines()) if any(c.strip() for c in r)]
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file; nothing written") from None
+    rows = [
+        (n, r)
+        for n, r in enumerate(csv.reader(io.StringIO(text, newline="")), start=1)
+        if any(c.strip() for c in r)
+    ]
     if not rows:
         raise ConfigError(f"{path}: no student ids")
     column, start = 0, 0
-    header = [c.strip().lower() for c in rows[0]]
-    if not header[0].lstrip("-").isdigit():
-        names = [h for h in ("student_id", "id") if h in header]
+    first = [c.strip() for c in rows[0][1]]
+    if not _is_uuid(first[0]):
+        header = [h.lower() for h in first]
+        names = [h for h in _HEADERS if h in header]
         if not names:
-            raise ConfigError(f"{path}: line 1 is a header without a student_id or id column")
+            raise ConfigError(
+                f"{path}: line {rows[0][0]} is a header without an id, studentId or "
+                "student_id column"
+            )
         column, start = header.index(names[0]), 1
-    ids: list[int] = []
-    for number, row in enumerate(rows[start:], start=start + 1):
+    ids: list[uuid.UUID] = []
+    for number, row in rows[start:]:
         cell = row[column].strip() if column < len(row) else ""
-        if not cell.isdigit() or int(cell) < 1:
+        if not _is_uuid(cell):
             raise ConfigError(f"{path}: line {number} holds no valid student id; nothing written")
-        ids.append(int(cell))
+        ids.append(uuid.UUID(cell))
     if not ids:
         raise ConfigError(f"{path}: no student ids")
     return sorted(set(ids))
 
 
+def _is_uuid(cell: str) -> bool:
+    try:
+        uuid.UUID(cell)
+    except ValueError:
+        return False
+    return True
+
+
 class Transfer:
     name = "transfer"
-    tables = ("students", "student_transfers")
+    tables = ("students",)
 
     @staticmethod
     def args(
-        to_school: int,
-        student_ids: list[int] | None,
-        from_school: int | None,
-        grade: int | None,
+        to_school: str | uuid.UUID,
+        student_ids: list[uuid.UUID] | None,
+        from_school: str | uuid.UUID | None,
+        grade: str | None,
+        user: str | uuid.UUID | None = None,
     ) -> dict[str, Any]:
         if (student_ids is None) == (from_school is None):
             raise ConfigError("give exactly one of --students FILE or --from-school ID")
-        if grade is not None and (from_school is None or not 0 <= grade <= 12):
-            raise ConfigError("--grade (0-12) goes with --from-school")
-        if from_school == to_school:
+        if grade is not None and (from_school is None or grade not in GRADES):
+            raise ConfigError(f"--grade ({', '.join(GRADES)}) goes with --from-school")
+        to = parse_uuid(to_school, "--to-school")
+        source = parse_uuid(from_school, "--from-school") if from_school is not None else None
+        if source == to:
             raise ConfigError("--from-school and --to-school are the same school")
-        args: dict[str, Any] = {"to_school": to_school}
+        args: dict[str, Any] = {
+            "to_school": str(to),
+            "as_user": str(parse_uuid(user, "--as-user")) if user is not None else None,
+        }
         if student_ids is not None:
             digest = hashlib.sha256(",".join(map(str, student_ids)).encode()).hexdigest()[:16]
             args |= {"students": len(student_ids), "students_sha256": digest}
         else:
-            args |= {"from_school": from_school, "grade": grade}
+            args |= {"from_school": str(source), "grade": grade}
         return args
 
     def plan(
         self,
         conn: Connection,
         args: dict[str, Any],
-        student_ids: list[int] | None = None,
+        student_ids: list[uuid.UUID] | None = None,
         reason: str | None = None,
     ) -> Plan:
         schools = [args["to_school"]] + ([args["from_school"]] if "from_school" in args else [])
         if unknown := missing_ids(conn, "schools", schools):
-            raise ConfigError(f"unknown school id(s): {ids_sample(unknown)}; nothing written")
+            raise ConfigError(f"unknown school(s): {ids_sample(unknown)}; nothing written")
+        by = args.get("as_user")
+        as_user(conn, uuid.UUID(by) if by else None)
         if student_ids is not None:
-            if unknown := missing_ids(conn, "students", student_ids):
+            if unknown := missing_ids(conn, "students", student_ids, _ACTIVE):
                 raise ConfigError(
-                    f"{len(unknown)} of {len(student_ids)} student ids do not exist"
+                    f"{len(unknown)} of {len(student_ids)} student ids are not active students"
                     f" ({ids_sample(unknown)}); nothing written"
                 )
-            where, params = "id = any(%(ids)s)", {"ids": student_ids}
+            where, params = "id = any(%(ids)s::uuid[])", {"ids": [str(i) for i in student_ids]}
         else:
-            where = "school_id = %(from)s and status = 'active'"
+            where = '"schoolId" = %(from)s'
             params = {"from": args["from_school"], "grade": args["grade"]}
             if args["grade"] is not None:
                 where += " and grade = %(grade)s"
         rows = conn.exec_driver_sql(
-            f"select school_id, grade, count(*) from students where {where}"
-            " group by 1, 2 order by 1, 2",
+            f'select "schoolId", grade, count(*) from students where {where}'
+            ' and "isActive" and "deletedAt" is null group by 1, 2 order by 1, 2',
             params,
         ).fetchall()
-        staying = sum(n for s, _, n in rows if s == args["to_school"])
-        moving = [[s, g, n] for s, g, n in rows if s != args["to_school"]]
+        to = uuid.UUID(args["to_school"])
+        staying = sum(n for s, _, n in rows if s == to)
+        moving = [[str(s), g, n] for s, g, n in rows if s != to]
         plan = Plan(
             self.name,
             args,
-            {"student_ids": student_ids, "reason": reason},
+            {
+                "student_ids": [str(i) for i in student_ids] if student_ids else None,
+                "reason": reason,
+            },
             sum(n for *_, n in moving),
             [Breakdown("by school and grade", ["from school", "grade", "students"], moving)],
         )
@@ -143,21 +224,21 @@ class Transfer:
             plan.notes.append(f"{staying} students are already at school {args['to_school']}")
         return plan
 
-    def _next_ids(self, conn: Connection, job: Job, limit: int | None) -> list[int]:
-        last = int(job.checkpoint.get("last_id", 0))
-        listed: list[int] | None = job.plan.get("student_ids")
+    def _next_ids(self, conn: Connection, job: Job, limit: int | None) -> list[str]:
+        last = job.checkpoint.get("last_id", NIL)
+        listed: list[str] | None = job.plan.get("student_ids")
         if listed is not None:
-            start = bisect.bisect_right(listed, last)
-            return listed[start : start + limit if limit else None]
+            later = [i for i in listed if i > last]
+            return later[:limit] if limit else later
         sql = (
-            "select id from students where school_id = %(from)s and status = 'active'"
-            " and id > %(last)s"
+            'select id from students where "schoolId" = %(from)s and "isActive"'
+            ' and "deletedAt" is null and id > %(last)s'
         )
         if job.args["grade"] is not None:
             sql += " and grade = %(grade)s"
         params = {"from": job.args["from_school"], "grade": job.args["grade"], "last": last}
         return [
-            int(r[0])
+            str(r[0])
             for r in conn.exec_driver_sql(sql + " order by id limit %(n)s", {**params, "n": limit})
         ]
 
@@ -171,6 +252,7 @@ class Transfer:
                 "ids": ids,
                 "to": job.args["to_school"],
                 "job": job.id,
+                "by": job.args.get("as_user"),
                 "reason": job.plan.get("reason"),
             },
         ).scalar_one()
@@ -181,3 +263,12 @@ class Transfer:
     def apply_all(self, conn: Connection, job: Job) -> BatchResult:
         step = self.batch(conn, job, None)
         return BatchResult(step.rows, step.checkpoint, step.counts, done=True)
+
+    def revert_plan(self, conn: Connection, job: Job) -> dict[str, int]:
+        total, changed = conn.exec_driver_sql(REVERT_TRANSFER_PLAN, {"target": job.id}).one()
+        return {"recorded": int(total), "changed_since": int(changed)}
+
+    def revert_batch(
+        self, conn: Connection, target: Job, job: Job, limit: int | None
+    ) -> BatchResult:
+        return revert_moves(conn, REVERT_TRANSFER, target, job, limit)

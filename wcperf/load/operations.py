@@ -1,6 +1,6 @@
 """The named operations a load scenario mixes: the platform's hot paths, reads and writes.
 
-Each operation draws its parameters from a `Sample` of the district (id ranges,
+Each operation draws its parameters from a `Sample` of the district (keys,
 nurses, appointment days), read once at the start, so a simulated user spends
 its time in the operation and not in choosing one. Writes invent no PHI: no
 names, notes or diagnosis codes.
@@ -9,6 +9,7 @@ names, notes or diagnosis codes.
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -19,20 +20,26 @@ from sqlalchemy.orm import Session
 
 from wcperf.cache.tiered import QueryCache
 from wcperf.errors import WcperfError
+from wcperf.platform import APPOINTMENT_TYPES
 from wcperf.seed import names
 from wcperf.workload import hot_paths as hp
+
+SAMPLE_SIZE = 50_000  # keys per table a load process draws from
+PREFIXES = tuple(sorted({m[0][:3] for m in names.MEDICATIONS}))  # what a nurse types
 
 
 @dataclass(frozen=True)
 class Sample:
-    students: tuple[int, int]
-    schools: tuple[int, int]
-    appointments: tuple[int, int]
-    nurses: tuple[int, ...]
+    """Keys drawn once from the district, in random order (no arithmetic on UUIDs)."""
+
+    students: tuple[uuid.UUID, ...]
+    schools: tuple[uuid.UUID, ...]
+    appointments: tuple[uuid.UUID, ...]
+    nurses: tuple[uuid.UUID, ...]
     first_day: date
     days: int
     dosage_forms: tuple[str, ...]
-    todays: tuple[int, ...]  # ids of the appointments on `today`
+    todays: tuple[uuid.UUID, ...]  # the appointments on `today`
 
     @property
     def today(self) -> date:
@@ -40,63 +47,70 @@ class Sample:
         return self.first_day + timedelta(days=self.days // 2)
 
     @classmethod
-    def read(cls, session: Session) -> Sample:
+    def read(cls, session: Session, size: int = SAMPLE_SIZE) -> Sample:
+        def ids(sql: str, **params: Any) -> tuple[uuid.UUID, ...]:
+            return tuple(session.scalars(text(sql), {"n": size, **params}))
+
+        students = ids(
+            'select id from students where "deletedAt" is null and "isActive"'
+            " order by random() limit :n"
+        )
+        appointments = ids(
+            'select id from appointments where "deletedAt" is null order by random() limit :n'
+        )
+        if not students or not appointments:
+            raise WcperfError("no district to load-test: run `wcperf seed` first")
         row = session.execute(
             text(
-                "select (select min(id) from students), (select max(id) from students),"
-                " (select min(id) from schools), (select max(id) from schools),"
-                " (select min(id) from appointments), (select max(id) from appointments),"
-                " (select min(scheduled_at)::date from appointments),"
-                " (select max(scheduled_at)::date from appointments)"
+                'select min("scheduledAt")::date, max("scheduledAt")::date from appointments'
+                ' where "deletedAt" is null'
             )
         ).one()
-        if row[0] is None or row[4] is None:
-            raise WcperfError("no district to load-test: run `wcperf seed` first")
-        nurses = tuple(
-            session.scalars(text("select id from users where role = 'nurse' order by id"))
+        schools = ids('select id from schools where "deletedAt" is null order by id')
+        nurses = ids(
+            "select id from users where role = 'NURSE' and \"isActive\""
+            ' and "deletedAt" is null order by id'
         )
-        forms = tuple(session.scalars(text("select distinct dosage_form from medications")))
-        days = max((row[7] - row[6]).days, 1)
-        today = row[6] + timedelta(days=days // 2)
-        todays = tuple(
+        forms = tuple(
             session.scalars(
-                text(
-                    "select id from appointments where scheduled_at >= :day"
-                    " and scheduled_at < :day + 1 order by id"
-                ),
-                {"day": today},
+                text('select distinct "dosageForm" from medications where "deletedAt" is null')
             )
+        )
+        days = max((row[1] - row[0]).days, 1)
+        today = row[0] + timedelta(days=days // 2)
+        todays = ids(
+            'select id from appointments where "scheduledAt" >= :day'
+            ' and "scheduledAt" < :day + 1 and "deletedAt" is null order by id',
+            day=today,
         )
         session.rollback()
         return cls(
-            (row[0], row[1]),
-            (row[2], row[3]),
-            (row[4], row[5]),
-            nurses or (0,),
-            row[6],
+            students,
+            schools,
+            appointments,
+            nurses,
+            row[0],
             days,
             forms or ("tablet",),
             todays,
         )
 
-    def student(self, rng: random.Random) -> int:
+    def student(self, rng: random.Random) -> uuid.UUID:
         """Most reads are of the day's students (0.5 % of them), the rest of anyone."""
-        if rng.random() < HOT_SHARE:
-            return self._hot(rng, self.students)
-        return rng.randint(*self.students)
+        return self._draw(rng, self.students)
 
-    def school(self, rng: random.Random) -> int:
-        if rng.random() < HOT_SHARE:
-            return self._hot(rng, self.schools)
-        return rng.randint(*self.schools)
+    def school(self, rng: random.Random) -> uuid.UUID:
+        return self._draw(rng, self.schools)
+
+    def nurse(self, rng: random.Random) -> uuid.UUID:
+        return self._draw(rng, self.nurses)
 
     @staticmethod
-    def _hot(rng: random.Random, bounds: tuple[int, int]) -> int:
-        low, high = bounds
-        span = high - low + 1
-        hot = max(1, int(span * HOT_FRACTION))
-        # Spread over the range (every k-th id), so no school or id block is favoured.
-        return low + (rng.randrange(hot) * (span // hot)) % span
+    def _draw(rng: random.Random, keys: tuple[uuid.UUID, ...]) -> uuid.UUID:
+        if rng.random() < HOT_SHARE:
+            # The sample is in random order: its first share is as good a "today" as any.
+            return keys[rng.randrange(max(1, int(len(keys) * HOT_FRACTION)))]
+        return keys[rng.randrange(len(keys))]
 
     def day(self, rng: random.Random) -> date:
         """The calendar a nurse opens: mostly today's, else any day's."""
@@ -109,11 +123,11 @@ class Sample:
         written on the day of the visit: `today`)."""
         return self.today + timedelta(days=rng.randrange(14))
 
-    def appointment(self, rng: random.Random) -> int:
+    def appointment(self, rng: random.Random) -> uuid.UUID:
         """A status change: mostly one of today's appointments (seen, missed), else any."""
         if self.todays and rng.random() < HOT_SHARE:
             return rng.choice(self.todays)
-        return rng.randint(*self.appointments)
+        return rng.choice(self.appointments)
 
 
 HOT_SHARE = 0.8  # reads that go to the day's students: check-ins, follow-ups
@@ -122,7 +136,7 @@ HOT_FRACTION = 0.005  # students a nurse's office sees in a day, and their schoo
 Operation = Callable[[Session, QueryCache | None, random.Random, Sample], Any]
 
 
-_POINT = text("select id, school_id, grade, status from students where id = :id")
+_POINT = text('select id, "schoolId", grade, "isActive" from students where id = :id')
 
 
 def _point_read(s: Session, c: QueryCache | None, r: random.Random, x: Sample) -> Any:
@@ -136,8 +150,8 @@ def _create_appointment(s: Session, c: QueryCache | None, r: random.Random, x: S
     when = datetime.combine(x.booking_day(r), datetime.min.time()) + timedelta(
         minutes=15 * r.randrange(32)
     )
-    kind = r.choice(names.APPOINTMENT_TYPES)
-    return hp.create_appointment(s, x.student(r), r.choice(x.nurses), when, kind)
+    kind = r.choice(APPOINTMENT_TYPES)
+    return hp.create_appointment(s, x.student(r), x.nurse(r), when, kind)
 
 
 def _add_health_record(s: Session, c: QueryCache | None, r: random.Random, x: Sample) -> Any:
@@ -146,18 +160,18 @@ def _add_health_record(s: Session, c: QueryCache | None, r: random.Random, x: Sa
 
 OPERATIONS: dict[str, Operation] = {
     "student_dashboard": lambda s, c, r, x: hp.student_dashboard(
-        s, x.school(r), page=r.randint(1, 3), cache=c
+        s, x.nurse(r), page=r.randint(1, 3), cache=c
     ),
     "health_timeline": lambda s, c, r, x: hp.health_timeline(s, x.student(r), cache=c),
     "graduating_students": lambda s, c, r, x: hp.graduating_students(s, x.school(r), cache=c),
-    "emergency_contact_stats": lambda s, c, r, x: hp.emergency_contact_stats(
-        s, x.school(r), cache=c
-    ),
+    "emergency_contact_stats": lambda s, c, r, x: hp.emergency_contact_stats(s, cache=c),
     "appointment_calendar": lambda s, c, r, x: hp.appointment_calendar(
-        s, x.day(r), r.choice((None, r.choice(x.nurses))), cache=c
+        s, x.day(r), r.choice((None, x.nurse(r))), cache=c
     ),
-    "medication_search": lambda s, c, r, x: hp.medication_search(
-        s, dosage_form=r.choice(x.dosage_forms), cache=c
+    "medication_search": lambda s, c, r, x: (
+        hp.medication_search(s, name_prefix=r.choice(PREFIXES), cache=c)
+        if r.random() < 0.5
+        else hp.medication_search(s, dosage_form=r.choice(x.dosage_forms), cache=c)
     ),
     "student_detail": lambda s, c, r, x: hp.student_detail(s, x.student(r), cache=c),
     "point_read": _point_read,

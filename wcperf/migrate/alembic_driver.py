@@ -77,6 +77,7 @@ def _prepare(conn: Connection, platform: bool = True) -> None:
     conn.execute(text(f"create schema if not exists {WCPERF_SCHEMA}"))
     conn.commit()
 
+
 _PACKAGE = Path(__file__).resolve().parent.parent
 
 # Alembic creates its bookkeeping table itself, once, when it is absent; revision

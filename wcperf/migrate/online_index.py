@@ -155,7 +155,7 @@ def index_states(conn: psycopg.Connection, specs: Iterable[IndexSpec]) -> dict[s
 
         common = {"expected": expected, "built": spec.name in built}
         if own is not None:
-            name, valid, _, table, size, scans, definition, _ = own
+            _name, valid, _, table, size, scans, definition, _ = own
             state = PRESENT if same(own) else DIFFERS if valid else INVALID
             states[spec.name] = IndexState(
                 spec.name, state, table, definition, **common, size_bytes=size, scans=scans

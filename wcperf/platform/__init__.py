@@ -7,6 +7,8 @@ they are missing, and keeps all of its own state in the `wcperf` schema.
 
 from __future__ import annotations
 
+import itertools
+
 WCPERF_SCHEMA = "wcperf"
 
 # What wcperf reads and writes, parents before children.
@@ -28,7 +30,7 @@ PARANOID = frozenset(
 
 # `Pre-K -> K -> 1 ... 12 -> Graduate`, as the platform stores them (strings).
 GRADES = ("Pre-K", "K", *(str(g) for g in range(1, 13)), "Graduate")
-NEXT_GRADE = dict(zip(GRADES[:-1], GRADES[1:], strict=True))
+NEXT_GRADE = dict(itertools.pairwise(GRADES))
 
 NURSE = "NURSE"
 APPOINTMENT_STATUSES = ("SCHEDULED", "IN_PROGRESS", "COMPLETED", "CANCELLED", "NO_SHOW")

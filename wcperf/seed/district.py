@@ -315,7 +315,10 @@ class District:
             rows_text(
                 [
                     self._ids("schools", local),
-                    [f"{w} {k} {i + 1}" for w, k, i in zip(words, kinds, local.tolist(), strict=True)],
+                    [
+                        f"{w} {k} {i + 1}"
+                        for w, k, i in zip(words, kinds, local.tolist(), strict=True)
+                    ],
                     [f"SYN{self.seed}-{self.number}-{i + 1:04d}" for i in local.tolist()],
                     self._district_id(n),
                     ["t"] * n,
@@ -330,7 +333,10 @@ class District:
         is_nurse = local < self.nurses
         school = np.where(is_nurse, local % self.schools, local - self.nurses)
         school_ids = self._ids("schools", np.minimum(school, self.schools - 1))
-        school_ids = [NULL if s >= self.schools else u for s, u in zip(school.tolist(), school_ids, strict=True)]
+        school_ids = [
+            NULL if s >= self.schools else u
+            for s, u in zip(school.tolist(), school_ids, strict=True)
+        ]
         role = np.where(
             is_nurse, "NURSE", np.where(school < self.schools, "SCHOOL_ADMIN", "DISTRICT_ADMIN")
         )
@@ -526,7 +532,9 @@ class District:
                         ],
                         np.where(first, "PRIMARY", "SECONDARY").tolist(),
                         _bools(self._h(cid, 57) % _U64(20) != 0),
-                        np.where(self._h(cid, 58) % _U64(3) == 0, "VERIFIED", "UNVERIFIED").tolist(),
+                        np.where(
+                            self._h(cid, 58) % _U64(3) == 0, "VERIFIED", "UNVERIFIED"
+                        ).tolist(),
                         *self._stamps(n),
                     ]
                 ),

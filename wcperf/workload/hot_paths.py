@@ -1,39 +1,35 @@
-"""The hot paths of SPEC.md: what load scenarios run and the cache serves.
+"""The platform's hot paths: what load scenarios run and the cache serves.
 
-Each read is a plain function over a Session and an optional QueryCache. Related
-rows are loaded eagerly (selectinload/joinedload) or in one aggregate query: none
-of these makes a query per row (tests run them under the N+1 detector's strict
-mode). Results are plain dicts, so they cache and serialise as they are.
-
-A cached read is keyed by its kind, model, the statement's normalised text and
-its parameters (HMAC'd in Redis); the statement text is compiled once per
+Each read runs the statement `queries` declares for it, over a Session and an
+optional QueryCache. Related rows come in the same statement (JOINs) or one
+aggregate: none of these makes a query per row (tests run them under the N+1
+detector's strict mode). Results are plain dicts, so they cache and serialise as
+they are. A cached read is keyed by its kind, model, the statement's compiled
+text and its parameters (HMAC'd in Redis); the text is compiled once per
 operation, not per call.
+
+Writes follow the platform's ORM: the application makes the UUID, sets
+`"createdAt"`/`"updatedAt"`, never touches a soft-deleted row, and invents no PHI.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, distinct, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from wcperf.cache import scopes
 from wcperf.cache.tiered import QueryCache
-from wcperf.db.schema import (
-    Appointment,
-    EmergencyContact,
-    HealthRecord,
-    Medication,
-    Student,
-    User,
-)
+from wcperf.db.schema import Appointment, HealthRecord, Student, User, live
+from wcperf.platform import APPOINTMENT_STATUSES
+from wcperf.workload import queries as q
 
 T = TypeVar("T")
-
 
 _compiled: dict[str, str] = {}
 
@@ -48,7 +44,7 @@ def _text(op: str, build: Callable[[], Any]) -> str:
 
 def _cached(
     cache_: QueryCache | None,
-    kind: str,
+    query: q.HotQuery,
     model: str,
     op: str,
     build: Callable[[], Any],
@@ -58,7 +54,7 @@ def _cached(
 ) -> T:
     if cache_ is None:
         return load()
-    return cache_.get_or_load(kind, model, _text(op, build), params, tables, load)
+    return cache_.get_or_load(query.kind, model, _text(op, build), params, tables, load)
 
 
 def _student(s: Student) -> dict[str, Any]:
@@ -68,7 +64,7 @@ def _student(s: Student) -> dict[str, Any]:
         "first_name": s.first_name,
         "last_name": s.last_name,
         "grade": s.grade,
-        "status": s.status,
+        "is_active": s.is_active,
         "school_id": s.school_id,
         "nurse_id": s.nurse_id,
     }
@@ -80,74 +76,48 @@ def _nurse(u: User | None) -> dict[str, Any] | None:
     return {"id": u.id, "first_name": u.first_name, "last_name": u.last_name}
 
 
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    """A calendar day in the session's time zone, as the platform's BETWEEN asks for it."""
+    start = datetime.combine(day, time.min)
+    return start, start + timedelta(days=1) - timedelta(microseconds=1)
+
+
 # -- reads ------------------------------------------------------------------------
-
-
-def _dashboard_stmt(school_id: int = 0, limit: int = 25, offset: int = 0) -> Select[Any]:
-    return (
-        select(Student)
-        .options(joinedload(Student.nurse))
-        .where(Student.school_id == school_id, Student.status == "active")
-        .order_by(Student.last_name, Student.id)
-        .limit(limit)
-        .offset(offset)
-    )
 
 
 def student_dashboard(
     session: Session,
-    school_id: int,
+    nurse_id: uuid.UUID,
     page: int = 1,
     page_size: int = 25,
     cache: QueryCache | None = None,
 ) -> dict[str, Any]:
-    """A page of a school's active students, each with their nurse, and the total."""
+    """A page of a nurse's active students, each with their nurse, and the total."""
 
     def load() -> dict[str, Any]:
-        rows = (
-            session.scalars(_dashboard_stmt(school_id, page_size, (page - 1) * page_size))
-            .unique()
-            .all()
-        )
-        total = session.scalar(
-            select(func.count(distinct(Student.id))).where(
-                Student.school_id == school_id, Student.status == "active"
-            )
-        )
+        rows = session.execute(q.student_list(nurse_id, page_size, (page - 1) * page_size)).all()
+        total = session.scalar(q.student_list_count(nurse_id))
         return {
             "total": int(total or 0),
             "page": page,
-            "students": [{**_student(s), "nurse": _nurse(s.nurse)} for s in rows],
+            "students": [{**_student(s), "nurse": _nurse(n)} for s, n in rows],
         }
 
     return _cached(
         cache,
-        "grade_list",
+        q.BY_NAME["student list"],
         "Student",
         "dashboard",
-        _dashboard_stmt,
-        {"school_id": school_id, "page": page, "size": page_size},
+        q.student_list,
+        {"nurse_id": nurse_id, "page": page, "size": page_size},
         ("students", "users"),
         load,
     )
 
 
-def _timeline_stmt(
-    student_id: int = 0, record_type: str | None = None, limit: int = 20, offset: int = 0
-) -> Select[Any]:
-    stmt = select(HealthRecord).where(HealthRecord.student_id == student_id)
-    if record_type is not None:
-        stmt = stmt.where(HealthRecord.record_type == record_type)
-    return (
-        stmt.order_by(HealthRecord.record_date.desc(), HealthRecord.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-
-
 def health_timeline(
     session: Session,
-    student_id: int,
+    student_id: uuid.UUID,
     record_type: str | None = None,
     page: int = 1,
     page_size: int = 20,
@@ -157,7 +127,7 @@ def health_timeline(
 
     def load() -> list[dict[str, Any]]:
         rows = session.scalars(
-            _timeline_stmt(student_id, record_type, page_size, (page - 1) * page_size)
+            q.health_timeline(student_id, record_type, page_size, (page - 1) * page_size)
         ).all()
         return [
             {
@@ -171,55 +141,21 @@ def health_timeline(
             for r in rows
         ]
 
+    typed = record_type is not None
     return _cached(
         cache,
-        "health_summary",
+        q.BY_NAME["student health history by type" if typed else "student health timeline"],
         "HealthRecord",
-        "timeline" if record_type is None else "timeline_type",
-        (lambda: _timeline_stmt(0, None))
-        if record_type is None
-        else (lambda: _timeline_stmt(0, "")),
+        "timeline_type" if typed else "timeline",
+        (lambda: q.health_timeline(None, "")) if typed else q.health_timeline,
         {"student_id": student_id, "type": record_type, "page": page, "size": page_size},
-        scopes.rows("health_records", student_id=student_id),
+        (*scopes.rows("health_records", studentId=student_id), "students"),
         load,
     )
 
 
-def _graduating_stmt(school_id: int = 0) -> Select[Any]:
-    records = (
-        select(
-            HealthRecord.student_id,
-            func.count().label("records"),
-            func.max(HealthRecord.record_date).label("last_record"),
-        )
-        .group_by(HealthRecord.student_id)
-        .subquery()
-    )
-    visits = (
-        select(Appointment.student_id, func.count().label("appointments"))
-        .group_by(Appointment.student_id)
-        .subquery()
-    )
-    return (
-        select(
-            Student.id,
-            Student.student_number,
-            Student.first_name,
-            Student.last_name,
-            Student.enrollment_date,
-            func.coalesce(records.c.records, 0),
-            records.c.last_record,
-            func.coalesce(visits.c.appointments, 0),
-        )
-        .outerjoin(records, records.c.student_id == Student.id)
-        .outerjoin(visits, visits.c.student_id == Student.id)
-        .where(Student.school_id == school_id, Student.grade == 12, Student.status == "active")
-        .order_by(Student.last_name, Student.id)
-    )
-
-
 def graduating_students(
-    session: Session, school_id: int, cache: QueryCache | None = None
+    session: Session, school_id: uuid.UUID, cache: QueryCache | None = None
 ) -> list[dict[str, Any]]:
     """A school's seniors with their record history, in one batch query."""
 
@@ -235,133 +171,76 @@ def graduating_students(
                 "last_record": r[6],
                 "appointments": int(r[7]),
             }
-            for r in session.execute(_graduating_stmt(school_id))
+            for r in session.execute(q.graduating(school_id))
         ]
 
     return _cached(
         cache,
-        "grade_list",
+        q.BY_NAME["graduating students"],
         "Student",
         "graduating",
-        _graduating_stmt,
+        q.graduating,
         {"school_id": school_id},
         ("students", "health_records", "appointments"),
         load,
     )
 
 
-def _contact_stats_stmt(school_id: int = 0) -> Select[Any]:
-    return (
-        select(
-            EmergencyContact.relationship,
-            func.count(),
-            func.count().filter(EmergencyContact.is_primary),
-            func.count(distinct(EmergencyContact.student_id)),
-        )
-        .join(Student, Student.id == EmergencyContact.student_id)
-        .where(Student.school_id == school_id)
-        .group_by(EmergencyContact.relationship)
-        .order_by(EmergencyContact.relationship)
-    )
+def emergency_contact_stats(session: Session, cache: QueryCache | None = None) -> dict[str, int]:
+    """Active emergency contacts by priority (counts only, no names)."""
 
-
-def emergency_contact_stats(
-    session: Session, school_id: int, cache: QueryCache | None = None
-) -> dict[str, Any]:
-    """GROUP BY aggregates of a school's emergency contacts (counts only, no names)."""
-
-    def load() -> dict[str, Any]:
-        rows = session.execute(_contact_stats_stmt(school_id)).all()
-        without = session.scalar(
-            select(func.count())
-            .select_from(Student)
-            .where(
-                Student.school_id == school_id, ~Student.id.in_(select(EmergencyContact.student_id))
-            )
-        )
-        return {
-            "by_relationship": {
-                r[0]: {"contacts": r[1], "primary": r[2], "students": r[3]} for r in rows
-            },
-            "students_without_contact": int(without or 0),
-        }
+    def load() -> dict[str, int]:
+        return {str(p): int(n) for p, n in session.execute(q.contact_stats())}
 
     return _cached(
         cache,
-        "emergency_contact_stats",
+        q.BY_NAME["emergency-contact statistics"],
         "EmergencyContact",
         "contact_stats",
-        _contact_stats_stmt,
-        {"school_id": school_id},
-        ("emergency_contacts", "students"),
+        q.contact_stats,
+        {},
+        ("emergency_contacts",),
         load,
     )
 
 
-def _calendar_stmt(day: date = date(2000, 1, 1), nurse_id: int | None = None) -> Select[Any]:
-    start = datetime.combine(day, datetime.min.time())
-    stmt = (
-        select(Appointment, Student, User)
-        .join(Student, Student.id == Appointment.student_id)
-        .outerjoin(User, User.id == Appointment.nurse_id)
-        .where(
-            Appointment.scheduled_at >= start,
-            Appointment.scheduled_at < start + timedelta(days=1),
-            Appointment.status != "cancelled",
-        )
-    )
-    if nurse_id is not None:
-        stmt = stmt.where(Appointment.nurse_id == nurse_id)
-    return stmt.order_by(Appointment.scheduled_at, Appointment.id).limit(500)
-
-
 def appointment_calendar(
-    session: Session, day: date, nurse_id: int | None = None, cache: QueryCache | None = None
+    session: Session,
+    day: date,
+    nurse_id: uuid.UUID | None = None,
+    cache: QueryCache | None = None,
 ) -> list[dict[str, Any]]:
-    """One day's appointments (optionally one nurse's), not cancelled, with student and nurse."""
+    """One day's open appointments (optionally one nurse's), with student and nurse."""
+    by_nurse = nurse_id is not None
 
     def load() -> list[dict[str, Any]]:
+        start, end = _day_bounds(day)
         return [
             {
                 "id": a.id,
                 "scheduled_at": a.scheduled_at,
                 "type": a.type,
                 "status": a.status,
-                "duration_minutes": a.duration_minutes,
+                "duration": a.duration,
                 "student": _student(s),
-                "nurse": _nurse(u),
+                "nurse": _nurse(n),
             }
-            for a, s, u in session.execute(_calendar_stmt(day, nurse_id))
+            for a, s, n in session.execute(q.calendar(start, end, nurse_id, by_nurse))
         ]
 
-    scope: dict[str, Any] = {"scheduled_at": day}
-    if nurse_id is not None:
-        scope["nurse_id"] = nurse_id
+    scope: dict[str, Any] = {"scheduledAt": day}
+    if by_nurse:
+        scope["nurseId"] = nurse_id
     return _cached(
         cache,
-        "appointment_calendar",
+        q.BY_NAME["nurse daily calendar" if by_nurse else "daily appointment schedule"],
         "Appointment",
-        "calendar" if nurse_id is None else "calendar_nurse",
-        (lambda: _calendar_stmt()) if nurse_id is None else (lambda: _calendar_stmt(nurse_id=0)),
+        "calendar_nurse" if by_nurse else "calendar",
+        (lambda: q.calendar(by_nurse=True)) if by_nurse else q.calendar,
         {"day": day.isoformat(), "nurse_id": nurse_id},
         (*scopes.rows("appointments", **scope), "students", "users"),
         load,
     )
-
-
-def _medication_stmt(
-    name_prefix: str | None = None, dosage_form: str | None = None, schedule: str | None = None
-) -> Select[Any]:
-    stmt = select(Medication).where(Medication.is_active.is_(True))
-    if name_prefix is not None:
-        stmt = stmt.where(
-            and_(Medication.name >= name_prefix, Medication.name < name_prefix + "\uffff")
-        )
-    if dosage_form is not None:
-        stmt = stmt.where(Medication.dosage_form == dosage_form)
-    if schedule is not None:
-        stmt = stmt.where(Medication.is_controlled.is_(True), Medication.dea_schedule == schedule)
-    return stmt.order_by(Medication.name, Medication.id).limit(100)
 
 
 def medication_search(
@@ -371,7 +250,11 @@ def medication_search(
     schedule: str | None = None,
     cache: QueryCache | None = None,
 ) -> list[dict[str, Any]]:
-    """Active medications by name prefix, by dosage form, or controlled by schedule."""
+    """Active medications by name (`ILIKE 'Ibu%'`), by dosage form, or controlled by schedule."""
+    pattern = None
+    if name_prefix is not None:
+        escaped = name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = escaped + "%"
 
     def load() -> list[dict[str, Any]]:
         return [
@@ -383,55 +266,51 @@ def medication_search(
                 "is_controlled": m.is_controlled,
                 "dea_schedule": m.dea_schedule,
             }
-            for m in session.scalars(_medication_stmt(name_prefix, dosage_form, schedule))
+            for m in session.scalars(q.medications(pattern, dosage_form, schedule))
         ]
 
-    shape = (name_prefix is not None, dosage_form is not None, schedule is not None)
+    shape = (pattern is not None, dosage_form is not None, schedule is not None)
+    declared = (
+        "medication search by name"
+        if shape[0]
+        else "controlled medications"
+        if shape[2]
+        else "medications by form"
+    )
     return _cached(
         cache,
-        "medication_catalogue",
+        q.BY_NAME[declared],
         "Medication",
         f"medications{shape}",
-        lambda: _medication_stmt(*("" if on else None for on in shape)),
-        {"prefix": name_prefix, "form": dosage_form, "schedule": schedule},
+        lambda: q.medications(*("" if on else None for on in shape)),
+        {"pattern": pattern, "form": dosage_form, "schedule": schedule},
         ("medications",),
         load,
     )
 
 
-def _detail_stmt(student_id: int = 0) -> Select[Any]:
-    return (
-        select(Student)
-        .options(joinedload(Student.nurse), joinedload(Student.school))
-        .where(Student.id == student_id)
-    )
-
-
 def student_detail(
-    session: Session, student_id: int, cache: QueryCache | None = None
+    session: Session, student_id: uuid.UUID, cache: QueryCache | None = None
 ) -> dict[str, Any] | None:
     """One student with nurse and school, and their emergency contacts, in two queries."""
 
     def load() -> dict[str, Any] | None:
-        s = session.scalars(_detail_stmt(student_id)).unique().one_or_none()
-        if s is None:
+        row = session.execute(q.student_detail(student_id)).one_or_none()
+        if row is None:
             return None
-        contacts = session.scalars(
-            select(EmergencyContact)
-            .where(EmergencyContact.student_id == student_id)
-            .order_by(EmergencyContact.priority)
-        ).all()
+        s, nurse, school = row
+        contacts = session.scalars(q.student_contacts(student_id)).all()
         return {
             **_student(s),
             "date_of_birth": s.date_of_birth,
-            "nurse": _nurse(s.nurse),
-            "school": {"id": s.school.id, "name": s.school.name},
+            "nurse": _nurse(nurse),
+            "school": {"id": school.id, "name": school.name} if school else None,
             "contacts": [
                 {
                     "first_name": c.first_name,
                     "last_name": c.last_name,
                     "relationship": c.relationship,
-                    "phone": c.phone,
+                    "phone_number": c.phone_number,
                     "priority": c.priority,
                 }
                 for c in contacts
@@ -440,10 +319,10 @@ def student_detail(
 
     return _cached(
         cache,
-        "student_detail",
+        q.BY_NAME["student detail"],
         "Student",
         "detail",
-        _detail_stmt,
+        q.student_detail,
         {"student_id": student_id},
         ("students", "users", "schools", "emergency_contacts"),
         load,
@@ -452,62 +331,78 @@ def student_detail(
 
 # -- writes: commit here; the cache bumps after the commit, by itself ---------------
 
+APPOINTMENT_REASON = "Scheduled by the nurse's office"  # invented text, no PHI
+RECORD_TITLE = "Nurse office visit"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
 
 def create_appointment(
     session: Session,
-    student_id: int,
-    nurse_id: int | None,
+    student_id: uuid.UUID,
+    nurse_id: uuid.UUID | None,
     scheduled_at: datetime,
-    type_: str = "checkup",
-    duration_minutes: int = 15,
+    type_: str = "ROUTINE_CHECKUP",
+    duration: int = 30,
     recurring_group_id: uuid.UUID | None = None,
-) -> int:
+) -> uuid.UUID:
+    now = _now()
     appt = Appointment(
+        id=uuid.uuid4(),
         student_id=student_id,
         nurse_id=nurse_id,
         type=type_,
-        status="scheduled",
+        status="SCHEDULED",
         scheduled_at=scheduled_at,
-        duration_minutes=duration_minutes,
+        duration=duration,
+        reason=APPOINTMENT_REASON,
         recurring_group_id=recurring_group_id,
+        created_at=now,
+        updated_at=now,
     )
     session.add(appt)
-    session.flush()
-    new_id = appt.id  # before the commit expires it: no SELECT to read it back
     session.commit()
-    return new_id
+    return appt.id
 
 
 def add_health_record(
     session: Session,
-    student_id: int,
+    student_id: uuid.UUID,
     record_type: str,
-    record_date: date,
+    record_date: datetime | date,
     provider: str | None = None,
     diagnosis_code: str | None = None,
     notes: str | None = None,
     is_confidential: bool = False,
-) -> int:
+) -> uuid.UUID:
+    now = _now()
+    if not isinstance(record_date, datetime):
+        record_date = datetime.combine(record_date, time(12), tzinfo=UTC)
     record = HealthRecord(
+        id=uuid.uuid4(),
         student_id=student_id,
         record_type=record_type,
+        title=RECORD_TITLE,
+        description=RECORD_TITLE,
         record_date=record_date,
         provider=provider,
         diagnosis_code=diagnosis_code,
         notes=notes,
         is_confidential=is_confidential,
+        created_at=now,
+        updated_at=now,
     )
     session.add(record)
-    session.flush()
-    new_id = record.id
     session.commit()
-    return new_id
+    return record.id
 
 
-STATUSES = ("scheduled", "completed", "cancelled", "no_show")
+STATUSES = APPOINTMENT_STATUSES
 
 
-def change_appointment_status(session: Session, appointment_id: int, status: str) -> bool:
+def change_appointment_status(session: Session, appointment_id: uuid.UUID, status: str) -> bool:
     """The UPDATE names the appointment's time and nurse as read: the cache then drops
     only that day's calendars (that nurse's and the day's), and a concurrent reschedule
     makes this a no-op, not a blind write."""
@@ -515,7 +410,7 @@ def change_appointment_status(session: Session, appointment_id: int, status: str
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
     seen = session.execute(
         select(Appointment.scheduled_at, Appointment.nurse_id).where(
-            Appointment.id == appointment_id
+            Appointment.id == appointment_id, live(Appointment)
         )
     ).first()
     if seen is None:
@@ -530,6 +425,7 @@ def change_appointment_status(session: Session, appointment_id: int, status: str
             Appointment.nurse_id == nurse_id
             if nurse_id is not None
             else Appointment.nurse_id.is_(None),
+            live(Appointment),
         )
         .values(status=status, updated_at=func.now())
         .execution_options(synchronize_session=False)

@@ -1,0 +1,100 @@
+"""`bulk revert JOB`: put back exactly what a job changed, from what it recorded.
+
+Each job kind records, per row it changed, the values it replaced and the
+`"updatedAt"` it set (the transition's ledger, the move history). A revert walks
+those records in keyset batches, like any job (checkpointed, resumable, audited,
+under backpressure), and restores a row only where nothing has changed it since:
+its `"updatedAt"` is still the one the job set and the changed columns still hold
+what the job wrote. A row edited since is counted and left alone. The reverted
+records are marked, so the grade transition may run again for that year.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection
+
+from wcperf.errors import ConfigError, RefusedError
+from wcperf.jobs import store
+from wcperf.jobs.base import BatchResult, Breakdown, JobKind, Plan
+from wcperf.jobs.grade_transition import GradeTransition
+from wcperf.jobs.nurse_reassign import NurseReassign
+from wcperf.jobs.store import Job
+from wcperf.jobs.transfer import Transfer
+
+REVERTIBLE: dict[str, JobKind] = {
+    k.name: k for k in (GradeTransition(), NurseReassign(), Transfer())
+}
+
+
+def _target(conn: Connection, job_id: int) -> Job:
+    return store.get(conn.connection.driver_connection, job_id)  # type: ignore[arg-type]
+
+
+class Revert:
+    name = "revert"
+    tables = ("students",)
+
+    @staticmethod
+    def args(job_id: int) -> dict[str, Any]:
+        if job_id < 1:
+            raise ConfigError("JOB must be a bulk job number (see `wcperf bulk list`)")
+        return {"job": job_id}
+
+    def plan(self, conn: Connection, args: dict[str, Any]) -> Plan:
+        target = _target(conn, args["job"])
+        kind = REVERTIBLE.get(target.kind)
+        if kind is None:
+            raise RefusedError(
+                f"bulk job {target.id} is a {target.kind} job: it has nothing of its own to "
+                "revert (run the job it reverted again instead)"
+            )
+        if target.alive:
+            raise RefusedError(
+                f"bulk job {target.id} is running ({target.owner}): abort it first "
+                f"(`wcperf bulk abort {target.id}`), then revert it"
+            )
+        counts = kind.revert_plan(conn, target)
+        restore = counts["recorded"] - counts["changed_since"]
+        plan = Plan(
+            self.name,
+            args,
+            {"target_kind": target.kind},
+            restore,
+            [
+                Breakdown(
+                    f"revert of job {target.id} ({target.kind})",
+                    ["rows", "count"],
+                    [
+                        ["recorded by the job, not yet reverted", counts["recorded"]],
+                        ["restored as they were", restore],
+                        ["changed since: left alone", counts["changed_since"]],
+                    ],
+                )
+            ],
+        )
+        if counts["changed_since"]:
+            plan.notes.append(
+                f"{counts['changed_since']} rows changed after job {target.id} wrote them; "
+                "they keep their current values"
+            )
+        return plan
+
+    def _kind(self, job: Job) -> JobKind:
+        return REVERTIBLE[job.plan["target_kind"]]
+
+    def batch(self, conn: Connection, job: Job, limit: int) -> BatchResult:
+        return self._kind(job).revert_batch(conn, _target(conn, job.args["job"]), job, limit)
+
+    def apply_all(self, conn: Connection, job: Job) -> BatchResult:
+        step = self._kind(job).revert_batch(conn, _target(conn, job.args["job"]), job, None)
+        return BatchResult(step.rows, step.checkpoint, step.counts, done=True)
+
+    def revert_plan(self, conn: Connection, job: Job) -> dict[str, int]:
+        raise RefusedError("a revert is not itself reverted: run the original job again")
+
+    def revert_batch(
+        self, conn: Connection, target: Job, job: Job, limit: int | None
+    ) -> BatchResult:
+        raise RefusedError("a revert is not itself reverted: run the original job again")
