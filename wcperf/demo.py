@@ -11,31 +11,32 @@ from sqlalchemy import Engine, func, select, table, text
 
 from wcperf.cache.tiered import QueryCache
 from wcperf.db.engine import Database, PoolFigures
-from wcperf.db.schema import DISTRICT_TABLES
+from wcperf.platform import GRADES, PLATFORM_TABLES
 
 
 @dataclass(frozen=True)
 class Summary:
     rows: dict[str, int]
-    grades: list[tuple[str, int, int]]
+    grades: list[tuple[str, int, int]]  # grade, live students, of them active
 
 
 def district_summary(engine: Engine) -> Summary:
     with engine.connect() as conn:
         rows = {
             t: int(conn.execute(select(func.count()).select_from(table(t))).scalar_one())
-            for t in DISTRICT_TABLES
+            for t in PLATFORM_TABLES
         }
-        grades = [
-            ("K" if g == 0 else str(g), int(n), int(a))
+        found = {
+            g: (int(n), int(a))
             for g, n, a in conn.execute(
                 text(
-                    "select grade, count(*), count(*) filter (where status = 'active') "
-                    "from students group by grade order by grade"
+                    'select grade, count(*), count(*) filter (where "isActive") '
+                    'from students where "deletedAt" is null group by grade'
                 )
             )
-        ]
-    return Summary(rows, grades)
+        }
+    order = [g for g in GRADES if g in found] + sorted(set(found) - set(GRADES))
+    return Summary(rows, [(g, *found[g]) for g in order])
 
 
 @dataclass(frozen=True)
@@ -49,15 +50,16 @@ class Burst:
 
 
 _DASHBOARD = text(
-    "select s.id, s.grade, u.id as nurse from students s left join users u on u.id = s.nurse_id "
-    "where s.school_id = :school and s.status = 'active' order by s.id limit 25"
+    'select s.id, s.grade, u.id as nurse from students s left join users u on u.id = s."nurseId"'
+    ' and u."deletedAt" is null where s."schoolId" = :school and s."isActive"'
+    ' and s."deletedAt" is null order by s."lastName", s."firstName", s.id limit 25'
 )
 
 
 def pool_burst(db: Database, workers: int, queries: int) -> Burst:
     """More workers than connections: shows the pool queueing them, with real counts."""
     with db.engine.connect() as conn:
-        schools = int(conn.execute(text("select count(*) from schools")).scalar_one()) or 1
+        schools = list(conn.scalars(text('select id from schools where "deletedAt" is null')))
     peak: list[PoolFigures] = [db.figures()]
     peak_waiting = [0]
     done = threading.Event()
@@ -72,7 +74,7 @@ def pool_burst(db: Database, workers: int, queries: int) -> Burst:
 
     def one(i: int) -> None:
         with db.engine.connect() as conn:
-            conn.execute(_DASHBOARD, {"school": 1 + i % schools}).fetchall()
+            conn.execute(_DASHBOARD, {"school": schools[i % len(schools)]}).fetchall()
             time.sleep(0.005)  # a little application work while holding the connection
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -100,21 +102,25 @@ def cache_tour(db: Database, cache: QueryCache, repeat: int = 200) -> list[Cache
     from wcperf.workload import hot_paths as hp
 
     with Session(db.engine) as s:
-        student = int(s.scalar(text("select min(id) from students")) or 1)
-        school = int(s.scalar(text("select min(id) from schools")) or 1)
+        student, school, nurse = s.execute(
+            text(
+                'select id, "schoolId", "nurseId" from students where "deletedAt" is null'
+                ' and "isActive" and "nurseId" is not null order by id limit 1'
+            )
+        ).one()
         day = s.scalar(
             text(
-                "select scheduled_at::date from appointments "
-                "where status = 'scheduled' order by id limit 1"
+                'select "scheduledAt"::date from appointments'
+                " where status = 'SCHEDULED' and \"deletedAt\" is null order by id limit 1"
             )
         )
         paths = {
-            "student dashboard": lambda c: hp.student_dashboard(s, school, cache=c),
+            "student list": lambda c: hp.student_dashboard(s, nurse, cache=c),
             "health timeline": lambda c: hp.health_timeline(s, student, cache=c),
             "graduating students": lambda c: hp.graduating_students(s, school, cache=c),
-            "emergency-contact stats": lambda c: hp.emergency_contact_stats(s, school, cache=c),
+            "emergency-contact stats": lambda c: hp.emergency_contact_stats(s, cache=c),
             "appointment calendar": lambda c: hp.appointment_calendar(s, day, cache=c),
-            "medication search": lambda c: hp.medication_search(s, dosage_form="tablet", cache=c),
+            "medication search": lambda c: hp.medication_search(s, name_prefix="Ibu", cache=c),
             "student detail": lambda c: hp.student_detail(s, student, cache=c),
         }
         out = []

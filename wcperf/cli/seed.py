@@ -1,4 +1,4 @@
-"""`wcperf seed`: load a deterministic synthetic district with COPY."""
+"""`wcperf seed`: load a deterministic synthetic district into the platform's schema."""
 
 from __future__ import annotations
 
@@ -30,8 +30,18 @@ def seed(
         None, min=1, help="Exact number of students (overrides --scale)."
     ),
     random_seed: int = typer.Option(42, help="Same seed, same district."),
-    append: bool = typer.Option(False, "--append", help="Add a district beside the one there."),
-    replace: bool = typer.Option(False, "--replace", help="Delete the district there first."),
+    append: bool = typer.Option(
+        False, "--append", help="Add a district beside one wcperf seeded here before."
+    ),
+    replace: bool = typer.Option(
+        False, "--replace", help="Empty the district wcperf seeded here first (only that)."
+    ),
+    sync_shape: bool = typer.Option(
+        False,
+        "--with-performance-indexes",
+        help="Create the schema as the platform's sync() leaves it, with the 14 indexes "
+        "(default: as a production database before `wcperf migrate`).",
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print what would be loaded; write nothing."
     ),
@@ -39,14 +49,18 @@ def seed(
 ) -> None:
     """Seed a synthetic district: schools, nurses, students and their records (no real people).
 
-    Refuses a database that already holds a district unless --append or --replace.
-    Runs in one transaction: interrupted, it leaves nothing and can be run again.
+    Into a database without the platform's tables it creates them from wcperf's copy of
+    the platform's schema; into the platform's empty tables it only loads. Data wcperf
+    did not seed is never touched: --append and --replace act only beside or on a
+    district wcperf seeded (exit 2 otherwise, nothing written). Runs in one
+    transaction: interrupted, it leaves nothing and can be run again.
     """
     if append and replace:
         raise ConfigError("--append and --replace exclude each other")
     mode: Mode = "append" if append else "replace" if replace else "new"
     # An appended district shares the medication catalogue already there.
-    district = District(students or SCALES[scale.value], random_seed, seed_medications=not append)
+    count = students or SCALES[scale.value]
+    district = District(count, random_seed, seed_medications=not append)
     if dry_run:
         plan = {t.name: t.estimate for t in district.tables()}
         if json_out:
@@ -80,7 +94,13 @@ def seed(
                 bar.update(task, advance=rows, description=name)
 
         result = load_district(
-            url, district, mode=mode, progress=progress, application_name=settings.application_name
+            url,
+            count,
+            random_seed,
+            mode=mode,
+            progress=progress,
+            application_name=settings.application_name,
+            performance_indexes=sync_shape,
         )
     if json_out:
         emit_json(
@@ -89,6 +109,7 @@ def seed(
                 "students": result.students,
                 "random_seed": result.random_seed,
                 "rows": result.rows,
+                "created_schema": result.created_schema,
                 "seconds": round(result.seconds, 3),
             }
         )

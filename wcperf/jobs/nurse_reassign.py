@@ -30,13 +30,13 @@ _NURSE = (
 _ACTIVE = 's."isActive" and s."deletedAt" is null'
 
 _MOVE = """
-with old as (
+with old as (  -- locked by the batch's SELECT ... FOR UPDATE already
   select id, "nurseId", "updatedAt", "updatedBy" from students
-   where id = any(%(ids)s::uuid[]) order by id for update
+   where id = any(%(ids)s::uuid[])
 ), moved as (
   update students s set "nurseId" = m.nurse, "updatedAt" = now(), "updatedBy" = %(by)s
-    from unnest(%(ids)s::uuid[], %(nurses)s::uuid[]) as m(id, nurse)
-   where s.id = m.id
+    from old o join unnest(%(ids)s::uuid[], %(nurses)s::uuid[]) as m(id, nurse) on m.id = o.id
+   where s.id = o.id
   returning s.id, m.nurse
 ), history as (
   insert into wcperf.student_moves (job_id, student_id, from_nurse_id, to_nurse_id,

@@ -3,31 +3,23 @@
 A scenario's writes are synthetic appointments and health records for whichever
 students the sample draws: against a database of real children they would be
 fake clinical rows beside real ones. So they run only where `wcperf seed` built
-the whole district (a `seed` audit row of mode new or replace, the tool's own
-record that every district row is synthetic), or when the operator says
-`--allow-writes`. Read-only scenarios run anywhere.
+the whole district (its marker in `wcperf.seeds`: a seed of mode new or replace,
+the tool's own record that every district row is synthetic), or when the
+operator says `--allow-writes`. Read-only scenarios run anywhere.
 """
 
 from __future__ import annotations
 
-import psycopg
-
 from wcperf.db import admin
 from wcperf.errors import RefusedError
 from wcperf.load.scenario import Scenario
+from wcperf.seed.load import seeded_by_wcperf
 
 
 def synthetic(url: str) -> bool:
     """True when wcperf seeded this database's whole district."""
     with admin.connect(url, application_name="wcperf:loadtest", autocommit=True) as conn:
-        try:
-            found = conn.execute(
-                "select exists (select 1 from audit_log where action = 'seed'"
-                " and details ->> 'mode' in ('new', 'replace'))"
-            ).fetchone()
-        except psycopg.errors.UndefinedTable:
-            return False
-    return bool(found and found[0])
+        return seeded_by_wcperf(conn) is not None
 
 
 def check_writes(scenario: Scenario, url: str, allowed: bool) -> list[str]:

@@ -222,6 +222,9 @@ def upgrade_sql(engine: Engine, target: str = "head", hooks: MigrationHooks | No
         require_platform(conn)
     st = status(engine)
     hooks.states = indexes(engine)
+    notes = "".join(
+        f"-- {_state_note(state, hooks.replace_differing)}\n" for state in hooks.states.values()
+    )
     cfg = alembic_config(hooks)
     cfg.set_main_option("sqlalchemy.url", "postgresql+psycopg://")  # dialect only
     buffer = io.StringIO()
@@ -234,7 +237,7 @@ def upgrade_sql(engine: Engine, target: str = "head", hooks: MigrationHooks | No
         if not steps:
             return ""
         policy = hooks.policy
-        lines = ["-- at head; building indexes missing or left INVALID"]
+        lines = [notes.rstrip("\n"), "-- at head; building what is missing or left INVALID"]
         lines += [
             f"{s};"
             for s in (*policy.session_sql(), *(step.text() for step in steps), *policy.reset_sql())
@@ -245,7 +248,17 @@ def upgrade_sql(engine: Engine, target: str = "head", hooks: MigrationHooks | No
     except CommandError as exc:
         raise WcperfError(f"migration: {exc}") from None
     head = f"CREATE SCHEMA IF NOT EXISTS {WCPERF_SCHEMA};\n\n" if not st.current else ""
-    return head + buffer.getvalue().replace(_VERSION_TABLE, _VERSION_TABLE_NOTED, 1)
+    return notes + head + buffer.getvalue().replace(_VERSION_TABLE, _VERSION_TABLE_NOTED, 1)
+
+
+def _state_note(state: IndexState, replace: bool) -> str:
+    if state.state == "present":
+        where = f" as {state.found_as}" if state.found_as else ""
+        return f"{state.name}: present{where} ({state.origin}); nothing runs"
+    if state.state == "differs":
+        then = "swapped online below" if replace else "left alone"
+        return f"{state.name}: differs from the platform's model ({state.definition}); {then}"
+    return f"{state.name}: {state.state}; built online below"
 
 
 def _run(
