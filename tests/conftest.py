@@ -1,9 +1,10 @@
-"""Fixtures: a fresh database per test session on whichever server wcperf resolves.
+"""Fixtures: fresh databases in the platform's own schema on whichever server wcperf resolves.
 
 The same resolution as the CLI: a configured URL, else the local server, else the
-embedded one. Each session creates its own database (migrated to head), and its own
-Redis key prefix; nothing it did not create is touched, and everything is dropped
-at the end.
+embedded one. Each database is created by the test session itself, holding the
+platform's tables as its ORM creates them (from wcperf's copy of that DDL), and
+its own Redis key prefix; nothing it did not create is touched, and everything is
+dropped at the end.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from wcperf.db import admin
 from wcperf.db.engine import Database
 from wcperf.db.servers import resolve_postgres, resolve_redis
 from wcperf.migrate import alembic_driver
+from wcperf.platform.ddl import platform_ddl
 from wcperf.seed.district import District
 from wcperf.seed.load import seed
 from wcperf.settings import Settings
@@ -46,19 +48,42 @@ def server_url(settings: Settings) -> str:
     return endpoint.url
 
 
-def make_database(server_url: str, name: str, settings: Settings, target: str = "head") -> str:
-    """A fresh database of this name, migrated to `target`."""
+DISTRICT = District(5_000, 42)  # what the seeded fixtures hold: find rows by `uuid_of`
+
+
+def make_database(
+    server_url: str,
+    name: str,
+    settings: Settings,
+    *,
+    students: int | None = None,
+    migrate: bool = True,
+    sync_shape: bool = False,
+) -> str:
+    """A fresh database of this name holding the platform's schema (seeded with a district
+    of `students`, else empty), and wcperf migrated to head when `migrate`.
+
+    `sync_shape`: the schema as the platform's `sync()` leaves it, the 14 indexes present.
+    """
     url = admin.with_database(server_url, name)
     admin.drop_database(url)
     admin.ensure_database(url)
-    with Database(url, settings) as db:
-        alembic_driver.upgrade(db.engine, target)
+    if students:
+        seed(url, students, 42, performance_indexes=sync_shape)
+    else:
+        ddl = platform_ddl(performance_indexes=sync_shape)
+        with admin.connect(url, autocommit=True) as conn, conn.transaction():
+            for stmt in (*ddl.pre_data, *ddl.post_data):
+                conn.execute(stmt)  # type: ignore[call-overload]
+    if migrate:
+        with Database(url, settings) as db:
+            alembic_driver.upgrade(db.engine)
     return url
 
 
 @pytest.fixture(scope="session")
 def database_url(server_url: str, settings: Settings) -> Iterator[str]:
-    """A migrated, empty database for this test session."""
+    """The platform's empty tables, wcperf migrated to head, for this test session."""
     url = make_database(server_url, f"wcperf_test_{RUN_ID}", settings)
     yield url
     admin.drop_database(url)
@@ -66,19 +91,20 @@ def database_url(server_url: str, settings: Settings) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def seeded_url(server_url: str, settings: Settings) -> Iterator[str]:
-    """The baseline schema (no performance indexes) holding a small district (seed 42).
+    """The platform's schema without the 14 indexes, holding a small district (seed 42).
 
     Read-only: tests must not modify it.
     """
-    url = make_database(server_url, f"wcperf_seeded_{RUN_ID}", settings, "0001_baseline")
-    seed(url, District(5_000, 42))
+    url = make_database(
+        server_url, f"wcperf_seeded_{RUN_ID}", settings, students=5_000, migrate=False
+    )
     yield url
     admin.drop_database(url)
 
 
 @pytest.fixture
 def scratch_url(server_url: str, settings: Settings) -> Iterator[str]:
-    """A migrated database of the test's own, for tests that write."""
+    """The platform's empty tables and wcperf at head, of the test's own, for tests that write."""
     url = make_database(server_url, f"wcperf_scratch_{RUN_ID}_{uuid.uuid4().hex[:6]}", settings)
     yield url
     admin.drop_database(url)
@@ -86,11 +112,14 @@ def scratch_url(server_url: str, settings: Settings) -> Iterator[str]:
 
 @pytest.fixture
 def district_url(server_url: str, settings: Settings) -> Iterator[str]:
-    """A database of the test's own at the baseline, holding a small district."""
+    """A database of the test's own: a small district, the 14 indexes not yet built."""
     url = make_database(
-        server_url, f"wcperf_district_{RUN_ID}_{uuid.uuid4().hex[:6]}", settings, "0001_baseline"
+        server_url,
+        f"wcperf_district_{RUN_ID}_{uuid.uuid4().hex[:6]}",
+        settings,
+        students=5_000,
+        migrate=False,
     )
-    seed(url, District(5_000, 42))
     yield url
     admin.drop_database(url)
 
@@ -178,23 +207,27 @@ def run_cli(
     )
 
 
+EXTRA_NURSES = [uuid.UUID(int=0xE0000000_0000_4000_8000_000000000001 + i) for i in range(3)]
+
+
 @pytest.fixture(scope="session")
 def bulk_template(server_url: str, settings: Settings) -> Iterator[str]:
     """A district at head for bulk jobs, cloned per test (never connected to itself).
 
-    School 1 gets two more active nurses (room for 300 each) and an inactive one, so
-    a nurse there can be balanced away.
+    The first school gets two more active nurses and an inactive one
+    (`EXTRA_NURSES`), so a nurse there can be balanced away.
     """
-    url = make_database(server_url, f"wcperf_bulk_{RUN_ID}", settings)
-    seed(url, District(5_000, 42))
+    url = make_database(server_url, f"wcperf_bulk_{RUN_ID}", settings, students=5_000)
+    school = DISTRICT.uuid_of("schools", 0)
+    district = DISTRICT.uuid_of("districts", 0)
     with admin.connect(url) as conn:
-        conn.execute(
-            "insert into users (school_id, email, first_name, last_name, role, is_active,"
-            " max_workload) values"
-            " (1, 'n1@example', 'Extra', 'One', 'nurse', true, 300),"
-            " (1, 'n2@example', 'Extra', 'Two', 'nurse', true, 300),"
-            " (1, 'n3@example', 'Extra', 'Gone', 'nurse', false, 300)"
-        )
+        for n, (nurse, active) in enumerate(zip(EXTRA_NURSES, (True, True, False), strict=True)):
+            conn.execute(
+                'insert into users (id, email, password, "firstName", "lastName", role,'
+                ' "isActive", "schoolId", "districtId", "createdAt", "updatedAt")'
+                " values (%s, %s, '!', 'Extra', %s, 'NURSE', %s, %s, %s, now(), now())",
+                (nurse, f"extra{n}@example", f"Nurse{n}", active, school, district),
+            )
     yield url
     admin.drop_database(url)
 

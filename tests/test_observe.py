@@ -7,6 +7,7 @@ import logging
 import math
 import random
 import threading
+import uuid
 from dataclasses import replace
 
 import pytest
@@ -100,28 +101,37 @@ def test_planted_phi_never_reaches_any_output(
     s = replace(settings, monitor=replace(settings.monitor, slow_ms=0.0))
     with Database(database_url, s) as db, Observer(db, s) as observer:
         with db.engine.begin() as conn:
+            district, school = uuid.uuid4(), uuid.uuid4()
             conn.execute(
                 text(
-                    "insert into schools (name, district) values "
-                    "('Zebulon-Canary-7731 School', 'd')"
-                )
+                    'insert into districts (id, name, code, "createdAt", "updatedAt")'
+                    " values (:id, 'Canary District', :code, now(), now())"
+                ),
+                {"id": district, "code": district.hex},
             )
-            school = conn.execute(text("select max(id) from schools")).scalar_one()
+            conn.execute(
+                text(
+                    'insert into schools (id, name, code, "districtId", "createdAt", "updatedAt")'
+                    " values (:id, 'Zebulon-Canary-7731 School', :code, :d, now(), now())"
+                ),
+                {"id": school, "code": school.hex, "d": district},
+            )
             for _ in range(6):  # also an N+1 pattern
                 conn.execute(
                     text(
-                        "select * from students where first_name = :n and date_of_birth = :d"
-                        " and school_id = :s"
+                        'select * from students where "firstName" = :n and "dateOfBirth" = :d'
+                        ' and "schoolId" = :s'
                     ),
                     {"n": CANARIES[0], "d": CANARIES[1], "s": school},
                 )
             conn.execute(
                 text(
-                    f"select * from emergency_contacts where phone = '{CANARIES[2]}'"
+                    f"""select * from emergency_contacts where "phoneNumber" = '{CANARIES[2]}'"""
                     f" /* {CANARIES[3]} */"
                 )
             )
             conn.execute(text("delete from schools where id = :id"), {"id": school})
+            conn.execute(text("delete from districts where id = :id"), {"id": district})
         snap = observer.snapshot()
     assert snap.slow and snap.n_plus_one and snap.alerts
     outputs = {
@@ -133,7 +143,7 @@ def test_planted_phi_never_reaches_any_output(
     for name, body in outputs.items():
         leaked = [c for c in CANARIES if c in body]
         assert leaked == [], name
-    assert {t for sq in snap.slow for t in sq.param_types} >= {"str", "int"}
+    assert {t for sq in snap.slow for t in sq.param_types} >= {"str", "UUID"}
 
 
 def test_n_plus_one_fires_for_a_lazy_loop_and_not_for_the_eager_query(
@@ -143,7 +153,10 @@ def test_n_plus_one_fires_for_a_lazy_loop_and_not_for_the_eager_query(
         with db.engine.connect() as conn:  # one student per school: each has another nurse
             ids = list(
                 conn.execute(
-                    text("select distinct on (school_id) id from students order by school_id, id")
+                    text(
+                        'select distinct on ("schoolId") id from students'
+                        ' where "nurseId" is not null order by "schoolId", id'
+                    )
                 ).scalars()
             )
         assert len(ids) >= 10
@@ -310,11 +323,15 @@ def test_n_plus_one_is_one_connection_repeating_not_many_users_once_each(db: Dat
     try:
         for _ in range(12):  # twelve "users", each one query on a connection of its own
             with db.engine.connect() as conn:
-                conn.execute(text("select count(*) from schools where id = :id"), {"id": 1})
+                conn.execute(
+                    text("select count(*) from schools where id = :id"), {"id": uuid.UUID(int=1)}
+                )
         assert list(monitor.n_plus_one.detections) == []
         with db.engine.connect() as conn:  # one request repeating it: an N+1
             for i in range(6):
-                conn.execute(text("select count(*) from schools where id = :id"), {"id": i})
+                conn.execute(
+                    text("select count(*) from schools where id = :id"), {"id": uuid.UUID(int=i)}
+                )
         assert [d.count for d in monitor.n_plus_one.detections] == [6]  # the whole burst
     finally:
         monitor.detach()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -30,32 +31,52 @@ from wcperf.migrate.online_index import (
 from wcperf.settings import Settings
 
 SPEC_INDEXES = {
-    "idx_health_records_student_type_date": ("student_id", "record_type", "record_date"),
-    "idx_health_records_student_confidential": ("student_id", "is_confidential"),
-    "idx_health_records_type_confidential_date": ("record_type", "is_confidential", "record_date"),
-    "idx_health_records_provider_date": ("provider", "record_date"),
-    "idx_health_records_diagnosis_code": ("diagnosis_code",),
-    "idx_appointments_student_scheduled": ("student_id", "scheduled_at"),
-    "idx_appointments_nurse_scheduled": ("nurse_id", "scheduled_at"),
-    "idx_appointments_status_scheduled": ("status", "scheduled_at"),
-    "idx_appointments_student_status_scheduled": ("student_id", "status", "scheduled_at"),
-    "idx_appointments_type_status_scheduled": ("type", "status", "scheduled_at"),
-    "idx_appointments_recurring_group": ("recurring_group_id",),
-    "idx_medications_active_name": ("is_active", "name"),
-    "idx_medications_controlled_schedule": ("is_controlled", "dea_schedule"),
-    "idx_medications_form_active": ("dosage_form", "is_active"),
+    "idx_health_records_student_type_date": ("studentId", "recordType", "recordDate"),
+    "idx_health_records_student_confidential": ("studentId", "isConfidential"),
+    "idx_health_records_type_confidential_date": ("recordType", "isConfidential", "recordDate"),
+    "idx_health_records_provider_date": ("provider", "recordDate"),
+    "idx_health_records_diagnosis_code": ("diagnosisCode",),
+    "idx_appointments_student_scheduled": ("studentId", "scheduledAt"),
+    "idx_appointments_nurse_scheduled": ("nurseId", "scheduledAt"),
+    "idx_appointments_status_scheduled": ("status", "scheduledAt"),
+    "idx_appointments_student_status_scheduled": ("studentId", "status", "scheduledAt"),
+    "idx_appointments_type_status_scheduled": ("type", "status", "scheduledAt"),
+    "idx_appointments_recurring_group": ("recurringGroupId",),
+    "idx_medications_active_name": ("isActive", "name"),
+    "idx_medications_controlled_schedule": ("isControlled", "deaSchedule"),
+    "idx_medications_form_active": ("dosageForm", "isActive"),
 }
 
 FAST = BuildPolicy(lock_timeout_ms=150, attempts=2, backoff_s=0.05)
 
 
-def _states(url: str, settings: Settings) -> dict[str, tuple[str, tuple[str, ...]]]:
+def _states(url: str, settings: Settings) -> dict[str, tuple[str, str]]:
+    """(state, live definition) per index."""
     with Database(url, settings) as db:
-        return {k: (v.state, v.columns) for k, v in alembic_driver.indexes(db.engine).items()}
+        return {k: (v.state, v.definition) for k, v in alembic_driver.indexes(db.engine).items()}
+
+
+def _live_columns(url: str) -> dict[str, tuple[str, ...]]:
+    """Each of the 14 as PostgreSQL has it: valid, plain btree, these columns in order."""
+    with admin.connect(url) as conn:
+        rows = conn.execute(
+            """select c.relname, array(select a.attname from unnest(i.indkey) with ordinality
+                                         k(attnum, n) join pg_attribute a on a.attrelid =
+                                         i.indrelid and a.attnum = k.attnum order by k.n)
+                 from pg_index i join pg_class c on c.oid = i.indexrelid
+                 join pg_am m on m.oid = c.relam
+                where c.relname = any(%s) and i.indisvalid and not i.indisunique
+                  and i.indpred is null and m.amname = 'btree'""",
+            (list(SPEC_INDEXES),),
+        ).fetchall()
+    return {name: tuple(cols) for name, cols in rows}
 
 
 def _all_valid(url: str, settings: Settings) -> bool:
-    return _states(url, settings) == {k: ("valid", v) for k, v in SPEC_INDEXES.items()}
+    states = _states(url, settings)
+    return {k: v[0] for k, v in states.items()} == dict.fromkeys(SPEC_INDEXES, "present") and (
+        _live_columns(url) == SPEC_INDEXES
+    )
 
 
 def _upgrade(
@@ -104,22 +125,31 @@ def test_migrate_builds_all_14_valid_and_analyzes(district_url: str, settings: S
 def _writer(url: str, stop: threading.Event, ok: list[float], failed: list[str]) -> None:
     rng = random.Random(os.getpid())
     with admin.connect(url, autocommit=True, application_name="wcperf-test-writer") as conn:
+        students = [r[0] for r in conn.execute("select id from students order by id limit 500")]
+        appointments = [
+            r[0] for r in conn.execute("select id from appointments order by id limit 500")
+        ]
         while not stop.is_set():
             try:
-                student = rng.randint(1, 5_000)
+                student = rng.choice(students)
                 conn.execute(
-                    """insert into health_records (student_id, record_type, record_date,
-                                is_confidential) values (%s, 'checkup', current_date, false)""",
+                    """insert into health_records (id, "studentId", "recordType", title,
+                              description, "recordDate", "isConfidential", "createdAt",
+                              "updatedAt")
+                       values (gen_random_uuid(), %s, 'CHECKUP', 'Visit', 'Visit', now(), false,
+                               now(), now())""",
                     (student,),
                 )
                 conn.execute(
-                    """update appointments set status = 'completed', updated_at = now()
-                                 where id = %s""",
-                    (rng.randint(1, 10_000),),
+                    """update appointments set status = 'COMPLETED', "updatedAt" = now()
+                        where id = %s""",
+                    (rng.choice(appointments),),
                 )
                 conn.execute(
-                    """insert into appointments (student_id, nurse_id, type, status,
-                                scheduled_at) values (%s, null, 'checkup', 'scheduled', now())""",
+                    """insert into appointments (id, "studentId", type, status, reason,
+                              "scheduledAt", "createdAt", "updatedAt")
+                       values (gen_random_uuid(), %s, 'ROUTINE_CHECKUP', 'SCHEDULED', 'Visit',
+                               now(), now(), now())""",
                     (student,),
                 )
                 ok.append(time.monotonic())
@@ -195,7 +225,7 @@ def test_a_lock_that_never_frees_fails_cleanly_and_rerun_repairs(
     assert info.value.exit_code == 3
     blocker.rollback()
     states = _states(district_url, settings)
-    assert states["idx_health_records_diagnosis_code"][0] == "valid"  # built before the lock
+    assert states["idx_health_records_diagnosis_code"][0] == "present"  # built before the lock
     _upgrade(district_url, settings, FAST)
     assert _all_valid(district_url, settings)
 
@@ -203,7 +233,7 @@ def test_a_lock_that_never_frees_fails_cleanly_and_rerun_repairs(
 def test_a_lock_that_frees_within_the_budget_is_waited_out(
     district_url: str, settings: Settings, blocker: psycopg.Connection
 ) -> None:
-    blocker.execute("lock table medications in share mode")
+    blocker.execute("lock table health_records in share mode")  # the first table built
     threading.Timer(1.0, blocker.rollback).start()
     events: list[IndexEvent] = []
     _upgrade(
@@ -275,7 +305,8 @@ def test_a_role_that_does_not_own_the_tables_is_told_so(
         url = district_url.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
         result = run_cli("--database-url", url, "migrate")
         assert result.returncode == 2
-        assert "must own the tables" in result.stderr and "Traceback" not in result.stderr
+        assert "must own the platform's tables" in result.stderr
+        assert "Traceback" not in result.stderr
         assert (
             _states(district_url, settings)["idx_health_records_student_type_date"][0] == "missing"
         )
@@ -285,15 +316,25 @@ def test_a_role_that_does_not_own_the_tables_is_told_so(
             conn.execute(f"drop role {role}")
 
 
-def test_unknown_revision_and_database_without_baseline(server_url: str, district_url: str) -> None:
+def test_unknown_revision_and_a_database_without_the_platform(
+    server_url: str, district_url: str
+) -> None:
+    run_cli("--database-url", district_url, "migrate")
     bad = run_cli("--database-url", district_url, "migrate", "downgrade", "no_such_rev")
     assert bad.returncode == 2 and "no_such_rev" in bad.stderr
     assert "Traceback" not in bad.stderr
     empty = admin.with_database(server_url, f"wcperf_test_empty_{uuid.uuid4().hex[:6]}")
     admin.ensure_database(empty)
     try:
-        verify = run_cli("--database-url", empty, "migrate", "verify")
-        assert verify.returncode == 2 and "run `wcperf migrate` first" in verify.stderr
+        for command in (("migrate",), ("migrate", "verify"), ("migrate", "status")):
+            result = run_cli("--database-url", empty, *command)
+            assert result.returncode == 2, command
+            assert "wcperf seed" in result.stderr and "Traceback" not in result.stderr
+            assert len(result.stderr.strip().splitlines()[-1]) > 20
+        with admin.connect(empty) as conn:  # refused before anything was written
+            assert conn.execute(
+                "select count(*) from pg_namespace where nspname = 'wcperf'"
+            ).fetchone() == (0,)
     finally:
         admin.drop_database(empty)
 
@@ -301,7 +342,9 @@ def test_unknown_revision_and_database_without_baseline(server_url: str, distric
 def test_sql_prints_and_runs_nothing_and_squawk_finds_no_violation(
     server_url: str, district_url: str, settings: Settings, tmp_path: Path
 ) -> None:
-    fresh = make_database(server_url, f"wcperf_test_fresh_{uuid.uuid4().hex[:6]}", settings, "base")
+    fresh = make_database(
+        server_url, f"wcperf_test_fresh_{uuid.uuid4().hex[:6]}", settings, migrate=False
+    )
     try:
         outputs = {
             "fresh": run_cli("-q", "--database-url", fresh, "migrate", "--sql"),
@@ -327,10 +370,15 @@ def test_sql_prints_and_runs_nothing_and_squawk_finds_no_violation(
             assert lint.returncode == 0, lint.stdout + lint.stderr
         sql = outputs["baseline"].stdout
         assert sql.count("CREATE INDEX CONCURRENTLY IF NOT EXISTS") == 14
-        assert "SET lock_timeout" in sql and "ANALYZE health_records" in sql
-        assert "CREATE TABLE IF NOT EXISTS students" in outputs["fresh"].stdout
+        assert "SET lock_timeout" in sql and 'ANALYZE "health_records"' in sql
+        assert "CREATE TABLE IF NOT EXISTS wcperf.bulk_jobs" in outputs["fresh"].stdout
+        for text in (sql, outputs["fresh"].stdout):  # never a platform table
+            assert not re.search(
+                r"(CREATE|ALTER|DROP) TABLE (IF \w+ \w+ )?(public\.)?[a-z_]+ ", text
+            )
+            assert "ALTER TABLE" not in text and "DROP TABLE" not in text
         with admin.connect(fresh) as conn:
-            assert conn.execute("select to_regclass('students')").fetchone() == (None,)
+            assert conn.execute("select to_regclass('wcperf.bulk_jobs')").fetchone() == (None,)
     finally:
         admin.drop_database(fresh)
     assert _states(district_url, settings)["idx_health_records_diagnosis_code"][0] == "missing"
@@ -340,7 +388,7 @@ def test_downgrade_drops_them_concurrently_and_upgrade_restores(
     district_url: str, settings: Settings
 ) -> None:
     _upgrade(district_url, settings)
-    down = run_cli("--database-url", district_url, "migrate", "downgrade", "0001_baseline")
+    down = run_cli("--database-url", district_url, "migrate", "downgrade", "0001_wcperf_state")
     assert down.returncode == 0, down.stderr
     assert {s for s, _ in _states(district_url, settings).values()} == {"missing"}
     status = run_cli("--database-url", district_url, "migrate", "status", "--json")
@@ -357,7 +405,7 @@ def test_auto_parallelism_yields_to_live_sessions(district_url: str, settings: S
     assert starts and all("parallel: database quiet" in d for d in starts)
 
     with Database(district_url, settings) as db:
-        alembic_driver.downgrade(db.engine, "0001_baseline")
+        alembic_driver.downgrade(db.engine, "0001_wcperf_state")
     busy: list[IndexEvent] = []
     with admin.connect(district_url, application_name="nurse-app") as nurse:
         nurse.execute("select 1")  # a nurse's session, in a transaction right now

@@ -9,17 +9,21 @@ creates it (only `wcperf seed` does, for a synthetic district).
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from wcperf.errors import RefusedError, WcperfError
 from wcperf.migrate.online_index import (
@@ -27,6 +31,7 @@ from wcperf.migrate.online_index import (
     IndexState,
     MigrationHooks,
     OnlineIndexBuilder,
+    PrivilegeError,
     built_records,
     index_states,
     plan_create,
@@ -40,6 +45,30 @@ VERSION_OPTS = {"version_table_schema": WCPERF_SCHEMA}
 
 class NoPlatformSchema(WcperfError):
     """The database is not the platform's: nothing to adopt."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _privileged(fn: F) -> F:
+    """A role that may not use wcperf's schema or build on the platform's tables is told
+    which, in one line, whatever step found out."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DBAPIError as exc:
+            orig = exc.orig
+            if isinstance(orig, psycopg.errors.InsufficientPrivilege):
+                raise PrivilegeError(
+                    "wcperf migrate must own the platform's tables (or be a superuser) to "
+                    "build or drop indexes, and needs its own schema wcperf: "
+                    f"{orig.diag.message_primary}"
+                ) from None
+            raise
+
+    return wrapper  # type: ignore[return-value]
 
 
 def missing_platform_tables(conn: Connection) -> list[str]:
@@ -127,6 +156,7 @@ class MigrationStatus:
         return not self.pending and set(self.current) == set(self.heads)
 
 
+@_privileged
 def status(engine: Engine) -> MigrationStatus:
     script = _script()
     with engine.connect() as conn:
@@ -138,11 +168,13 @@ def status(engine: Engine) -> MigrationStatus:
     return MigrationStatus(current, tuple(script.get_heads()), tuple(reversed(pending)))
 
 
+@_privileged
 def indexes(engine: Engine) -> dict[str, IndexState]:
     with engine.connect() as conn:
         return index_states(conn.connection.driver_connection, performance_indexes())
 
 
+@_privileged
 def upgrade(
     engine: Engine,
     target: str = "head",
@@ -172,6 +204,7 @@ def downgrade_steps(engine: Engine, target: str) -> list[str]:
     return [step.revision.revision for step in steps]
 
 
+@_privileged
 def downgrade(
     engine: Engine,
     target: str,
@@ -192,6 +225,7 @@ def downgrade(
     return status(engine)
 
 
+@_privileged
 def repair_indexes(engine: Engine, hooks: MigrationHooks | None = None) -> None:
     """At head already: build any declared index missing or INVALID (and swap a differing
     one when asked); a differing one is otherwise reported in `hooks.differing`."""
@@ -210,11 +244,13 @@ def repair_indexes(engine: Engine, hooks: MigrationHooks | None = None) -> None:
         hooks.differing.extend(builder.differing)
 
 
+@_privileged
 def built(engine: Engine) -> dict[str, tuple[str, str, str | None]]:
     with engine.connect() as conn:
         return built_records(conn.connection.driver_connection)
 
 
+@_privileged
 def upgrade_sql(engine: Engine, target: str = "head", hooks: MigrationHooks | None = None) -> str:
     """Exactly what `upgrade` would run against this database now; nothing is executed."""
     hooks = hooks or MigrationHooks()
@@ -247,7 +283,12 @@ def upgrade_sql(engine: Engine, target: str = "head", hooks: MigrationHooks | No
         command.upgrade(cfg, span, sql=True)
     except CommandError as exc:
         raise WcperfError(f"migration: {exc}") from None
-    head = f"CREATE SCHEMA IF NOT EXISTS {WCPERF_SCHEMA};\n\n" if not st.current else ""
+    head = (
+        "SET lock_timeout = '5s';\nSET statement_timeout = '60s';\n"
+        f"CREATE SCHEMA IF NOT EXISTS {WCPERF_SCHEMA};\n\n"
+        if not st.current
+        else ""
+    )
     return notes + head + buffer.getvalue().replace(_VERSION_TABLE, _VERSION_TABLE_NOTED, 1)
 
 

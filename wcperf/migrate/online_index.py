@@ -203,7 +203,7 @@ def _record_sql(spec: IndexSpec, replaced: str | None) -> sql.Composed:
         BUILT_TABLE,
         sql.Literal(spec.name),
         sql.Literal(spec.table),
-        sql.Literal(spec.create_sql().as_string(None)),
+        sql.Literal(spec.definition()),
         sql.Literal(replaced),
     )
 

@@ -35,6 +35,19 @@ class IndexSpec:
             self.columns_sql(),
         )
 
+    def definition(self) -> str:
+        """What wcperf records of an index it built (as pg_get_indexdef would print it)."""
+        return (
+            sql.SQL("CREATE INDEX {} ON {} USING {} ({})")
+            .format(
+                sql.Identifier(self.name),
+                sql.Identifier(self.table),
+                sql.SQL(self.method),
+                self.columns_sql(),
+            )
+            .as_string(None)
+        )
+
     def drop_sql(self, name: str | None = None) -> sql.Composed:
         return sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
             sql.Identifier(name or self.name)
