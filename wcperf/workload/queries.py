@@ -297,6 +297,13 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
         advice=TRIGRAM_ADVICE,
     ),
     HotQuery(
+        "medication catalogue",
+        medications,
+        lambda s: {},
+        "idx_medications_active_name",
+        kind="medication_catalogue",
+    ),
+    HotQuery(
         "medications by form",
         medications,
         lambda s: {"form": s["form"]},
