@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, RUN_ID, SERVER_VARS, run_cli
+from tests.conftest import DISTRICT, EXTRA_NURSES, REPO, RUN_ID, SERVER_VARS, run_cli
 from wcperf.db import admin
 
 NAME_CANARY = "Zebulon Quixotic-Canary"
@@ -25,26 +25,45 @@ PASSWORD_CANARY = "pw-canary-8e1f"
 
 
 def state(url: str) -> dict[str, Any]:
-    """Everything a bulk job may change, as comparable data."""
+    """Everything a bulk job may change, as comparable data (not the moment it did)."""
     with admin.connect(url) as conn:
         return {
             "students": conn.execute(
-                "select id, school_id, nurse_id, grade, status, graduation_date,"
-                " last_promoted_year, transfer_metadata from students order by id"
+                'select id, "schoolId", "nurseId", grade, "isActive", "deletedAt", "updatedBy",'
+                ' "districtId" from students order by id'
             ).fetchall(),
-            "transfers": conn.execute(
-                "select student_id, from_school_id, to_school_id, from_nurse_id, job_id, reason"
-                " from student_transfers order by student_id"
+            "promotions": conn.execute(
+                "select student_id, school_year, job_id, from_grade, to_grade, prev_updated_at"
+                " from wcperf.promotions order by student_id"
+            ).fetchall(),
+            "moves": conn.execute(
+                "select job_id, student_id, from_school_id, to_school_id, from_nurse_id,"
+                " to_nurse_id, reason from wcperf.student_moves order by job_id, student_id"
             ).fetchall(),
             "jobs": conn.execute(
                 "select id, kind, status, rows_total, rows_done, checkpoint -> 'counts'"
-                " from bulk_jobs order by id"
+                " from wcperf.bulk_jobs order by id"
             ).fetchall(),
             "audit": conn.execute(
-                "select job_id, counts, details ->> 'outcome' from audit_log"
+                "select job_id, counts, details ->> 'outcome' from wcperf.audit_log"
                 " where job_id is not null order by job_id"
             ).fetchall(),
         }
+
+
+SCHOOL = [str(DISTRICT.uuid_of("schools", i)) for i in range(3)]
+NURSE = str(DISTRICT.uuid_of("users", 0))
+LIVE = '"isActive" and "deletedAt" is null'
+
+
+def students(url: str, n: int, where: str = "true") -> list[str]:
+    with admin.connect(url) as conn:
+        return [
+            str(r[0])
+            for r in conn.execute(
+                f"select id from students where {LIVE} and {where} order by id limit %s", (n,)
+            )
+        ]
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -72,12 +91,10 @@ def test_dry_run_prints_exact_counts_and_writes_nothing(bulk_url: str, tmp_path:
     before = state(bulk_url)
     with admin.connect(bulk_url) as conn:
         by_grade = dict(
-            conn.execute(
-                "select grade, count(*) from students where status = 'active' group by 1"
-            ).fetchall()
+            conn.execute(f"select grade, count(*) from students where {LIVE} group by 1").fetchall()
         )
-        of_nurse_one = conn.execute(
-            "select count(*) from students where nurse_id = 1 and status = 'active'"
+        of_nurse = conn.execute(
+            f'select count(*) from students where "nurseId" = %s and {LIVE}', (NURSE,)
         ).fetchone()[0]
     grade = cli(
         bulk_url, "bulk", "grade-transition", "--school-year", "2026", "--dry-run", "--json"
@@ -89,13 +106,16 @@ def test_dry_run_prints_exact_counts_and_writes_nothing(bulk_url: str, tmp_path:
     school_rows = plan["breakdowns"]["by school"]
     assert sum(r["promoted"] + r["graduated"] for r in school_rows) == plan["total"]
 
-    nurse = cli(bulk_url, "bulk", "nurse-reassign", "--from", "1", "--balance", "--dry-run")
+    nurse = cli(bulk_url, "bulk", "nurse-reassign", "--from", NURSE, "--balance", "--dry-run")
     assert nurse.returncode == 0, nurse.stderr
-    assert f"{of_nurse_one} rows to change" in nurse.stdout and "receives" in nurse.stdout
+    assert f"{of_nurse} rows to change" in nurse.stdout and "receives" in nurse.stdout
 
-    csv = tmp_path / "students.csv"
-    csv.write_text(f"student_id,name\n5,{NAME_CANARY}\n6,{NAME_CANARY}\n")
-    move = cli(bulk_url, "bulk", "transfer", "--to-school", "3", "--students", str(csv),
+    csv = tmp_path / "students.csv"  # as a spreadsheet saves it: BOM, CRLF, camelCase header
+    ids = students(bulk_url, 2, f"\"schoolId\" <> '{SCHOOL[2]}'")
+    csv.write_bytes(
+        ("\ufeffstudentId,name\r\n" + "".join(f"{i},{NAME_CANARY}\r\n" for i in ids)).encode()
+    )
+    move = cli(bulk_url, "bulk", "transfer", "--to-school", SCHOOL[2], "--students", str(csv),
                "--reason", REASON_CANARY, "--dry-run", "--json")  # fmt: skip
     assert move.returncode == 0, move.stderr
     assert json.loads(move.stdout)["total"] == 2
@@ -106,22 +126,31 @@ def test_dry_run_prints_exact_counts_and_writes_nothing(bulk_url: str, tmp_path:
 
 def test_refusals_are_one_line_exit_2_and_write_nothing(bulk_url: str, tmp_path: Path) -> None:
     before = state(bulk_url)
+    good = students(bulk_url, 2)
     bad_csv = tmp_path / "bad.csv"
-    bad_csv.write_text(f"student_id,name\n5,x\n{NAME_CANARY},y\n")
+    bad_csv.write_text(f"student_id,name\n{good[0]},x\n{NAME_CANARY},y\n")
+    unknown = "0badbeef-0000-4000-8000-000000000000"
     unknown_csv = tmp_path / "unknown.csv"
-    unknown_csv.write_text("5\n6\n88888888\n")
+    unknown_csv.write_text(f"{good[0]}\n{good[1]}\n{unknown}\n")
+    other = str(EXTRA_NURSES[0])
     cases = {
-        ("bulk", "nurse-reassign", "--from", "1", "--to", "2"): "over the maximum workload",
-        ("bulk", "transfer", "--to-school", "3", "--students", str(unknown_csv)):
-            "1 of 3 student ids do not exist (88888888); nothing written",
-        ("bulk", "transfer", "--to-school", "3", "--students", str(bad_csv)):
+        ("bulk", "nurse-reassign", "--from", NURSE, "--to", other, "--max-workload", "50"):
+            "over the maximum workload",
+        ("bulk", "transfer", "--to-school", SCHOOL[2], "--students", str(unknown_csv)):
+            f"1 of 3 student ids are not active students ({unknown}); nothing written",
+        ("bulk", "transfer", "--to-school", SCHOOL[2], "--students", str(bad_csv)):
             "line 3 holds no valid student id",
-        ("bulk", "grade-transition", "--school-year", "2026", "--school", "777777"):
-            "unknown school id(s): 777777",
+        ("bulk", "grade-transition", "--school-year", "2026", "--school", unknown):
+            f"unknown school(s): {unknown}",
+        ("bulk", "grade-transition", "--school-year", "2026", "--school", "7"):
+            "--school must be a UUID",
+        ("bulk", "grade-transition", "--school-year", "2062"): "not a school year near now",
         ("bulk", "grade-transition", "--school-year", "2026", "--throttle", "bogus=1"):
             "unknown throttle signal 'bogus'",
-        ("bulk", "nurse-reassign", "--from", "1"): "exactly one of --to NURSE or --balance",
+        ("bulk", "nurse-reassign", "--from", NURSE): "exactly one of --to NURSE or --balance",
+        ("bulk", "nurse-reassign", "--from", "1", "--balance"): "--from must be a UUID",
         ("bulk", "status", "424242"): "no bulk job 424242",
+        ("bulk", "revert", "424242"): "no bulk job 424242",
     }  # fmt: skip
     for args, message in cases.items():
         result = cli(bulk_url, *args)
@@ -132,12 +161,14 @@ def test_refusals_are_one_line_exit_2_and_write_nothing(bulk_url: str, tmp_path:
     assert state(bulk_url) == before
 
 
-def test_run_json_summary_status_and_no_phi_anywhere(bulk_url: str, tmp_path: Path) -> None:
+def test_run_json_summary_status_revert_and_no_phi_anywhere(bulk_url: str, tmp_path: Path) -> None:
     csv = tmp_path / "students.csv"
-    csv.write_text(f"student_id,name\n5,{NAME_CANARY}\n6,{NAME_CANARY}\n7,{NAME_CANARY}\n")
+    ids = students(bulk_url, 3, f"\"schoolId\" <> '{SCHOOL[2]}'")
+    csv.write_text("student_id,name\n" + "".join(f"{i},{NAME_CANARY}\n" for i in ids))
+    before = state(bulk_url)
     # Trust auth ignores a password, so one can be planted: the audit row must mask it.
     url = bulk_url.replace("://postgres@", f"://postgres:{PASSWORD_CANARY}@")
-    moved = cli(url, "bulk", "transfer", "--to-school", "3", "--students", str(csv),
+    moved = cli(url, "bulk", "transfer", "--to-school", SCHOOL[2], "--students", str(csv),
                 "--reason", REASON_CANARY, "--json")  # fmt: skip
     assert moved.returncode == 0, moved.stderr
     summary = json.loads(moved.stdout)
@@ -148,11 +179,19 @@ def test_run_json_summary_status_and_no_phi_anywhere(bulk_url: str, tmp_path: Pa
     shown = json.loads(status.stdout)
     assert shown["status"] == "done" and shown["audit"]["details"]["outcome"] == "done"
     command = shown["audit"]["details"]["command"]
-    assert "--reason REDACTED" in command and "bulk transfer --to-school 3" in command
-    everything = moved.stdout + moved.stderr + status.stdout + listing.stdout
+    assert "--reason REDACTED" in command and f"bulk transfer --to-school {SCHOOL[2]}" in command
+    dry = cli(bulk_url, "bulk", "revert", str(summary["job"]), "--dry-run", "--json")
+    assert dry.returncode == 0 and json.loads(dry.stdout)["total"] == 3
+    undone = cli(bulk_url, "bulk", "revert", str(summary["job"]), "--json")
+    assert undone.returncode == 0, undone.stderr
+    assert json.loads(undone.stdout)["counts"] == {"restored": 3, "changed_since": 0}
+    assert state(bulk_url)["students"] == before["students"]
+    everything = moved.stdout + moved.stderr + status.stdout + listing.stdout + undone.stdout
     with admin.connect(bulk_url) as conn:
-        audit = json.dumps(conn.execute("select counts, details from audit_log").fetchall())
-        reasons = conn.execute("select distinct reason from student_transfers").fetchall()
+        audit = json.dumps(
+            conn.execute("select counts, details from wcperf.audit_log").fetchall(), default=str
+        )
+        reasons = conn.execute("select distinct reason from wcperf.student_moves").fetchall()
     assert reasons == [(REASON_CANARY,)]  # kept where it belongs
     for canary in (NAME_CANARY, REASON_CANARY, PASSWORD_CANARY):
         assert canary not in everything and canary not in audit
@@ -160,11 +199,11 @@ def test_run_json_summary_status_and_no_phi_anywhere(bulk_url: str, tmp_path: Pa
 
 # -- kill -9 at random points, then resume ---------------------------------------------
 JOBS: dict[str, list[str]] = {
-    "grade": [
-        "bulk", "grade-transition", "--school-year", "2026", "--graduation-date", "2026-06-15",
+    "grade": ["bulk", "grade-transition", "--school-year", "2026"],
+    "transfer": [
+        "bulk", "transfer", "--to-school", SCHOOL[2], "--from-school", SCHOOL[0], "--reason", "r",
     ],
-    "transfer": ["bulk", "transfer", "--to-school", "3", "--from-school", "1", "--reason", "r"],
-    "reassign": ["bulk", "nurse-reassign", "--from", "1", "--balance"],
+    "reassign": ["bulk", "nurse-reassign", "--from", NURSE, "--balance", "--max-workload", "300"],
 }  # fmt: skip
 ROUNDS = [("grade", i) for i in range(10)] + [
     (k, i) for k in ("transfer", "reassign") for i in (0, 1)
@@ -185,7 +224,9 @@ def spawn(url: str, args: list[str]) -> subprocess.Popen[str]:
 
 def rows_done(url: str) -> tuple[int, int] | None:
     with admin.connect(url) as conn:
-        row = conn.execute("select rows_done, rows_total from bulk_jobs where id = 1").fetchone()
+        row = conn.execute(
+            "select rows_done, rows_total from wcperf.bulk_jobs where id = 1"
+        ).fetchone()
     return (int(row[0]), int(row[1])) if row else None
 
 
@@ -243,10 +284,8 @@ def test_ctrl_c_stops_cleanly_says_interrupted_and_resumes(clone: Any) -> None:
     assert summary["status"] == "done" and summary["rows_done"] == summary["rows_total"]
     with admin.connect(url) as conn:  # every eligible student changed, none left over
         left = conn.execute(
-            "select count(*) from students where status = 'active'"
-            " and coalesce(last_promoted_year, 0) < 2026"
+            f"select count(*) from students s where {LIVE} and grade <> 'Graduate' and not"
+            " exists (select 1 from wcperf.promotions p where p.student_id = s.id)"
         ).fetchone()
-        changed = conn.execute(
-            "select count(*) from students where last_promoted_year = 2026"
-        ).fetchone()
+        changed = conn.execute("select count(*) from wcperf.promotions").fetchone()
     assert left == (0,) and changed == (summary["rows_total"],)
