@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis as redis_lib
 
@@ -49,6 +50,13 @@ def server_url(settings: Settings) -> str:
 
 
 DISTRICT = District(5_000, 42)  # what the seeded fixtures hold: find rows by `uuid_of`
+
+
+def live_students(n: int, district: District = DISTRICT) -> list[uuid.UUID]:
+    """The first `n` students (by ordinal) that are active and not soft-deleted."""
+    ords = np.arange(20 * n, dtype=np.int64)
+    keep = ords[~district.deleted(ords) & ~district.inactive(ords)][:n]
+    return [district.uuid_of("students", int(i)) for i in keep]
 
 
 def make_database(

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from datetime import time as time_
@@ -17,15 +18,15 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 from rich.console import Console
-from sqlalchemy import insert, literal, select, text
+from sqlalchemy import func, insert, literal, select, text
 from sqlalchemy.orm import Session
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import DISTRICT, REPO, live_students, run_cli
 from wcperf.cache import scopes, tiered
 from wcperf.cache.keys import cache_key, key_digest
 from wcperf.cache.tiered import QueryCache
 from wcperf.db.engine import Database
-from wcperf.db.schema import Appointment, HealthRecord, Student
+from wcperf.db.schema import Appointment, HealthRecord, RecordType, Student
 from wcperf.migrate import alembic_driver
 from wcperf.observe.observer import Observer
 from wcperf.observe.query_monitor import QueryMonitor
@@ -34,6 +35,9 @@ from wcperf.views.tables import cache_table
 from wcperf.workload import hot_paths as hp
 
 SECRET = b"test-secret-0123456789abcdef0123"
+S = live_students(20)  # S[7]: "student 7", live and active
+SCHOOL = [DISTRICT.uuid_of("schools", i) for i in range(8)]
+NURSE = [DISTRICT.uuid_of("users", i) for i in range(8)]  # NURSE[i] works at SCHOOL[i]
 CANARIES = ("Quillon-Canary-4417", "Marrowby-Canary-9902", "2012-02-29", "canary-asthma-inhaler")
 
 
@@ -65,29 +69,29 @@ def test_hot_paths_have_no_n_plus_one(db: Database, cache: QueryCache) -> None:
     strict.attach(db.engine)
     try:
         with Session(db.engine) as s:
-            page = hp.student_dashboard(s, 1, cache=cache)
+            page = hp.student_dashboard(s, NURSE[0], cache=cache)
             assert page["total"] > 25 and len(page["students"]) == 25
             assert all(st["nurse"] for st in page["students"])
             student = page["students"][0]["id"]
             assert hp.health_timeline(s, student, cache=cache)
-            assert hp.graduating_students(s, 1, cache=cache)
-            assert hp.emergency_contact_stats(s, 1, cache=cache)["by_relationship"]
+            assert hp.graduating_students(s, SCHOOL[0], cache=cache)
+            assert hp.emergency_contact_stats(s, cache=cache)["PRIMARY"] > 0
             day = s.scalar(
                 select(
                     text(
-                        "scheduled_at::date from appointments "
-                        "where status = 'scheduled' order by id limit 1"
+                        '"scheduledAt"::date from appointments '
+                        "where status = 'SCHEDULED' order by id limit 1"
                     )
                 )
             )
             assert hp.appointment_calendar(s, day, cache=cache)
             assert hp.medication_search(s, dosage_form="tablet", cache=cache)
             assert hp.medication_search(s, schedule="II", cache=cache)
+            assert hp.medication_search(s, name_prefix="Ibu", cache=cache)
             assert hp.student_detail(s, student, cache=cache)["contacts"]
-            hp.create_appointment(s, student, None, datetime(2026, 12, 1, 9, 0))
-            appt = s.scalar(text("select max(id) from appointments"))
-            assert hp.change_appointment_status(s, appt, "completed")
-            hp.add_health_record(s, student, "checkup", date(2026, 11, 23))
+            appt = hp.create_appointment(s, student, None, datetime(2026, 12, 1, 9, 0))
+            assert hp.change_appointment_status(s, appt, "COMPLETED")
+            hp.add_health_record(s, student, "CHECKUP", date(2026, 11, 23))
     finally:
         strict.detach()
     assert not strict.n_plus_one.detections
@@ -99,25 +103,26 @@ def test_a_committed_write_makes_the_next_read_fresh_here_and_elsewhere(
     other = _other(redis_url, redis_prefix, db)
     try:
         with Session(db.engine) as s:
-            before = hp.health_timeline(s, 7, cache=cache)
-            assert hp.health_timeline(s, 7, cache=other) == before  # other fills its own L1
-            assert hp.health_timeline(s, 7, cache=cache) == before
+            before = hp.health_timeline(s, S[7], cache=cache)
+            assert hp.health_timeline(s, S[7], cache=other) == before  # other fills its own L1
+            assert hp.health_timeline(s, S[7], cache=cache) == before
             assert cache.counts["l1_hits"] == 1
-            hp.add_health_record(s, 7, "injury", date(2026, 11, 23))
-            fresh = hp.health_timeline(s, 7, cache=cache)
-            assert len(fresh) == len(before) + 1 and fresh[0]["record_type"] == "injury"
+            hp.add_health_record(s, S[7], "INJURY", date(2026, 11, 23))
+            fresh = hp.health_timeline(s, S[7], cache=cache)
+            assert len(fresh) == len(before) + 1 and fresh[0]["record_type"] == "INJURY"
             # The other process's L1 learns of the bump by pub/sub; wait for that, then read.
             deadline = time.monotonic() + 5
-            depends = scopes.rows("health_records", student_id=7)
+            depends = scopes.rows("health_records", studentId=S[7])
             while other._local(depends) != cache._local(depends) and time.monotonic() < deadline:
                 time.sleep(0.01)
-            assert hp.health_timeline(s, 7, cache=other) == fresh
+            assert hp.health_timeline(s, S[7], cache=other) == fresh
     finally:
         other.close()
 
 
 READER = """
 import sys
+import uuid
 from sqlalchemy.orm import Session
 from wcperf.cache.tiered import QueryCache
 from wcperf.db.engine import Database
@@ -127,7 +132,7 @@ from wcperf.workload import hot_paths as hp
 url, redis_url, prefix = sys.argv[1:4]
 with Database(url, Settings.from_env({})) as db, Session(db.engine) as s:
     cache = QueryCache(redis_url, secret=b"test-secret-0123456789abcdef0123", prefix=prefix)
-    rows = hp.health_timeline(s, 7, cache=cache)
+    rows = hp.health_timeline(s, uuid.UUID(sys.argv[4]), cache=cache)
     print(len(rows), cache.counts["l2_hits"], cache.counts["l2_misses"], cache.counts["loads"])
     cache.close()
 """
@@ -135,7 +140,7 @@ with Database(url, Settings.from_env({})) as db, Session(db.engine) as s:
 
 def _read_in_another_process(url: str, redis_url: str, prefix: str) -> list[int]:
     done = subprocess.run(
-        [sys.executable, "-c", READER, url, redis_url, prefix],
+        [sys.executable, "-c", READER, url, redis_url, prefix, str(S[7])],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -151,10 +156,10 @@ def test_a_second_process_reads_fresh_from_redis(
     district_url: str, db: Database, cache: QueryCache, redis_url: str, redis_prefix: str
 ) -> None:
     with Session(db.engine) as s:
-        before = hp.health_timeline(s, 7, cache=cache)  # now in L2
+        before = hp.health_timeline(s, S[7], cache=cache)  # now in L2
         rows, l2_hits, _, loads = _read_in_another_process(district_url, redis_url, redis_prefix)
         assert (rows, l2_hits, loads) == (len(before), 1, 0)
-        hp.add_health_record(s, 7, "injury", date(2026, 11, 23))
+        hp.add_health_record(s, S[7], "INJURY", date(2026, 11, 23))
         # The bump moved every reader to a new key: the old entry is never read again.
         rows, l2_hits, l2_misses, loads = _read_in_another_process(
             district_url, redis_url, redis_prefix
@@ -164,25 +169,35 @@ def test_a_second_process_reads_fresh_from_redis(
 
 def test_a_rollback_keeps_the_cached_value(db: Database, cache: QueryCache) -> None:
     with Session(db.engine) as s:
-        before = hp.health_timeline(s, 9, cache=cache)
-        s.add(HealthRecord(student_id=9, record_type="injury", record_date=date(2026, 11, 23)))
+        before = hp.health_timeline(s, S[9], cache=cache)
+        s.add(
+            HealthRecord(
+                id=uuid.uuid4(),
+                student_id=S[9],
+                record_type="INJURY",
+                title="t",
+                description="d",
+                record_date=datetime(2026, 11, 23, tzinfo=UTC),
+            )
+        )
         s.flush()  # the INSERT ran on this connection...
         s.rollback()  # ...and never happened
-        assert hp.health_timeline(s, 9, cache=cache) == before
+        assert hp.health_timeline(s, S[9], cache=cache) == before
     assert cache.counts["bumps"] == 0 and cache.counts["l1_hits"] == 1
 
 
 def test_raw_sql_and_bulk_updates_invalidate_too(db: Database, cache: QueryCache) -> None:
     with Session(db.engine) as s:
-        page = hp.student_dashboard(s, 2, cache=cache)
+        page = hp.student_dashboard(s, NURSE[2], cache=cache)
         s.execute(
             text(
-                "update students set status = 'inactive' where id in (select id "
-                "from students where school_id = 2 and status = 'active' limit 10)"
-            )
+                'update students set "isActive" = false where id in (select id from students'
+                ' where "nurseId" = :n and "isActive" and "deletedAt" is null limit 10)'
+            ),
+            {"n": NURSE[2]},
         )
         s.commit()
-        after = hp.student_dashboard(s, 2, cache=cache)
+        after = hp.student_dashboard(s, NURSE[2], cache=cache)
     assert after["total"] == page["total"] - 10  # ten fewer active students, seen at once
     assert cache.counts["bumps"] == 1
 
@@ -195,14 +210,14 @@ def test_fifty_concurrent_readers_of_a_cold_key_cause_one_load(
     monitor = QueryMonitor()
     monitor.attach(db.engine)
     try:
-        for school in (3, 4, 5, 6, 7):
+        for school in NURSE[3:8]:
             start = threading.Barrier(50)
             results: list[int] = []
             loads_before = cache.counts["loads"] + other.counts["loads"]
 
             def read(
                 c: QueryCache,
-                school: int = school,
+                school: uuid.UUID = school,
                 start: threading.Barrier = start,
                 results: list[int] = results,
             ) -> None:
@@ -223,7 +238,7 @@ def test_fifty_concurrent_readers_of_a_cold_key_cause_one_load(
     finally:
         monitor.detach()
         other.close()
-    dashboard = [q for q in monitor.queries() if "ORDER BY students.last_name" in q.normalized]
+    dashboard = [q for q in monitor.queries() if 'ORDER BY students."lastName"' in q.normalized]
     assert [q.count for q in dashboard] == [5]  # one database load per key
 
 
@@ -233,9 +248,9 @@ def test_reads_answer_with_redis_unreachable(db: Database) -> None:
     )
     try:
         with Session(db.engine) as s:
-            first = hp.student_dashboard(s, 1, cache=dead)
-            assert hp.student_dashboard(s, 1, cache=dead) == first
-            hp.add_health_record(s, 11, "checkup", date(2026, 11, 23))  # no Redis to bump: fine
+            first = hp.student_dashboard(s, NURSE[1], cache=dead)
+            assert hp.student_dashboard(s, NURSE[1], cache=dead) == first
+            hp.add_health_record(s, S[11], "CHECKUP", date(2026, 11, 23))  # no Redis to bump: fine
         assert dead.counts["l2_errors"] >= 1 and dead.counts["l1_hits"] == 1
         assert dead.mode().startswith("L1 only")
         assert dead.stats()["tiers"]["l2"]["errors"] >= 1
@@ -273,23 +288,23 @@ def test_redis_stopped_then_back_and_the_cache_reconnects(db: Database, tmp_path
 
 def test_no_phi_in_any_redis_key(db: Database, cache: QueryCache, redis_url: str) -> None:
     with Session(db.engine) as s:
-        student = s.get(Student, 13)
+        student = s.get(Student, S[13])
         assert student is not None
         student.first_name, student.last_name = CANARIES[0], CANARIES[1]
         student.date_of_birth = date(2012, 2, 29)
-        s.add(
-            HealthRecord(
-                student_id=13,
-                record_type="allergy",
-                record_date=date(2026, 1, 5),
-                notes=CANARIES[3],
-                diagnosis_code="J45.909",
-            )
-        )
         s.commit()
-        assert hp.student_detail(s, 13, cache=cache)["first_name"] == CANARIES[0]
-        assert hp.health_timeline(s, 13, cache=cache)
-        hp.student_dashboard(s, student.school_id, cache=cache)
+        hp.add_health_record(
+            s,
+            S[13],
+            "ALLERGY_DOCUMENTATION",
+            date(2026, 1, 5),
+            notes=CANARIES[3],
+            diagnosis_code="J45.909",
+        )
+        assert hp.student_detail(s, S[13], cache=cache)["first_name"] == CANARIES[0]
+        assert hp.health_timeline(s, S[13], cache=cache)
+        assert student.nurse_id is not None
+        hp.student_dashboard(s, student.nurse_id, cache=cache)
         hp.medication_search(s, name_prefix=CANARIES[0][:5], cache=cache)
     client = redis_lib.Redis.from_url(redis_url)
     keys = [k.decode() for k in client.scan_iter(count=1000)]
@@ -305,11 +320,11 @@ def test_no_phi_in_any_redis_key(db: Database, cache: QueryCache, redis_url: str
 
 
 def test_keys_are_keyed_hashes() -> None:
-    params = {"student_id": 13}
+    params = {"student_id": S[13]}
     a = key_digest(b"secret-one-0123456789abcdef", "select 1", params)
     b = key_digest(b"secret-two-0123456789abcdef", "select 1", params)
     assert a != b and len(a) == 16
-    assert key_digest(b"secret-one-0123456789abcdef", "select 1", {"student_id": 14}) != a
+    assert key_digest(b"secret-one-0123456789abcdef", "select 1", {"student_id": S[14]}) != a
     assert (
         cache_key("wcperf:", "student_detail", "Student", a)
         == f"wcperf:cache:student_detail:Student:{a}"
@@ -340,9 +355,9 @@ def test_ttl_by_kind_and_flush_by_prefix(
     other = _other(redis_url, redis_prefix, db)
     try:
         with Session(db.engine) as s:
-            hp.student_detail(s, 5, cache=cache)
+            hp.student_detail(s, S[5], cache=cache)
             hp.medication_search(s, dosage_form="tablet", cache=cache)
-            hp.student_detail(s, 5, cache=other)
+            hp.student_detail(s, S[5], cache=other)
         client = redis_lib.Redis.from_url(redis_url)
         ttls = {
             k.decode().split(":")[-3]: client.ttl(k)
@@ -406,24 +421,25 @@ def _loads(cache: QueryCache, read: Callable[[], object]) -> int:
 def test_a_students_new_record_refreshes_their_timeline_and_no_other(
     db: Database, cache: QueryCache
 ) -> None:
-    assert scopes.rows("health_records", student_id=7) != scopes.rows(
-        "health_records", student_id=8
+    assert scopes.rows("health_records", studentId=S[7]) != scopes.rows(
+        "health_records", studentId=S[8]
     )
     with Session(db.engine) as s:
-        seven = hp.health_timeline(s, 7, cache=cache)
-        hp.health_timeline(s, 8, cache=cache)
-        hp.add_health_record(s, 7, "injury", date(2026, 11, 24))
-        assert _loads(cache, lambda: hp.health_timeline(s, 8, cache=cache)) == 0
-        fresh = hp.health_timeline(s, 7, cache=cache)
-        assert len(fresh) == len(seven) + 1 and fresh[0]["record_date"] == date(2026, 11, 24)
+        seven = hp.health_timeline(s, S[7], cache=cache)
+        hp.health_timeline(s, S[8], cache=cache)
+        hp.add_health_record(s, S[7], "INJURY", date(2026, 11, 24))
+        assert _loads(cache, lambda: hp.health_timeline(s, S[8], cache=cache)) == 0
+        fresh = hp.health_timeline(s, S[7], cache=cache)
+        assert len(fresh) == len(seven) + 1
+        assert fresh[0]["record_date"].date() == date(2026, 11, 24)
         # The dashboard-wide reads of the table still see every write.
-        assert _loads(cache, lambda: hp.graduating_students(s, 1, cache=cache)) == 1
+        assert _loads(cache, lambda: hp.graduating_students(s, SCHOOL[0], cache=cache)) == 1
 
 
 def _busy_day(s: Session) -> date:
     found = s.scalar(
         text(
-            "select scheduled_at::date from appointments where status = 'scheduled'"
+            "select \"scheduledAt\"::date from appointments where status = 'SCHEDULED'"
             " group by 1 having count(*) < 400 order by count(*) desc limit 1"
         )
     )
@@ -444,23 +460,22 @@ def test_appointment_writes_refresh_their_days_calendar_and_no_other(
         next_day = day + timedelta(days=1)
         hp.appointment_calendar(s, day, cache=cache)
         hp.appointment_calendar(s, next_day, cache=cache)
-        new = hp.create_appointment(s, 7, None, datetime.combine(day, datetime.min.time()))
+        new = hp.create_appointment(s, S[7], None, datetime.combine(day, datetime.min.time()))
         assert _loads(cache, lambda: hp.appointment_calendar(s, next_day, cache=cache)) == 0
-        assert _ids(hp.appointment_calendar(s, day, cache=cache))[new] == "scheduled"
+        assert _ids(hp.appointment_calendar(s, day, cache=cache))[new] == "SCHEDULED"
 
         # One nurse's booking: her calendar that day and the day's reload, not a colleague's.
-        nurse_a, nurse_b = s.scalars(text("select id from users where role = 'nurse' limit 2"))
-        s.rollback()
+        nurse_a, nurse_b = NURSE[0], NURSE[1]
         hp.appointment_calendar(s, day, nurse_a, cache=cache)
         hp.appointment_calendar(s, day, nurse_b, cache=cache)
-        booked = hp.create_appointment(s, 8, nurse_a, datetime.combine(day, time_(9, 45)))
+        booked = hp.create_appointment(s, S[8], nurse_a, datetime.combine(day, time_(9, 45)))
         assert _loads(cache, lambda: hp.appointment_calendar(s, day, nurse_b, cache=cache)) == 0
         assert booked in _ids(hp.appointment_calendar(s, day, nurse_a, cache=cache))
         assert booked in _ids(hp.appointment_calendar(s, day, cache=cache))
 
-        assert hp.change_appointment_status(s, new, "completed")
+        assert hp.change_appointment_status(s, new, "COMPLETED")
         assert _loads(cache, lambda: hp.appointment_calendar(s, next_day, cache=cache)) == 0
-        assert _ids(hp.appointment_calendar(s, day, cache=cache))[new] == "completed"
+        assert _ids(hp.appointment_calendar(s, day, cache=cache))[new] == "COMPLETED"
 
         # Rescheduling moves the row between days: both calendars, and every other, reload.
         appt = s.get(Appointment, new)
@@ -468,7 +483,7 @@ def test_appointment_writes_refresh_their_days_calendar_and_no_other(
         appt.scheduled_at = datetime.combine(next_day, datetime.min.time())
         s.commit()
         assert new not in _ids(hp.appointment_calendar(s, day, cache=cache))
-        assert _ids(hp.appointment_calendar(s, next_day, cache=cache))[new] == "completed"
+        assert _ids(hp.appointment_calendar(s, next_day, cache=cache))[new] == "COMPLETED"
 
 
 def test_an_aware_timestamp_lands_on_the_sessions_day(db: Database, cache: QueryCache) -> None:
@@ -481,7 +496,7 @@ def test_an_aware_timestamp_lands_on_the_sessions_day(db: Database, cache: Query
         before = hp.appointment_calendar(s, day - timedelta(days=1), cache=cache)
         hp.appointment_calendar(s, day, cache=cache)
         kiritimati = timezone(timedelta(hours=14))
-        new = hp.create_appointment(s, 7, None, datetime.combine(day, time_(2, 0), kiritimati))
+        new = hp.create_appointment(s, S[7], None, datetime.combine(day, time_(2, 0), kiritimati))
         after = hp.appointment_calendar(s, day - timedelta(days=1), cache=cache)
         assert new in _ids(after) and len(after) == len(before) + 1
         assert _loads(cache, lambda: hp.appointment_calendar(s, day, cache=cache)) == 0
@@ -491,58 +506,71 @@ def test_writes_that_cannot_be_placed_refresh_the_whole_table(
     db: Database, cache: QueryCache
 ) -> None:
     with Session(db.engine) as s:
-        eight = hp.health_timeline(s, 8, cache=cache)
+        eight = hp.health_timeline(s, S[8], cache=cache)
         # Raw SQL: nothing proves which student's rows it wrote.
         s.execute(
             text(
-                "insert into health_records (student_id, record_type, record_date)"
-                " values (:s, 'injury', :d)"
+                'insert into health_records (id, "studentId", "recordType", title, description,'
+                " \"recordDate\") values (gen_random_uuid(), :s, 'INJURY', 't', 'd', :d)"
             ),
-            {"s": 8, "d": date(2026, 11, 24)},
+            {"s": S[8], "d": date(2026, 11, 24)},
         )
         s.commit()
-        assert len(hp.health_timeline(s, 8, cache=cache)) == len(eight) + 1
+        assert len(hp.health_timeline(s, S[8], cache=cache)) == len(eight) + 1
         # INSERT ... SELECT through SQLAlchemy: its rows are whatever the SELECT finds.
-        hp.health_timeline(s, 9, cache=cache)
+        hp.health_timeline(s, S[9], cache=cache)
         s.execute(
             insert(HealthRecord).from_select(
-                ["student_id", "record_type", "record_date"],
-                select(Student.id, literal("checkup"), literal(date(2026, 11, 25))).where(
-                    Student.id == 9
-                ),
+                [
+                    HealthRecord.id,
+                    HealthRecord.student_id,
+                    HealthRecord.record_type,
+                    HealthRecord.title,
+                    HealthRecord.description,
+                    HealthRecord.record_date,
+                ],
+                select(
+                    func.gen_random_uuid(),
+                    Student.id,
+                    literal("CHECKUP", RecordType),
+                    literal("t"),
+                    literal("d"),
+                    literal(datetime(2026, 11, 25, 12, tzinfo=UTC)),
+                ).where(Student.id == S[9]),
             )
         )
         s.commit()
-        assert hp.health_timeline(s, 9, cache=cache)[0]["record_date"] == date(2026, 11, 25)
+        newest = hp.health_timeline(s, S[9], cache=cache)[0]["record_date"]
+        assert newest.date() == date(2026, 11, 25)
         # A bulk job's bump names the table only.
-        assert _loads(cache, lambda: hp.health_timeline(s, 8, cache=cache)) == 1
+        assert _loads(cache, lambda: hp.health_timeline(s, S[8], cache=cache)) == 1
         cache.bump("health_records")
-        assert _loads(cache, lambda: hp.health_timeline(s, 8, cache=cache)) == 1
+        assert _loads(cache, lambda: hp.health_timeline(s, S[8], cache=cache)) == 1
 
 
 def test_every_write_to_a_reads_rows_bumps_a_name_the_read_depends_on() -> None:
-    read = set(scopes.rows("appointments", scheduled_at=date(2026, 11, 25), nurse_id=3))
-    day_read = set(scopes.rows("appointments", scheduled_at=date(2026, 11, 25)))
-    booked = {"scheduled_at": datetime(2026, 11, 25, 9, 30), "nurse_id": 3}
+    three, four = NURSE[3], NURSE[4]
+    read = set(scopes.rows("appointments", scheduledAt=date(2026, 11, 25), nurseId=three))
+    day_read = set(scopes.rows("appointments", scheduledAt=date(2026, 11, 25)))
+    booked = {"scheduledAt": datetime(2026, 11, 25, 9, 30), "nurseId": three}
     assert read & scopes.written("appointments", [booked])
-    assert day_read & scopes.written("appointments", [booked | {"nurse_id": 4}])
+    assert day_read & scopes.written("appointments", [booked | {"nurseId": four}])
     # Another nurse's or another day's booking leaves this calendar alone...
-    assert not read & scopes.written("appointments", [booked | {"nurse_id": 4}])
-    assert not read & scopes.written(
-        "appointments", [booked | {"scheduled_at": date(2026, 11, 26)}]
-    )
+    assert not read & scopes.written("appointments", [booked | {"nurseId": four}])
+    assert not read & scopes.written("appointments", [booked | {"scheduledAt": date(2026, 11, 26)}])
     # ...and whatever cannot be placed reaches every read of the table.
     unplaceable = [
         None,  # a bulk job, raw SQL
-        [{"nurse_id": 3}],  # the day unknown
-        [booked | {"scheduled_at": datetime(2026, 11, 25, 9, 30, tzinfo=UTC)}],
-        [booked | {"nurse_id": "not an id"}],
+        [{"nurseId": three}],  # the day unknown
+        [booked | {"scheduledAt": datetime(2026, 11, 25, 9, 30, tzinfo=UTC)}],
+        [booked | {"nurseId": "not an id"}],
+        [booked | {"nurseId": 3}],  # not a key of the platform's
     ]
     for rows_written in unplaceable:
         assert read & scopes.written("appointments", rows_written)
         assert day_read & scopes.written("appointments", rows_written)
     with pytest.raises(ValueError, match="no cache scope"):
-        scopes.rows("appointments", nurse_id=3)
+        scopes.rows("appointments", nurseId=three)
 
 
 def test_a_process_keeps_a_bounded_set_of_generation_names(
@@ -551,14 +579,14 @@ def test_a_process_keeps_a_bounded_set_of_generation_names(
     """Row buckets beyond the bound are forgotten and learned afresh: still hits, still fresh."""
     monkeypatch.setattr(tiered, "MAX_NAMES", 3)
     with Session(db.engine) as s:
-        seven = hp.health_timeline(s, 7, cache=cache)
-        for student in (8, 9):
+        seven = hp.health_timeline(s, S[7], cache=cache)
+        for student in (S[8], S[9]):
             hp.health_timeline(s, student, cache=cache)
         assert sum("." in n for n in cache._gens) == 3
         client = redis_lib.Redis.from_url(redis_url)
         cache._refresh(client)
         client.close()
         assert not any("." in n for n in cache._gens)
-        assert _loads(cache, lambda: hp.health_timeline(s, 7, cache=cache)) == 0
-        hp.add_health_record(s, 7, "injury", date(2026, 11, 24))
-        assert len(hp.health_timeline(s, 7, cache=cache)) == len(seven) + 1
+        assert _loads(cache, lambda: hp.health_timeline(s, S[7], cache=cache)) == 0
+        hp.add_health_record(s, S[7], "INJURY", date(2026, 11, 24))
+        assert len(hp.health_timeline(s, S[7], cache=cache)) == len(seven) + 1
