@@ -31,7 +31,9 @@ def test_demo_starts_embedded_servers_and_db_down_stops_them(tmp_path: Path) -> 
         assert "seeded" in demo.stderr
         assert "students" in demo.stdout and "5,000" in demo.stdout
         assert "peak waiting" in demo.stdout
-        assert "14/14 performance indexes valid" in demo.stderr
+        assert "created the platform's tables and seeded" in demo.stderr
+        assert "14/14 performance indexes present (14 built online by wcperf" in demo.stderr
+        assert "built idx_health_records_student_type_date online" in demo.stderr
         assert "hot queries" in demo.stdout
         assert "hot paths through the query cache" in demo.stdout
         assert "L1 + Redis" in demo.stdout
@@ -43,6 +45,9 @@ def test_demo_starts_embedded_servers_and_db_down_stops_them(tmp_path: Path) -> 
         assert json.loads(job.stdout)["status"] == "done"
         rerun = run_cli("bulk", "grade-transition", "--school-year", "2026", env=env)
         assert rerun.returncode == 0 and "nothing to do" in rerun.stdout
+        undo = run_cli("bulk", "revert", "1", "--json", env=env)
+        assert undo.returncode == 0, undo.stderr
+        assert json.loads(undo.stdout)["counts"]["changed_since"] == 0
 
         status = run_cli("db", "status", "--json", env=env)
         assert status.returncode == 0, status.stderr
