@@ -115,3 +115,35 @@ def test_db_status_names_sources_and_masks(database_url: str) -> None:
     assert report["redis"]["ok"] is False
     assert CANARY not in result.stdout + result.stderr
     assert ":***@127.0.0.1:1" in report["redis"]["url"]
+
+
+def test_database_errors_name_what_is_at_fault_pass_the_hint_and_no_values(
+    scratch_url: str,
+) -> None:
+    import psycopg
+
+    from wcperf.errors import database_message
+
+    canary = "Zebulon-Canary-5521"
+    with admin.connect(scratch_url) as conn:
+        with pytest.raises(psycopg.Error) as wrong_column:
+            conn.execute('select "student_id" from health_records')
+        conn.rollback()
+        conn.execute(
+            'insert into districts (id, name, code, "createdAt", "updatedAt")'
+            " values (gen_random_uuid(), 'd', %s, now(), now())",
+            (canary,),
+        )
+        with pytest.raises(psycopg.Error) as duplicate:
+            conn.execute(
+                'insert into districts (id, name, code, "createdAt", "updatedAt")'
+                " values (gen_random_uuid(), 'd', %s, now(), now())",
+                (canary,),
+            )
+        conn.rollback()
+    hinted = database_message(wrong_column.value)
+    assert hinted is not None and "Perhaps you meant to reference the column" in hinted
+    assert '"health_records.studentId"' in hinted
+    named = database_message(duplicate.value)
+    assert named is not None and "constraint districts_code_key, table districts" in named
+    assert canary not in named  # DETAIL ("Key (code)=(...)") is never passed on

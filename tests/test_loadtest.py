@@ -257,3 +257,16 @@ def test_a_worker_lost_mid_run_fails_the_run(bulk_url: str, tmp_path: Path) -> N
     # The killed worker's sibling stops with it (its command failed), so 0 or 1 came back.
     assert re.search(r"only [01] of 2 workers sent their result", stderr.strip().splitlines()[-1])
     assert workers.returncode == 2 and "a load process failed (exit -9)" in worker_err
+
+
+def test_a_failing_operation_shows_its_real_cause(bulk_url: str, tmp_path: Path) -> None:
+    """The database's own reason, with PostgreSQL's hint, not an exception's type name."""
+    with admin.connect(bulk_url, autocommit=True) as conn:  # a copy of ours: break it
+        conn.execute('alter table students rename column "schoolId" to "school"')
+    out = tmp_path / "r.json"
+    path = scenario(tmp_path, "broken-db", duration="2s")
+    run = run_cli("-q", "--database-url", bulk_url, "loadtest", str(path), "--json", str(out))
+    assert run.returncode == 1, run.stderr
+    first = json.loads(out.read_text())["operations"]["point_read"]["first_error"]
+    assert 'column "schoolId" does not exist' in first and "[42703]" in first
+    assert "point_read:" in run.stdout and "first:" in run.stdout

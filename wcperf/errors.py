@@ -24,3 +24,48 @@ class ConnectError(WcperfError):
 
 class RefusedError(WcperfError):
     """The command would overwrite or damage data and was not told to."""
+
+
+def database_message(exc: BaseException) -> str | None:
+    """A PostgreSQL error as one line a user can act on, or None if it is not one.
+
+    The primary message, the object at fault (constraint, table, column, type, as the
+    server names them) and the HINT, but never DETAIL, which can quote row values
+    ("Key (email)=(...) already exists"); a HINT that quotes a literal is left out too.
+    """
+    import psycopg
+
+    orig = getattr(exc, "orig", exc)  # SQLAlchemy wraps the driver's error
+    if not isinstance(orig, psycopg.Error):
+        return None
+    diag = orig.diag
+    text = diag.message_primary or type(orig).__name__
+    where = [
+        f"{label} {value}"
+        for label, value in (
+            ("constraint", diag.constraint_name),
+            ("table", diag.table_name),
+            ("column", diag.column_name),
+            ("type", diag.datatype_name),
+        )
+        if value
+    ]
+    if where:
+        text += f" ({', '.join(where)})"
+    hint = diag.message_hint
+    if hint and "'" not in hint:
+        text += f"; hint: {hint}"
+    return f"{text} [{orig.sqlstate}]" if orig.sqlstate else text
+
+
+def error_cause(exc: BaseException) -> str:
+    """What went wrong, fit for a report: a database error's message with any quoted input
+    value cut out (`invalid input syntax for type uuid: "..."`), else the error's type."""
+    import re
+
+    found = database_message(exc)
+    if found is not None:
+        return re.sub(r'(: )"[^"]*"', r'\1"…"', re.sub(r"'[^']*'", "'…'", found))
+    if isinstance(exc, WcperfError):
+        return str(exc)
+    return type(exc).__name__

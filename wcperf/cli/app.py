@@ -7,6 +7,7 @@ import sys
 
 import psycopg
 import typer
+from sqlalchemy.exc import DBAPIError
 
 from wcperf import __version__
 from wcperf.cli import bulk as bulk_cli
@@ -18,7 +19,7 @@ from wcperf.cli import migrate as migrate_cli
 from wcperf.cli import monitor as monitor_cli
 from wcperf.cli import seed as seed_cli
 from wcperf.cli.context import CliState, err
-from wcperf.errors import EXIT_USAGE, WcperfError
+from wcperf.errors import EXIT_USAGE, WcperfError, database_message
 from wcperf.settings import Settings
 
 app = typer.Typer(
@@ -97,12 +98,13 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err.print("wcperf: interrupted", markup=False)
         sys.exit(130)
-    except psycopg.Error as exc:
+    except (psycopg.Error, DBAPIError) as exc:
         if debug:
             raise
-        # The primary message only: DETAIL lines can quote row values.
-        primary = exc.diag.message_primary or str(exc).splitlines()[0]
-        _fail(f"PostgreSQL: {primary}" + (f" [{exc.sqlstate}]" if exc.sqlstate else ""), EXIT_USAGE)
+        message = database_message(exc)
+        if message is None:
+            _fail(f"unexpected {type(exc).__name__} (run with --debug for the traceback)", 1)
+        _fail(f"PostgreSQL: {message}", EXIT_USAGE)
     except Exception as exc:
         if debug:
             raise

@@ -265,6 +265,9 @@ def _summary(result: dict[str, Any]) -> None:
             ],
         )
     )
+    for name, r in sorted(result["operations"].items()):
+        if r.get("first_error"):
+            out.print(f"{name}: {r['errors']} errors, first: {r['first_error']}", markup=False)
     c, p = result["cache"], result["pool"]
     out.print(
         f"cache hit rate {c['hit_rate_pct'] if c['hit_rate_pct'] is not None else '-'} % · "

@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from wcperf.db.engine import Database
-from wcperf.errors import WcperfError
+from wcperf.errors import WcperfError, database_message
 from wcperf.jobs import store
 from wcperf.jobs.base import BatchResult, JobKind, add_counts
 from wcperf.jobs.signals import SignalReader
@@ -103,11 +103,11 @@ class Outcome:
 
 
 def safe_message(exc: BaseException) -> str:
-    """PostgreSQL's primary message only (DETAIL may quote row values), or the type."""
+    """PostgreSQL's message without DETAIL (which may quote row values), or the type."""
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    if isinstance(orig, psycopg.Error):
-        primary = orig.diag.message_primary or type(orig).__name__
-        return f"{primary} [{orig.sqlstate}]" if orig.sqlstate else primary
+    found = database_message(orig)
+    if found is not None:
+        return found
     if isinstance(orig, WcperfError):
         return str(orig)
     return type(orig).__name__

@@ -47,13 +47,18 @@ def merge(parts: list[dict[str, Any]], scenario: Scenario, processes: int) -> di
     """The workers' results as one: histograms merged exactly, counts and peaks added."""
     seconds = max(p["seconds"] for p in parts)
     ops: dict[str, tuple[HdrHistogram, int]] = {}
+    causes: dict[str, str] = {}
     for part in parts:
         for op, r in part["operations"].items():
             h, errs = ops.get(op, (hdr.new_histogram(), 0))
             h.add(hdr.decode(r["hdr"]))
             ops[op] = (h, errs + r["errors"])
+            if r.get("cause"):
+                causes.setdefault(op, r["cause"])
     operations = {
-        op: _figures(h, h.get_total_count(), errs, seconds) for op, (h, errs) in ops.items()
+        op: _figures(h, h.get_total_count(), errs, seconds)
+        | ({"first_error": causes[op]} if op in causes else {})
+        for op, (h, errs) in ops.items()
     }
     overall = hdr.new_histogram()
     for h, _ in ops.values():

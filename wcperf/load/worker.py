@@ -44,6 +44,7 @@ from wcperf.cache.keys import load_secret
 from wcperf.cache.tiered import QueryCache
 from wcperf.db.engine import Database
 from wcperf.db.servers import resolve_redis
+from wcperf.errors import error_cause
 from wcperf.load import scenario as scenarios
 from wcperf.load.operations import OPERATIONS, WRITES, Sample
 from wcperf.observe import histogram as hdr
@@ -95,6 +96,7 @@ def user_class(
 ) -> tuple[type[locust.User], dict[str, Any], dict[str, int]]:
     histograms = {t.op: hdr.new_histogram() for t in s.tasks}
     errors = dict.fromkeys(histograms, 0)
+    causes: dict[str, str] = {}  # each operation's first error, as a report may show it
     seeds = random.Random(seed)
     think_s = (s.think_time_ms[0] / 1000, s.think_time_ms[1] / 1000)
 
@@ -112,8 +114,10 @@ def user_class(
             try:
                 with Session(db.engine) as session:
                     operation(session, cache, user.rng, sample)
-            except Exception as exc:  # counted by type; a message may quote a value
-                error = RuntimeError(type(exc).__name__)
+            except Exception as exc:  # never the raw message: it may quote a value
+                cause = error_cause(exc)
+                error = RuntimeError(cause)
+                causes.setdefault(op_name, cause)
                 if measured:
                     errors[op_name] += 1
             finally:
@@ -145,7 +149,7 @@ def user_class(
 
     ScenarioUser.__name__ = USER_CLASS
 
-    return ScenarioUser, histograms, errors
+    return ScenarioUser, histograms, errors, causes
 
 
 def warm_pool(db: Database) -> None:
@@ -179,7 +183,7 @@ class Load:
             cache_stats=self.cache.stats if self.cache else None,
         )
         self.phase = Phase()
-        self.user, self.histograms, self.errors = user_class(
+        self.user, self.histograms, self.errors, self.causes = user_class(
             s, self.db, self.cache, sample, seed, self.phase
         )
         self.peak = {"in_use": 0, "waiting": 0}
@@ -253,7 +257,7 @@ class Load:
             "seconds": round(elapsed, 3),
             "warmup_s": self.warmup_s,
             "operations": {
-                op: {"errors": self.errors[op], "hdr": hdr.encode(h)}
+                op: {"errors": self.errors[op], "cause": self.causes.get(op), "hdr": hdr.encode(h)}
                 for op, h in self.histograms.items()
             },
             "queries": queries,
