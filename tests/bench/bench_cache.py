@@ -22,9 +22,6 @@ from tests.bench.common import bench_database, save
 from wcperf.cache.tiered import QueryCache
 from wcperf.db.engine import Database
 from wcperf.db.servers import resolve_redis
-from wcperf.migrate import alembic_driver
-from wcperf.seed.district import District
-from wcperf.seed.load import seed
 from wcperf.settings import Settings
 from wcperf.workload import hot_paths as hp
 
@@ -50,75 +47,79 @@ def main(argv: list[str] | None = None) -> None:
     if redis_url is None:
         print("no Redis: cache benchmark skipped")
         return
-    with bench_database("wcperf_bench_cache", "0001_baseline") as url:
-        seed(url, District(args.students, 42))
-        with Database(url, settings) as db:
-            alembic_driver.upgrade(db.engine)
-            cache = QueryCache(redis_url, secret=b"bench-secret-0123456789abcdef01", prefix=PREFIX)
-            cache.attach(db)
-            cache.flush()
-            raw = redis_lib.Redis.from_url(redis_url)
-            with Session(db.engine) as s:
-                day = s.scalar(
-                    text(
-                        "select scheduled_at::date from appointments "
-                        "where status = 'scheduled' order by id limit 1"
-                    )
+    with (
+        bench_database("wcperf_bench_cache", args.students, migrate=True) as url,
+        Database(url, settings) as db,
+    ):
+        cache = QueryCache(redis_url, secret=b"bench-secret-0123456789abcdef01", prefix=PREFIX)
+        cache.attach(db)
+        cache.flush()
+        raw = redis_lib.Redis.from_url(redis_url)
+        with Session(db.engine) as s:
+            day = s.scalar(
+                text(
+                    'select "scheduledAt"::date from appointments '
+                    "where status = 'SCHEDULED' order by id limit 1"
                 )
-                paths: dict[str, Callable[[QueryCache | None], Any]] = {
-                    "student dashboard": lambda c: hp.student_dashboard(s, 7, cache=c),
-                    "health timeline": lambda c: hp.health_timeline(s, 4242, cache=c),
-                    "graduating students": lambda c: hp.graduating_students(s, 7, cache=c),
-                    "emergency-contact stats": lambda c: hp.emergency_contact_stats(s, 7, cache=c),
-                    "appointment calendar": lambda c: hp.appointment_calendar(s, day, cache=c),
-                    "medication search": lambda c: hp.medication_search(
-                        s, dosage_form="tablet", cache=c
-                    ),
-                    "student detail": lambda c: hp.student_detail(s, 4242, cache=c),
-                }
-                rows = []
-                for name, call in paths.items():
-                    db_us = per_call_us(lambda call=call: call(None), 20)
-                    call(cache)
-                    l1_us = per_call_us(lambda call=call: call(cache), 2_000)
-                    rows.append((name, db_us, l1_us))
-
-                # L1 primitive and L2 against a raw GET of the very same payload.
-                probe = ("student_detail", "Student", "bench", {"id": 1}, ("students",))
-                value = hp.student_detail(s, 4242)
-                cache.get_or_load(*probe, lambda: value)
-                l1_hit = per_call_us(lambda: cache.get_or_load(*probe, lambda: value), 100_000)
-                rkey = next(iter(raw.scan_iter(match=PREFIX + "cache:student_detail:*")))
-                payload = raw.get(rkey)
-
-                # The same cache with no room in L1: every read is an L2 hit.
-                l2_only = QueryCache(
-                    redis_url, secret=b"bench-secret-0123456789abcdef01", prefix=PREFIX, l1_size=0
+            )
+            student, school, nurse = s.execute(
+                text(
+                    'select id, "schoolId", "nurseId" from students where "isActive"'
+                    ' and "deletedAt" is null and "nurseId" is not null order by id limit 1'
                 )
+            ).one()
+            paths: dict[str, Callable[[QueryCache | None], Any]] = {
+                "student list": lambda c: hp.student_dashboard(s, nurse, cache=c),
+                "health timeline": lambda c: hp.health_timeline(s, student, cache=c),
+                "graduating students": lambda c: hp.graduating_students(s, school, cache=c),
+                "emergency-contact stats": lambda c: hp.emergency_contact_stats(s, cache=c),
+                "appointment calendar": lambda c: hp.appointment_calendar(s, day, cache=c),
+                "medication search": lambda c: hp.medication_search(s, name_prefix="Ibu", cache=c),
+                "student detail": lambda c: hp.student_detail(s, student, cache=c),
+            }
+            rows = []
+            for name, call in paths.items():
+                db_us = per_call_us(lambda call=call: call(None), 20)
+                call(cache)
+                l1_us = per_call_us(lambda call=call: call(cache), 2_000)
+                rows.append((name, db_us, l1_us))
 
-                def l2_hit() -> None:
-                    l2_only.get_or_load(*probe, lambda: value)
+            # L1 primitive and L2 against a raw GET of the very same payload.
+            probe = ("student_detail", "Student", "bench", {"id": 1}, ("students",))
+            value = hp.student_detail(s, student)
+            cache.get_or_load(*probe, lambda: value)
+            l1_hit = per_call_us(lambda: cache.get_or_load(*probe, lambda: value), 100_000)
+            rkey = next(iter(raw.scan_iter(match=PREFIX + "cache:student_detail:*")))
+            payload = raw.get(rkey)
 
-                def raw_get() -> None:
-                    pickle.loads(raw.get(rkey)[32:])
+            # The same cache with no room in L1: every read is an L2 hit.
+            l2_only = QueryCache(
+                redis_url, secret=b"bench-secret-0123456789abcdef01", prefix=PREFIX, l1_size=0
+            )
 
-                def raw_get_bytes() -> None:
-                    raw.get(rkey)
+            def l2_hit() -> None:
+                l2_only.get_or_load(*probe, lambda: value)
 
-                # Alternate blocks so the machine's drift falls on both alike.
-                l2_runs, floor_runs, decoded_runs = [], [], []
-                for _ in range(9):
-                    l2_runs.append(per_call_us(l2_hit, 1_000, rounds=1))
-                    floor_runs.append(per_call_us(raw_get_bytes, 1_000, rounds=1))
-                    decoded_runs.append(per_call_us(raw_get, 1_000, rounds=1))
-                l2 = statistics.median(l2_runs)
-                floor = statistics.median(floor_runs)
-                floor_decoded = statistics.median(decoded_runs)
-                assert l2_only.counts["loads"] == 0, "the L2 probe must never load"
-                l2_only.close()
-            cache.flush()
-            cache.close()
-            raw.close()
+            def raw_get() -> None:
+                pickle.loads(raw.get(rkey)[32:])
+
+            def raw_get_bytes() -> None:
+                raw.get(rkey)
+
+            # Alternate blocks so the machine's drift falls on both alike.
+            l2_runs, floor_runs, decoded_runs = [], [], []
+            for _ in range(9):
+                l2_runs.append(per_call_us(l2_hit, 1_000, rounds=1))
+                floor_runs.append(per_call_us(raw_get_bytes, 1_000, rounds=1))
+                decoded_runs.append(per_call_us(raw_get, 1_000, rounds=1))
+            l2 = statistics.median(l2_runs)
+            floor = statistics.median(floor_runs)
+            floor_decoded = statistics.median(decoded_runs)
+            assert l2_only.counts["loads"] == 0, "the L2 probe must never load"
+            l2_only.close()
+        cache.flush()
+        cache.close()
+        raw.close()
     ratio = l2 / floor
     print(
         f"L1 hit                    {l1_hit:8.2f} µs (goal <= 5 µs) "

@@ -1,9 +1,11 @@
 """Seed throughput against the server-side floor, in one run.
 
-Ours: `wcperf seed` (Python generates every row, COPY loads it, keys re-validated,
-ANALYZE). Floor: `INSERT ... SELECT ... FROM generate_series` of the same row counts
-into same-shaped tables (same columns, defaults and primary keys) in a scratch schema:
-PostgreSQL writing rows it made itself, with no client in the way. Goal: at most 2x.
+Ours: `wcperf seed` into an empty database (the platform's tables created, Python
+generates every row and its UUID, COPY loads it, then the platform's keys, its model
+indexes and foreign keys, ANALYZE). Floor: `INSERT ... SELECT ... FROM generate_series`
+of the same row counts and columns into same-shaped tables (`LIKE ... INCLUDING ALL`:
+defaults, keys and the same model indexes) in a scratch schema: PostgreSQL writing rows
+it made itself, with no client in the way. Goal: at most 1.5x.
 """
 
 from __future__ import annotations
@@ -19,15 +21,22 @@ from wcperf.seed.district import District
 from wcperf.seed.load import seed
 
 _EXPR = {
-    "bigint": "g",
-    "smallint": "(g %% 13)::smallint",
-    "text": "'w' || (g %% 1000)",
-    "date": "date '2020-01-01' + (g %% 1500)::int",
+    "integer": "15 + g %% 3 * 15",
+    "text": "'w' || g",
+    "character varying": "'w' || g",
+    "date": "date '2010-01-01' + (g %% 1500)::int",
     "timestamp with time zone": "timestamptz '2026-08-17' + g * interval '1 minute'",
     "boolean": "g %% 10 = 0",
-    "uuid": "null",
-    "jsonb": "null",
+    "uuid": "md5(g::text || {salt})::uuid",
 }
+
+
+def _expr(column: str, data_type: str, udt: str) -> sql.Composable:
+    if data_type == "USER-DEFINED":  # one of the platform's enums
+        return sql.SQL("(enum_range(null::{}))[1]").format(sql.Identifier(udt))
+    if column == "deletedAt":
+        return sql.SQL("null")
+    return sql.SQL(_EXPR[data_type]).format(salt=sql.Literal(column))
 
 
 def floor(url: str, rows: dict[str, int]) -> float:
@@ -37,14 +46,17 @@ def floor(url: str, rows: dict[str, int]) -> float:
         started = time.perf_counter()
         with conn.transaction():
             conn.execute("set local synchronous_commit = off")
+            written = {t.name: t.columns for t in District(1).tables()}
             for table, count in rows.items():
-                cols = conn.execute(
-                    """select column_name, data_type from information_schema.columns
-                        where table_schema = current_schema() and table_name = %s
-                          and column_name not in ('created_at', 'updated_at')
-                        order by ordinal_position""",
-                    (table,),
-                ).fetchall()
+                types = {
+                    c: (d, u)
+                    for c, d, u in conn.execute(
+                        """select column_name, data_type, udt_name from information_schema.columns
+                            where table_schema = 'public' and table_name = %s""",
+                        (table,),
+                    )
+                }
+                cols = [(c, *types[c]) for c in written[table]]
                 conn.execute(
                     sql.SQL("create table floor.{t} (like {t} including all)").format(
                         t=sql.Identifier(table)
@@ -56,8 +68,8 @@ def floor(url: str, rows: dict[str, int]) -> float:
                         "from generate_series(1, %s) g"
                     ).format(
                         t=sql.Identifier(table),
-                        cols=sql.SQL(", ").join(sql.Identifier(c) for c, _ in cols),
-                        exprs=sql.SQL(", ").join(sql.SQL(_EXPR[t]) for _, t in cols),
+                        cols=sql.SQL(", ").join(sql.Identifier(c) for c, _, _ in cols),
+                        exprs=sql.SQL(", ").join(_expr(c, d, u) for c, d, u in cols),
                     ),
                     (count,),
                 )
@@ -71,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--students", type=int, default=1_000_000)
     args = parser.parse_args(argv)
     with bench_database("wcperf_bench_seed") as url:
-        result = seed(url, District(args.students, 42))
+        result = seed(url, args.students, 42)
         floor_s = floor(url, result.rows)
     ratio = result.seconds / floor_s
     print(
@@ -80,7 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     rate = result.total_rows / result.seconds
     print(f"wcperf seed      {result.seconds:8.1f} s  {rate:>10,.0f} rows/s")
     print(f"server floor     {floor_s:8.1f} s  {result.total_rows / floor_s:>10,.0f} rows/s")
-    print(f"ratio            {ratio:8.2f} x   (goal <= 2.00 x) {'OK' if ratio <= 2 else 'MISSED'}")
+    print(
+        f"ratio            {ratio:8.2f} x   (goal <= 1.50 x) {'OK' if ratio <= 1.5 else 'MISSED'}"
+    )
     save(
         "seed",
         {

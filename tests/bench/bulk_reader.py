@@ -5,7 +5,9 @@ hot query) at a steady pace through a wcperf engine, observed and publishing
 their Snapshot like any working wcperf process. Prints latency percentiles
 (HDR, µs) and the encoded histogram as JSON.
 
-    python -m tests.bench.bulk_reader URL SECONDS THREADS MAX_ID [REDIS_URL]
+    python -m tests.bench.bulk_reader URL SECONDS THREADS KEYS [REDIS_URL]
+
+KEYS: how many students `bench_keys` numbers (a random number picks one).
 """
 
 from __future__ import annotations
@@ -24,15 +26,16 @@ from wcperf.observe.observer import Observer
 from wcperf.settings import Settings
 
 QUERY = (
-    "select s.id, s.grade, s.status, u.id from students s"
-    " left join users u on u.id = s.nurse_id where s.id = %s"
+    'select s.id, s.grade, s."isActive", u.id from bench_keys k join students s on s.id = k.id'
+    ' left join users u on u.id = s."nurseId" and u."deletedAt" is null'
+    ' where k.n = %s and s."deletedAt" is null'
 )
 THINK_S = 0.004  # a nurse's request every few ms per thread: a busy, not saturated, day
 
 
 def main() -> None:
     url, seconds = sys.argv[1], float(sys.argv[2])
-    threads, max_id = int(sys.argv[3]), int(sys.argv[4])
+    threads, keys = int(sys.argv[3]), int(sys.argv[4])
     redis_url = sys.argv[5] if len(sys.argv) > 5 else None
     settings = replace(Settings.from_env(), command="bench-reader")
     hist = HdrHistogram(1, 60_000_000, 3)
@@ -46,7 +49,7 @@ def main() -> None:
             while time.monotonic() < stop:
                 started = time.perf_counter_ns()
                 with db.engine.connect() as conn:  # observed: published like the platform's
-                    conn.exec_driver_sql(QUERY, (rng.randint(1, max_id),)).fetchone()
+                    conn.exec_driver_sql(QUERY, (rng.randint(1, keys),)).fetchone()
                 local.record_value(max(1, (time.perf_counter_ns() - started) // 1000))
                 time.sleep(THINK_S)
             with lock:
