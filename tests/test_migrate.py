@@ -226,3 +226,21 @@ def test_sql_of_a_downgrade_names_only_what_wcperf_built(district_url: str) -> N
     assert len(drops) == 13 and not [line for line in drops if DIFFERING in line]
     assert "needs --yes" in result.stdout
     assert len(rows(district_url)) == 8
+
+
+def test_the_models_of_wcperfs_state_and_its_migration_agree(db: Database) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from wcperf.db.schema import STATE
+
+    with db.engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "include_schemas": True,
+                "include_name": lambda name, kind, _: kind != "schema" or name == "wcperf",
+                "version_table_schema": "wcperf",
+            },
+        )
+        assert compare_metadata(context, STATE) == []

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from tests.conftest import REPO, make_database, run_cli
+from tests.platform_dump import schema
 from wcperf.db import admin
 from wcperf.db.engine import Database
 from wcperf.migrate import alembic_driver
@@ -167,6 +168,7 @@ def test_writes_never_fail_during_the_online_build(district_url: str, settings: 
     for w in writers:
         w.start()
     time.sleep(0.2)
+    before = schema(district_url)
     stamps: list[float] = []
     _upgrade(district_url, settings, listener=lambda _event: stamps.append(time.monotonic()))
     time.sleep(0.2)
@@ -178,6 +180,9 @@ def test_writes_never_fail_during_the_online_build(district_url: str, settings: 
     during = [t for t in ok if started <= t <= finished]
     assert len(during) > 10, "writers must have run while the indexes were built"
     assert _all_valid(district_url, settings)
+    with Database(district_url, settings) as db:  # back to the start: the schema as it was
+        alembic_driver.downgrade(db.engine, "0001_wcperf_state")
+    assert schema(district_url) == before
 
 
 def test_an_invalid_leftover_is_dropped_and_rebuilt(district_url: str, settings: Settings) -> None:

@@ -21,14 +21,13 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
-    SmallInteger,
     String,
     Table,
     Text,
-    UniqueConstraint,
-    func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ENUM, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -226,12 +225,7 @@ def live(model: Any) -> ColumnElement[bool]:
     return model.deleted_at.is_(None)
 
 
-def touched() -> dict[str, Any]:
-    """What every UPDATE wcperf makes also sets (the ORM would)."""
-    return {"updated_at": func.now()}
-
-
-# -- wcperf's own state, in its own schema -------------------------------------------
+# -- wcperf's own state, in its own schema (as 0001_wcperf_state creates it) ----------
 
 STATE = MetaData(schema=WCPERF_SCHEMA)
 
@@ -263,7 +257,7 @@ audit_log = Table(
     Column("occurred_at", TZ, nullable=False),
     Column("actor", Text, nullable=False),
     Column("action", Text, nullable=False),
-    Column("job_id", BigInteger),
+    Column("job_id", BigInteger, ForeignKey("wcperf.bulk_jobs.id")),
     Column("counts", JSONB, nullable=False),
     Column("details", JSONB, nullable=False),
 )
@@ -272,21 +266,29 @@ promotions = Table(
     "promotions",
     STATE,
     Column("student_id", UUID(as_uuid=True), nullable=False),
-    Column("school_year", SmallInteger, nullable=False),
-    Column("job_id", BigInteger, nullable=False),
+    Column("school_year", BigInteger, nullable=False),
+    Column("job_id", BigInteger, ForeignKey("wcperf.bulk_jobs.id"), nullable=False),
     Column("from_grade", Text, nullable=False),
     Column("to_grade", Text, nullable=False),
     Column("applied_at", TZ, nullable=False),
     Column("prev_updated_at", TZ),
     Column("prev_updated_by", UUID(as_uuid=True)),
     Column("reverted_by", BigInteger),
+    Index(
+        "promotions_once_per_year",
+        "student_id",
+        "school_year",
+        unique=True,
+        postgresql_where=text("reverted_by IS NULL"),
+    ),
+    Index("promotions_job", "job_id", "student_id"),
 )
 # One row per student a reassignment or transfer moved; what it was before.
 student_moves = Table(
     "student_moves",
     STATE,
-    Column("job_id", BigInteger, nullable=False),
-    Column("student_id", UUID(as_uuid=True), nullable=False),
+    Column("job_id", BigInteger, ForeignKey("wcperf.bulk_jobs.id"), primary_key=True),
+    Column("student_id", UUID(as_uuid=True), primary_key=True),
     Column("from_school_id", UUID(as_uuid=True)),
     Column("to_school_id", UUID(as_uuid=True)),
     Column("from_district_id", UUID(as_uuid=True)),
@@ -299,7 +301,6 @@ student_moves = Table(
     Column("reason", Text),  # free text an operator typed: may be PHI, never shown
     Column("metadata", JSONB),
     Column("reverted_by", BigInteger),
-    UniqueConstraint("job_id", "student_id"),
 )
 built_indexes = Table(
     "built_indexes",

@@ -23,11 +23,6 @@ PLATFORM_TABLES = (
     "emergency_contacts",
 )
 
-# Tables the platform soft-deletes (`"deletedAt"`); every read adds `"deletedAt" IS NULL`.
-PARANOID = frozenset(
-    {"districts", "students", "users", "schools", "health_records", "appointments", "medications"}
-)
-
 # `Pre-K -> K -> 1 ... 12 -> Graduate`, as the platform stores them (strings).
 GRADES = ("Pre-K", "K", *(str(g) for g in range(1, 13)), "Graduate")
 NEXT_GRADE = dict(itertools.pairwise(GRADES))
@@ -43,4 +38,3 @@ APPOINTMENT_TYPES = (
     "SCREENING",
     "EMERGENCY",
 )
-CONTACT_PRIORITIES = ("PRIMARY", "SECONDARY", "EMERGENCY_ONLY")
