@@ -73,12 +73,6 @@ class JobKind(Protocol):
 
     def apply_all(self, conn: Connection, job: Job) -> BatchResult: ...
 
-    def revert_plan(self, conn: Connection, job: Job) -> dict[str, int]: ...
-
-    def revert_batch(
-        self, conn: Connection, target: Job, job: Job, limit: int | None
-    ) -> BatchResult: ...
-
 
 def one(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> Any:
     row = conn.exec_driver_sql(sql, params or {}).fetchone()

@@ -28,6 +28,7 @@ from wcperf.jobs.base import (
     parse_uuid,
 )
 from wcperf.jobs.store import Job
+from wcperf.jobs.undo import NIL, Undo
 from wcperf.platform import GRADES, NEXT_GRADE
 
 LADDER = {"from": list(NEXT_GRADE), "to": list(NEXT_GRADE.values())}
@@ -84,38 +85,12 @@ with ladder as (
 )
 select count(*), count(*) filter (where to_grade = %(graduate)s) from moved
 """
-# Put back what a transition changed, where nothing has changed the row since.
-_REVERT = """
-with batch as (
-  select p.student_id, p.from_grade, p.to_grade, p.applied_at, p.prev_updated_at,
-         p.prev_updated_by
-    from wcperf.promotions p
-   where p.job_id = %(target)s and p.reverted_by is null and p.student_id > %(last)s
-   order by p.student_id limit %(n)s
-), back as (
-  update students s set grade = b.from_grade, "updatedAt" = b.prev_updated_at,
-                        "updatedBy" = b.prev_updated_by
-    from batch b
-   where s.id = b.student_id and s.grade = b.to_grade and s."updatedAt" = b.applied_at
-  returning s.id
-), marked as (
-  update wcperf.promotions p set reverted_by = %(job)s
-    from back where p.student_id = back.id and p.job_id = %(target)s
-)
-select (select student_id from batch order by student_id desc limit 1),
-       (select count(*) from batch), (select count(*) from back)
-"""
-_REVERT_PLAN = """
-select count(*), count(*) filter (
-         where s.id is null or s.grade <> p.to_grade or s."updatedAt" <> p.applied_at)
-  from wcperf.promotions p left join students s on s.id = p.student_id
- where p.job_id = %(target)s and p.reverted_by is null
-"""
 
 
 class GradeTransition:
     name = "grade-transition"
     tables = ("students",)
+    undo = Undo("wcperf.promotions", "grade = b.from_grade", "s.grade = b.to_grade")
 
     @staticmethod
     def args(
@@ -200,7 +175,7 @@ class GradeTransition:
 
     def batch(self, conn: Connection, job: Job, limit: int) -> BatchResult:
         """The next `limit` eligible students after the checkpoint, by key."""
-        last = job.checkpoint.get("last_id", "00000000-0000-0000-0000-000000000000")
+        last = job.checkpoint.get("last_id", NIL)
         params = {
             **self._params(job.args, job.plan["cutoff"]),
             "last": last,
@@ -227,26 +202,4 @@ class GradeTransition:
         ).one()
         return BatchResult(
             changed, {}, {"promoted": changed - graduated, "graduated": graduated}, done=True
-        )
-
-    # -- revert ------------------------------------------------------------------------
-    def revert_plan(self, conn: Connection, job: Job) -> dict[str, int]:
-        total, changed = conn.exec_driver_sql(_REVERT_PLAN, {"target": job.id}).one()
-        return {"recorded": int(total), "changed_since": int(changed)}
-
-    def revert_batch(
-        self, conn: Connection, target: Job, job: Job, limit: int | None
-    ) -> BatchResult:
-        last = job.checkpoint.get("last_id", "00000000-0000-0000-0000-000000000000")
-        top, scanned, back = conn.exec_driver_sql(
-            _REVERT, {"target": target.id, "job": job.id, "last": last, "n": limit}
-        ).one()
-        if top is None:
-            return BatchResult(0, {}, {}, done=True)
-        return BatchResult(
-            back,
-            {"last_id": str(top)},
-            {"restored": back, "changed_since": scanned - back},
-            done=False,
-            scanned=scanned,
         )

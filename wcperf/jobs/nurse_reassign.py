@@ -22,6 +22,7 @@ from sqlalchemy import Connection
 from wcperf.errors import ConfigError, RefusedError
 from wcperf.jobs.base import BatchResult, Breakdown, Plan, as_user, one, parse_uuid
 from wcperf.jobs.store import Job
+from wcperf.jobs.undo import NIL, Undo
 
 _NURSE = (
     'select id, "schoolId", role, "isActive", "deletedAt" is null as live from users'
@@ -47,33 +48,6 @@ with old as (  -- locked by the batch's SELECT ... FOR UPDATE already
 )
 select count(*) from moved
 """
-# Put back the nurse (and "updatedAt"/"updatedBy") where nothing changed the row since.
-REVERT_NURSE = """
-with batch as (
-  select * from wcperf.student_moves m
-   where m.job_id = %(target)s and m.reverted_by is null and m.student_id > %(last)s
-   order by m.student_id limit %(n)s
-), back as (
-  update students s set "nurseId" = b.from_nurse_id, "updatedAt" = b.prev_updated_at,
-                        "updatedBy" = b.prev_updated_by
-    from batch b
-   where s.id = b.student_id and s."updatedAt" = b.applied_at
-     and s."nurseId" is not distinct from b.to_nurse_id
-  returning s.id
-), marked as (
-  update wcperf.student_moves m set reverted_by = %(job)s
-    from back where m.student_id = back.id and m.job_id = %(target)s
-)
-select (select student_id from batch order by student_id desc limit 1),
-       (select count(*) from batch), (select count(*) from back)
-"""
-REVERT_NURSE_PLAN = """
-select count(*), count(*) filter (where s.id is null or s."updatedAt" <> m.applied_at
-                                   or s."nurseId" is distinct from m.to_nurse_id)
-  from wcperf.student_moves m left join students s on s.id = m.student_id
- where m.job_id = %(target)s and m.reverted_by is null
-"""
-NIL = "00000000-0000-0000-0000-000000000000"
 
 
 def balance(
@@ -96,28 +70,14 @@ def balance(
     return [(n, g) for n, g in sorted(given.items()) if g]
 
 
-def revert_moves(
-    conn: Connection, sql: str, target: Job, job: Job, limit: int | None
-) -> BatchResult:
-    """One batch of a move history put back (reassignments and transfers alike)."""
-    last = job.checkpoint.get("last_id", NIL)
-    top, scanned, back = conn.exec_driver_sql(
-        sql, {"target": target.id, "job": job.id, "last": last, "n": limit}
-    ).one()
-    if top is None:
-        return BatchResult(0, {}, {}, done=True)
-    return BatchResult(
-        back,
-        {"last_id": str(top)},
-        {"restored": back, "changed_since": scanned - back},
-        done=False,
-        scanned=scanned,
-    )
-
-
 class NurseReassign:
     name = "nurse-reassign"
     tables = ("students",)
+    undo = Undo(
+        "wcperf.student_moves",
+        '"nurseId" = b.from_nurse_id',
+        's."nurseId" is not distinct from b.to_nurse_id',
+    )
 
     @staticmethod
     def args(
@@ -248,12 +208,3 @@ class NurseReassign:
         """Every remaining quota in one batch: one SELECT and one UPDATE."""
         step = self.batch(conn, job, max(1, sum(quota for _, quota in job.plan["quotas"])))
         return BatchResult(step.rows, step.checkpoint, {"moved": step.rows}, done=True)
-
-    def revert_plan(self, conn: Connection, job: Job) -> dict[str, int]:
-        total, changed = conn.exec_driver_sql(REVERT_NURSE_PLAN, {"target": job.id}).one()
-        return {"recorded": int(total), "changed_since": int(changed)}
-
-    def revert_batch(
-        self, conn: Connection, target: Job, job: Job, limit: int | None
-    ) -> BatchResult:
-        return revert_moves(conn, REVERT_NURSE, target, job, limit)

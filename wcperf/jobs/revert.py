@@ -11,7 +11,7 @@ records are marked, so the grade transition may run again for that year.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
@@ -22,8 +22,14 @@ from wcperf.jobs.grade_transition import GradeTransition
 from wcperf.jobs.nurse_reassign import NurseReassign
 from wcperf.jobs.store import Job
 from wcperf.jobs.transfer import Transfer
+from wcperf.jobs.undo import Undo
 
-REVERTIBLE: dict[str, JobKind] = {
+
+class Revertible(JobKind, Protocol):
+    undo: Undo
+
+
+REVERTIBLE: dict[str, Revertible] = {
     k.name: k for k in (GradeTransition(), NurseReassign(), Transfer())
 }
 
@@ -55,7 +61,7 @@ class Revert:
                 f"bulk job {target.id} is running ({target.owner}): abort it first "
                 f"(`wcperf bulk abort {target.id}`), then revert it"
             )
-        counts = kind.revert_plan(conn, target)
+        counts = kind.undo.plan(conn, target)
         restore = counts["recorded"] - counts["changed_since"]
         plan = Plan(
             self.name,
@@ -81,20 +87,12 @@ class Revert:
             )
         return plan
 
-    def _kind(self, job: Job) -> JobKind:
+    def _kind(self, job: Job) -> Revertible:
         return REVERTIBLE[job.plan["target_kind"]]
 
     def batch(self, conn: Connection, job: Job, limit: int) -> BatchResult:
-        return self._kind(job).revert_batch(conn, _target(conn, job.args["job"]), job, limit)
+        return self._kind(job).undo.batch(conn, _target(conn, job.args["job"]), job, limit)
 
     def apply_all(self, conn: Connection, job: Job) -> BatchResult:
-        step = self._kind(job).revert_batch(conn, _target(conn, job.args["job"]), job, None)
+        step = self._kind(job).undo.batch(conn, _target(conn, job.args["job"]), job, None)
         return BatchResult(step.rows, step.checkpoint, step.counts, done=True)
-
-    def revert_plan(self, conn: Connection, job: Job) -> dict[str, int]:
-        raise RefusedError("a revert is not itself reverted: run the original job again")
-
-    def revert_batch(
-        self, conn: Connection, target: Job, job: Job, limit: int | None
-    ) -> BatchResult:
-        raise RefusedError("a revert is not itself reverted: run the original job again")

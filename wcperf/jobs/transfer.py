@@ -32,8 +32,8 @@ from wcperf.jobs.base import (
     missing_ids,
     parse_uuid,
 )
-from wcperf.jobs.nurse_reassign import NIL, revert_moves
 from wcperf.jobs.store import Job
+from wcperf.jobs.undo import NIL, Undo
 from wcperf.platform import GRADES
 
 _ACTIVE = 't."isActive" and t."deletedAt" is null'
@@ -65,33 +65,6 @@ with target as (
   on conflict (job_id, student_id) do nothing
 )
 select count(*) from moved
-"""
-REVERT_TRANSFER = """
-with batch as (
-  select * from wcperf.student_moves m
-   where m.job_id = %(target)s and m.reverted_by is null and m.student_id > %(last)s
-   order by m.student_id limit %(n)s
-), back as (
-  update students s set "schoolId" = b.from_school_id, "districtId" = b.from_district_id,
-                        "nurseId" = b.from_nurse_id, "updatedAt" = b.prev_updated_at,
-                        "updatedBy" = b.prev_updated_by
-    from batch b
-   where s.id = b.student_id and s."updatedAt" = b.applied_at
-     and s."schoolId" is not distinct from b.to_school_id and s."nurseId" is null
-  returning s.id
-), marked as (
-  update wcperf.student_moves m set reverted_by = %(job)s
-    from back where m.student_id = back.id and m.job_id = %(target)s
-)
-select (select student_id from batch order by student_id desc limit 1),
-       (select count(*) from batch), (select count(*) from back)
-"""
-REVERT_TRANSFER_PLAN = """
-select count(*), count(*) filter (where s.id is null or s."updatedAt" <> m.applied_at
-                                   or s."schoolId" is distinct from m.to_school_id
-                                   or s."nurseId" is not null)
-  from wcperf.student_moves m left join students s on s.id = m.student_id
- where m.job_id = %(target)s and m.reverted_by is null
 """
 _HEADERS = ("id", "studentid", "student_id")
 
@@ -150,6 +123,12 @@ def _is_uuid(cell: str) -> bool:
 class Transfer:
     name = "transfer"
     tables = ("students",)
+    undo = Undo(
+        "wcperf.student_moves",
+        '"schoolId" = b.from_school_id, "districtId" = b.from_district_id,'
+        ' "nurseId" = b.from_nurse_id',
+        's."schoolId" is not distinct from b.to_school_id and s."nurseId" is null',
+    )
 
     @staticmethod
     def args(
@@ -263,12 +242,3 @@ class Transfer:
     def apply_all(self, conn: Connection, job: Job) -> BatchResult:
         step = self.batch(conn, job, None)
         return BatchResult(step.rows, step.checkpoint, step.counts, done=True)
-
-    def revert_plan(self, conn: Connection, job: Job) -> dict[str, int]:
-        total, changed = conn.exec_driver_sql(REVERT_TRANSFER_PLAN, {"target": job.id}).one()
-        return {"recorded": int(total), "changed_since": int(changed)}
-
-    def revert_batch(
-        self, conn: Connection, target: Job, job: Job, limit: int | None
-    ) -> BatchResult:
-        return revert_moves(conn, REVERT_TRANSFER, target, job, limit)
