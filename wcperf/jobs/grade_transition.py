@@ -35,12 +35,16 @@ LADDER = {"from": list(NEXT_GRADE), "to": list(NEXT_GRADE.values())}
 GRADUATE = GRADES[-1]
 
 
-def _eligible(schools: list[str]) -> str:
+def _eligible(schools: list[str], keyset: bool = False) -> str:
+    """Who moves. With `keyset`, the ledger lookup is bounded to the batch's key range too:
+    without it the planner's anti-join walks the whole ledger from its first key on every
+    batch, and the job slows quadratically (seen: 900 rows/s at 1 M students)."""
     where = (
         's."isActive" and s."deletedAt" is null and s.grade = any(%(from)s)'
         " and coalesce(s.\"createdAt\", '-infinity') <= %(cutoff)s"
         " and not exists (select 1 from wcperf.promotions p where p.student_id = s.id"
-        " and p.school_year = %(year)s and p.reverted_by is null)"
+        " and p.school_year = %(year)s and p.reverted_by is null"
+        + (" and p.student_id > %(last)s)" if keyset else ")")
     )
     if schools:
         where += ' and s."schoolId" = any(%(schools)s::uuid[])'
@@ -183,7 +187,7 @@ class GradeTransition:
             "job": job.id,
         }
         top, changed, graduated = conn.exec_driver_sql(
-            _BATCH.format(eligible=_eligible(job.args["schools"])), params
+            _BATCH.format(eligible=_eligible(job.args["schools"], keyset=True)), params
         ).one()
         if top is None:
             return BatchResult(0, {}, {}, done=True)
