@@ -100,20 +100,34 @@ def health_timeline(
 
 
 def graduating(school: uuid.UUID | None = None) -> Select[Any]:
-    """A school's seniors with their record and visit history, in one batch query."""
+    """A school's seniors with their record and visit history, in one batch query.
+
+    The aggregates are restricted to those seniors first (by `"studentId"`, which the
+    platform indexes): aggregating every record of the district and then joining took
+    14 s at 1 M students."""
+    seniors = (
+        select(Student.id)
+        .where(
+            live(Student),
+            Student.is_active.is_(True),
+            Student.school_id == school,
+            Student.grade == "12",
+        )
+        .scalar_subquery()
+    )
     records = (
         select(
             HealthRecord.student_id.label("student_id"),
             func.count().label("records"),
             func.max(HealthRecord.record_date).label("last_record"),
         )
-        .where(live(HealthRecord))
+        .where(live(HealthRecord), HealthRecord.student_id.in_(seniors))
         .group_by(HealthRecord.student_id)
         .subquery()
     )
     visits = (
         select(Appointment.student_id.label("student_id"), func.count().label("appointments"))
-        .where(live(Appointment))
+        .where(live(Appointment), Appointment.student_id.in_(seniors))
         .group_by(Appointment.student_id)
         .subquery()
     )
