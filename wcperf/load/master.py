@@ -78,9 +78,14 @@ def run(
             runner.quit()
             raise SystemExit(f"only {runner.worker_count} of {expect} workers connected")
         gevent.sleep(0.1)
-    runner.send_message(CHECK, {"digest": s.digest})
+    # Asked again each second until all answer: a worker counts as connected before it
+    # has registered its handler, and a check that reaches it earlier is dropped.
     deadline = time.monotonic() + 30
+    asked = 0.0
     while len(checked) < runner.worker_count and time.monotonic() < deadline:
+        if time.monotonic() - asked >= 1.0:
+            runner.send_message(CHECK, {"digest": s.digest})
+            asked = time.monotonic()
         gevent.sleep(0.05)
     if not all(checked.values()):
         runner.quit()
