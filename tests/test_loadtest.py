@@ -233,7 +233,7 @@ def test_writes_run_only_on_a_district_wcperf_seeded(bulk_url: str, tmp_path: Pa
 def test_a_worker_lost_mid_run_fails_the_run(bulk_url: str, tmp_path: Path) -> None:
     """Its figures would be missing from the merge: exit 2, not a quietly smaller result."""
     port = str(_free_port())
-    path = scenario(tmp_path, "points", users=4, duration="8s")
+    path = scenario(tmp_path, "points", users=4, duration="14s")
     master = _cli("--database-url", bulk_url, "loadtest", str(path), "--warmup", "1s",
                   "--master", f"127.0.0.1:{port}", "--expect-workers", "2")  # fmt: skip
     workers = _cli("--database-url", bulk_url, "loadtest", str(path), "--worker",
@@ -249,7 +249,7 @@ def test_a_worker_lost_mid_run_fails_the_run(bulk_url: str, tmp_path: Path) -> N
             break
         time.sleep(0.1)
     assert len(pids) == 2
-    time.sleep(3)  # the users are running
+    time.sleep(6)  # the users are running (workers draw their sample before they join)
     os.kill(pids[0], 9)
     _, stderr = master.communicate(timeout=120)
     _, worker_err = workers.communicate(timeout=120)
