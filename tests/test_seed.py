@@ -16,10 +16,11 @@ from tests.platform_dump import snapshot
 from wcperf.db import admin
 from wcperf.errors import RefusedError
 from wcperf.platform import GRADES
+from wcperf.platform.ddl import missing_tables
 from wcperf.platform.indexes import BY_NAME
 from wcperf.seed import names
 from wcperf.seed.district import District
-from wcperf.seed.load import district_counts, missing_tables, seed
+from wcperf.seed.load import district_counts, seed
 from wcperf.settings import Settings
 
 

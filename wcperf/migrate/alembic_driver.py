@@ -37,6 +37,7 @@ from wcperf.migrate.online_index import (
     plan_create,
 )
 from wcperf.platform import PLATFORM_TABLES, WCPERF_SCHEMA
+from wcperf.platform.ddl import missing_tables
 from wcperf.platform.indexes import PERFORMANCE_INDEXES, IndexSpec
 
 STATE_REVISION = "0001_wcperf_state"
@@ -71,19 +72,8 @@ def _privileged(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def missing_platform_tables(conn: Connection) -> list[str]:
-    rows = conn.execute(
-        text(
-            "select t from unnest(cast(:tables as text[])) t"
-            " where to_regclass(quote_ident(t)) is null"
-        ),
-        {"tables": list(PLATFORM_TABLES)},
-    ).fetchall()
-    return [r[0] for r in rows]
-
-
 def require_platform(conn: Connection) -> None:
-    missing = missing_platform_tables(conn)
+    missing = missing_tables(conn.connection.driver_connection)  # type: ignore[arg-type]
     if len(missing) == len(PLATFORM_TABLES):
         raise NoPlatformSchema(
             "this database has none of the platform's tables (students, health_records, ...); "

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
+import psycopg
+
+from wcperf.platform import PLATFORM_TABLES
 from wcperf.platform.indexes import BY_NAME
 
 _INDEX_NAME = re.compile(r"^CREATE (?:UNIQUE )?INDEX (\S+) ON ")
@@ -47,3 +50,12 @@ def platform_ddl(*, performance_indexes: bool = False) -> Ddl:
             continue
         post.append(stmt)
     return Ddl(tuple(pre), tuple(post))
+
+
+def missing_tables(conn: psycopg.Connection) -> list[str]:
+    """Which of the platform's tables this database lacks (all of them: not the platform's)."""
+    rows = conn.execute(
+        "select t from unnest(%s::text[]) t where to_regclass(quote_ident(t)) is null",
+        (list(PLATFORM_TABLES),),
+    ).fetchall()
+    return [r[0] for r in rows]

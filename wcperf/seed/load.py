@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 from wcperf.db import admin
 from wcperf.errors import RefusedError
 from wcperf.platform import PLATFORM_TABLES, WCPERF_SCHEMA
-from wcperf.platform.ddl import platform_ddl
+from wcperf.platform.ddl import missing_tables, platform_ddl
 from wcperf.seed.district import District
 
 Mode = Literal["new", "append", "replace"]
@@ -54,14 +54,6 @@ class SeedResult:
     @property
     def total_rows(self) -> int:
         return sum(self.rows.values())
-
-
-def missing_tables(conn: psycopg.Connection) -> list[str]:
-    rows = conn.execute(
-        "select t from unnest(%s::text[]) t where to_regclass(quote_ident(t)) is null",
-        (list(PLATFORM_TABLES),),
-    ).fetchall()
-    return [r[0] for r in rows]
 
 
 def district_counts(conn: psycopg.Connection) -> DistrictCounts:
