@@ -9,12 +9,14 @@ The value `embedded` asks for the embedded server outright.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from wcperf.errors import ConfigError
 from wcperf.observe.targets import Targets
+from wcperf.redact import mask, remember, remember_url, shown
 
 ENVIRONMENTS = ("production", "development")
 EMBEDDED = "embedded"
@@ -87,7 +89,7 @@ class Settings:
             local_redis=_address(
                 "WCPERF_LOCAL_REDIS", env_vars.get("WCPERF_LOCAL_REDIS"), ("127.0.0.1", 6379)
             ),
-            redis_prefix=env_vars.get("WCPERF_REDIS_PREFIX") or "wcperf:",
+            redis_prefix=_prefix(env_vars.get("WCPERF_REDIS_PREFIX") or "wcperf:"),
             cache_secret=env_vars.get("WCPERF_CACHE_SECRET") or None,
             pool=PoolSettings(max_size=pool_size),
             monitor=MonitorSettings(
@@ -106,10 +108,26 @@ class Settings:
             if not env_vars.get("WCPERF_POOL_SIZE"):
                 given["pool"] = replace(settings.pool, max_size=20 if env == "production" else 10)
         settings = replace(settings, **given)
+        remember(settings.cache_secret)
         for url in (settings.database_url, settings.redis_url):
             if url and url != EMBEDDED:
+                remember_url(url)
                 validate_url(url)
         return settings
+
+
+_PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def _prefix(raw: str) -> str:
+    """Letters, digits and `_.:-` only: a prefix is also a SCAN pattern, where `*?[]\\`
+    would reach other tenants' keys."""
+    if not _PREFIX.match(raw):
+        raise ConfigError(
+            "WCPERF_REDIS_PREFIX may hold only letters, digits and _ . : - "
+            "(1 to 64 of them), not " + repr(raw)
+        )
+    return raw
 
 
 def _positive_int(name: str, raw: str) -> int:
@@ -172,30 +190,14 @@ def validate_url(url: str) -> None:
 
 
 def mask_url(url: str | None) -> str:
-    """The URL with its password replaced by ***; safe to print and log."""
+    """A URL or keyword string fit to print: passwords masked, controls escaped."""
     if not url:
         return "(none)"
-    if url == EMBEDDED:
-        return url
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    netloc, slash, tail = rest.partition("/")
-    userinfo, at, hostport = netloc.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{hostport}{slash}{tail}"
+    remember_url(url)
+    return shown(url)
 
 
 def redact(text: str, url: str | None) -> str:
-    """Remove the password of `url` from a server or driver message."""
-    if not url or url == EMBEDDED:
-        return text
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return text
-    if password:
-        text = text.replace(password, "***")
-    return text
+    """A server or driver message about `url`, with its password (in any form) masked."""
+    remember_url(url)
+    return mask(text)

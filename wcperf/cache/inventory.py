@@ -16,6 +16,11 @@ def check_kind(kind: str | None) -> str | None:
     return kind
 
 
+def glob_escape(literal: str) -> str:
+    """`literal` as a SCAN MATCH pattern that matches only itself."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", literal)
+
+
 def events_channel(prefix: str) -> str:
     """Where processes announce generation bumps and flushes to each other's L1."""
     return f"{prefix}cache-events"
@@ -25,7 +30,7 @@ def delete_entries(client: Any, prefix: str, kind: str | None = None) -> int:
     """UNLINK the entries of `kind` (all if None) and tell every process to drop its L1 copies."""
     deleted = 0
     batch: list[bytes] = []
-    for k in client.scan_iter(match=f"{prefix}cache:{kind or ''}*", count=1000):
+    for k in client.scan_iter(match=glob_escape(f"{prefix}cache:{kind or ''}") + "*", count=1000):
         batch.append(k)
         if len(batch) >= 500:
             deleted += client.unlink(*batch)
@@ -42,7 +47,7 @@ def inventory(client: Any, prefix: str, kind: str | None = None) -> dict[str, di
     base = f"{prefix}cache:"
     keys = [
         k
-        for k in client.scan_iter(match=f"{base}{kind or ''}*", count=1000)
+        for k in client.scan_iter(match=glob_escape(f"{base}{kind or ''}") + "*", count=1000)
         if not k.endswith(b":lock")
     ]
     for start in range(0, len(keys), 500):

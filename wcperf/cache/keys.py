@@ -16,6 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from wcperf.errors import ConfigError
 
 TTL_S = {  # SPEC.md
@@ -71,11 +74,43 @@ def cache_key(prefix: str, kind: str, model: str, digest: str) -> str:
     return f"{prefix}cache:{kind}:{model}:{digest}"
 
 
-def sign(secret: bytes, payload: bytes) -> bytes:
-    return hmac.new(secret, payload, hashlib.sha256).digest() + payload
+def keyed_name(secret: bytes, name: str) -> str:
+    """A generation name fit for Redis: a row bucket's number keyed with the secret.
+
+    `health_records.studentId.1234` names a bucket of students; 1234 is a plain
+    checksum of the id, which anyone could compute for every student. The name in
+    Redis (key and pub/sub message) is `health_records.studentId.<HMAC>` instead,
+    which nobody without the secret can map back to a child.
+    """
+    scope, sep, bucket = name.rpartition(".")
+    if not sep or not bucket.isdigit():  # a whole table, or its unplaced writes: no value
+        return name
+    return f"{scope}.{hmac.new(secret, name.encode(), hashlib.sha256).hexdigest()[:12]}"
 
 
-def verify(secret: bytes, blob: bytes) -> bytes | None:
-    mac, payload = blob[:32], blob[32:]
-    good = hmac.new(secret, payload, hashlib.sha256).digest()
-    return payload if hmac.compare_digest(mac, good) else None
+_SEALED = b"\x01"  # format version of a sealed value
+
+
+def _value_key(secret: bytes) -> AESGCM:
+    return AESGCM(hmac.new(secret, b"wcperf cache value key", hashlib.sha256).digest())
+
+
+def seal(secret: bytes, payload: bytes, key: str) -> bytes:
+    """Encrypt and authenticate a cached value for Redis (AES-256-GCM, bound to its key).
+
+    Redis holds names, phones and diagnosis codes for up to 30 minutes; sealed, a
+    dump or a MONITOR shows none of them, and a value copied to another key or
+    forged by whoever can write to Redis fails to open.
+    """
+    nonce = os.urandom(12)
+    return _SEALED + nonce + _value_key(secret).encrypt(nonce, payload, key.encode())
+
+
+def unseal(secret: bytes, blob: bytes, key: str) -> bytes | None:
+    """The payload `seal` wrapped for `key`, or None if it was not sealed by us for it."""
+    if blob[:1] != _SEALED or len(blob) < 29:
+        return None
+    try:
+        return _value_key(secret).decrypt(blob[1:13], blob[13:], key.encode())
+    except InvalidTag:
+        return None

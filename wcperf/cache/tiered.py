@@ -21,8 +21,10 @@ caught the same way; anything else calls `bump()`.
 
 Redis down or slow (short timeouts): the cache runs on L1 alone, counts the
 errors, backs off, reconnects by itself, and never raises to the caller.
-L2 values are signed (HMAC) before they are unpickled: whoever can write to
-Redis still cannot make this process run code.
+L2 values are sealed (AES-GCM with a key from the cache secret, bound to their
+key name): Redis holds no readable PHI, and whoever can write to it still cannot
+make this process unpickle anything of theirs. Generation names of row buckets
+are keyed with the same secret before they reach Redis (`keys.keyed_name`).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import redis
 from sqlalchemy import event
 
 from wcperf.cache.inventory import delete_entries, events_channel
-from wcperf.cache.keys import TTL_S, cache_key, key_digest, sign, verify
+from wcperf.cache.keys import TTL_S, cache_key, key_digest, keyed_name, seal, unseal
 from wcperf.cache.l1 import L1, L1Entry
 from wcperf.cache.placing import placed
 from wcperf.cache.scopes import written
@@ -91,6 +93,8 @@ class QueryCache:
                 redis_url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
             )
         self._gens: dict[str, int] = {}
+        self._public_names: dict[str, str] = {}
+        self._private_names: dict[str, str] = {}
         self._rkeys: dict[Hashable, str] = {}
         self._pending_bumps: set[str] = set()
         self._down_until = 0.0
@@ -137,8 +141,16 @@ class QueryCache:
     def _recovered(self) -> None:
         self._backoff = 0.5
 
-    def _gen_key(self, table: str) -> str:
-        return f"{self.prefix}gen:{table}"
+    def _public(self, name: str) -> str:
+        """The name as Redis sees it (keyed when it holds a bucket); remembered both ways."""
+        public = self._public_names.get(name)
+        if public is None:
+            public = self._public_names[name] = keyed_name(self._secret, name)
+            self._private_names[public] = name
+        return public
+
+    def _gen_key(self, name: str) -> str:
+        return f"{self.prefix}gen:{self._public(name)}"
 
     @property
     def _channel(self) -> str:
@@ -202,7 +214,10 @@ class QueryCache:
             self._note(tables, values)
             r.publish(
                 self._channel,
-                "gen " + " ".join(f"{t}={v}" for t, v in zip(tables, values, strict=True)),
+                "gen "
+                + " ".join(
+                    f"{self._public(t)}={v}" for t, v in zip(tables, values, strict=True)
+                ),
             )
             self._recovered()
         except redis.RedisError:
@@ -251,8 +266,13 @@ class QueryCache:
     def _on_message(self, text: str) -> None:
         verb, _, rest = text.partition(" ")
         if verb == "gen":
-            pairs = [p.partition("=") for p in rest.split()]
-            self._note([t for t, _, _ in pairs], [v for _, _, v in pairs])
+            # Names this process has never used are learnt when it first reads them.
+            pairs = [
+                (self._private_names[t], v)
+                for t, _, v in (p.partition("=") for p in rest.split())
+                if t in self._private_names
+            ]
+            self._note([t for t, _ in pairs], [v for _, v in pairs])
         elif verb == "flush":
             self.l1.drop_kind(rest or None)
 
@@ -336,11 +356,11 @@ class QueryCache:
         blob = r.get(rkey)
         if blob is None:
             return _MISS, 0
-        payload = verify(self._secret, blob)
+        payload = unseal(self._secret, blob, rkey)
         if payload is None:
             self.counts["l2_tampered"] += 1
             return _MISS, 0
-        return pickle.loads(payload), len(blob)  # signed by us, verified above
+        return pickle.loads(payload), len(blob)  # sealed by us for this key, checked above
 
     def _load(
         self,
@@ -384,7 +404,7 @@ class QueryCache:
         if r is not None:
             try:
                 pipe = r.pipeline(transaction=False)
-                pipe.set(rkey, sign(self._secret, blob), ex=ttl_s)
+                pipe.set(rkey, seal(self._secret, blob, rkey), ex=ttl_s)
                 if token:
                     pipe.eval(_RELEASE, 1, rkey + ":lock", token)
                 pipe.execute()

@@ -20,6 +20,8 @@ from wcperf.cli import monitor as monitor_cli
 from wcperf.cli import seed as seed_cli
 from wcperf.cli.context import CliState, err
 from wcperf.errors import EXIT_USAGE, WcperfError, database_message
+from wcperf.redact import install as install_masking
+from wcperf.redact import shown
 from wcperf.settings import Settings
 
 app = typer.Typer(
@@ -81,16 +83,37 @@ app.add_typer(db_cli.app, name="db")
 app.command("demo")(demo_cli.demo)
 
 
+REPORT = "please report it, with the command and the traceback from --debug"
+
+
 def _fail(message: str, code: int) -> None:
-    err.print(f"wcperf: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    """One line on stderr, masked and inert whatever the message quotes, then exit."""
+    err.print(f"wcperf: error: {shown(message)}", markup=False, highlight=False, soft_wrap=True)
     sys.exit(code)
+
+
+def _usage(exc: typer.TyperException) -> None:
+    if type(exc).__name__ == "NoArgsIsHelpError":  # the help itself, as asked for
+        typer.echo(exc.format_message())
+        sys.exit(exc.exit_code)
+    message = exc.format_message()
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:  # a usage error: say where the help is
+        message += f" (see '{ctx.command_path} --help')"
+    _fail(message, exc.exit_code)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("WCPERF_DEBUG"))
+    install_masking()
     try:
-        app(args=args, prog_name="wcperf")
+        code = app(args=args, prog_name="wcperf", standalone_mode=False)
+    except typer.TyperException as exc:
+        _usage(exc)
+    except typer.Abort:
+        err.print("wcperf: interrupted", markup=False)
+        sys.exit(130)
     except WcperfError as exc:
         if debug:
             raise
@@ -103,9 +126,10 @@ def main(argv: list[str] | None = None) -> None:
             raise
         message = database_message(exc)
         if message is None:
-            _fail(f"unexpected {type(exc).__name__} (run with --debug for the traceback)", 1)
+            _fail(f"unexpected {type(exc).__name__}: a bug in wcperf; {REPORT}", 1)
         _fail(f"PostgreSQL: {message}", EXIT_USAGE)
     except Exception as exc:
         if debug:
             raise
-        _fail(f"unexpected {type(exc).__name__} (run with --debug for the traceback)", 1)
+        _fail(f"unexpected {type(exc).__name__}: a bug in wcperf; {REPORT}", 1)
+    sys.exit(code if isinstance(code, int) else 0)

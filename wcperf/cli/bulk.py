@@ -36,6 +36,8 @@ from wcperf.jobs.runner import Progress as JobProgress
 from wcperf.jobs.throttle import SIGNALS, Thresholds
 from wcperf.jobs.transfer import Transfer, read_ids
 from wcperf.observe.observer import Observer
+from wcperf.redact import mask as mask_secrets
+from wcperf.redact import shown
 from wcperf.settings import mask_url
 
 app = typer.Typer(
@@ -143,7 +145,8 @@ def _command_line() -> str:
         else:
             shown.append(arg)
             mask = how
-    return shlex.join(["wcperf", *shown])
+    # mask_secrets also catches ?password=, keyword strings and $PGPASSWORD anywhere
+    return mask_secrets(shlex.join(["wcperf", *shown]))
 
 
 _MASKS: dict[str, Callable[[str], str]] = {
@@ -164,7 +167,7 @@ def _print_plan(plan: Plan, json_out: bool, dry_run: bool) -> None:
         title = b.title + (f" (first {len(rows)} of {len(b.rows)}; --json for all)" if more else "")
         out.print(table(title, b.columns, rows))
     for note in plan.notes:
-        out.print(f"note: {note}")
+        out.print(f"note: {shown(note)}", markup=False)
 
 
 @contextlib.contextmanager
@@ -175,7 +178,11 @@ def _services(
     endpoint = redis_endpoint(ctx, "bulk")
     announce(ctx, endpoint)
     if endpoint.url is None:
-        err.print(f"[yellow]no Redis ({endpoint.note}): other wcperf pools unseen, no cache bumps")
+        err.print(
+            f"no Redis ({shown(endpoint.note)}): other wcperf pools unseen, no cache bumps",
+            style="yellow",
+            markup=False,
+        )
         yield None, None, None
         return
     import redis
@@ -513,7 +520,7 @@ def status(
     if job.counts:
         out.print("counts: " + ", ".join(f"{k} {v:,}" for k, v in job.counts.items()))
     if job.error:
-        out.print(f"last error: {job.error}")
+        out.print(f"last error: {shown(job.error)}", markup=False)
     details = audit["details"]
     out.print(
         f"audit: {audit['actor']} · {details.get('outcome')} · {details.get('runs')} run(s),"
@@ -558,7 +565,9 @@ def resume(
         job = launch.with_conn(db, lambda c: store.get(c, job_id))
         if job.alive:
             launch.with_conn(db, lambda c: store.request(c, job_id, "run"))
-            out.print(f"job {job_id}: resume requested (it runs in {job.owner})")
+            out.print(
+                f"job {job_id}: resume requested (it runs in {shown(job.owner)})", markup=False
+            )
             return
         if job.status == "done":
             out.print(f"job {job_id} is already done")

@@ -20,6 +20,7 @@ from wcperf.migrate import alembic_driver
 from wcperf.migrate.online_index import PRESENT, IndexEvent, MigrationHooks
 from wcperf.migrate.verify import verify
 from wcperf.observe.observer import Observer
+from wcperf.redact import shown
 from wcperf.seed.district import SCALES
 from wcperf.seed.load import district_counts
 from wcperf.seed.load import seed as load_district
@@ -36,7 +37,7 @@ def demo(ctx: typer.Context) -> None:
             try:
                 err.print(f"redis {admin.check_redis(redis.url)} answers")
             except WcperfError as exc:
-                err.print(f"[yellow]{exc}[/]")
+                err.print(shown(exc), style="yellow", markup=False)
         with db.engine.connect() as conn:
             counts = district_counts(conn.connection.driver_connection)
         if counts.schools:

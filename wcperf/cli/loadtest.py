@@ -20,6 +20,7 @@ from wcperf.load.verdict import compare, judge
 from wcperf.observe import histogram as hdr
 from wcperf.observe.collect import published
 from wcperf.observe.snapshot import merge
+from wcperf.redact import shown
 from wcperf.settings import parse_address
 
 EXIT_MISSED = 1
@@ -112,14 +113,22 @@ def loadtest(
     url, settings = postgres(ctx, f"loadtest:{scenario.name}")
     writes = check_writes(scenario, url, allow_writes)
     if writes and not state(ctx).quiet:
-        err.print(f"{scenario.name} writes synthetic rows: {', '.join(writes)}", markup=False)
+        err.print(
+            f"{shown(scenario.name)} writes synthetic rows: {', '.join(writes)}", markup=False
+        )
     endpoint = redis_endpoint(ctx, "loadtest")
     announce(ctx, endpoint)
     if worker:
         master_at = parse_address("--worker", worker, DEFAULT_PORT)
-        err.print(f"{processes} worker(s) joining the master at {worker}; it starts the users")
+        err.print(
+            f"{processes} worker(s) joining the master at {shown(worker)}; it starts the users",
+            markup=False,
+        )
         join(scenario, url, master_at, processes=processes, seed=seed)
-        err.print(f"{processes} worker(s) done; the master at {worker} has the result")
+        err.print(
+            f"{processes} worker(s) done; the master at {shown(worker)} has the result",
+            markup=False,
+        )
         return
     # A master's clock starts when its workers have come: no total to count towards.
     ticker = _Ticker(
@@ -267,7 +276,9 @@ def _summary(result: dict[str, Any]) -> None:
     )
     for name, r in sorted(result["operations"].items()):
         if r.get("first_error"):
-            out.print(f"{name}: {r['errors']} errors, first: {r['first_error']}", markup=False)
+            out.print(
+                f"{name}: {r['errors']} errors, first: {shown(r['first_error'])}", markup=False
+            )
     c, p = result["cache"], result["pool"]
     out.print(
         f"cache hit rate {c['hit_rate_pct'] if c['hit_rate_pct'] is not None else '-'} % · "

@@ -22,6 +22,7 @@ from wcperf.migrate.online_index import (
 )
 from wcperf.migrate.verify import verify as verify_plans
 from wcperf.platform.indexes import BY_NAME
+from wcperf.redact import shown
 
 INDEX_REVISION = "0002_performance_indexes"
 
@@ -90,7 +91,7 @@ class _Bars:
         elif event.kind in ("retry", "dropped") and name in self.tasks:
             detail = event.detail if event.kind == "retry" else f"dropped {event.detail} leftover"
             p.update(self.tasks[name], phase=detail)
-            p.console.print(f"{name}: {detail}", markup=False, highlight=False)
+            p.console.print(f"{name}: {shown(detail)}", markup=False, highlight=False)
         elif event.kind in ("done", "analyzed") and name in self.tasks:
             p.update(
                 self.tasks[name],
@@ -372,7 +373,7 @@ def downgrade(
                 _hooks(db, _Bars(progress), policy, False),
                 drop_state=yes,
             )
-    err.print(f"now at {', '.join(after.current) or 'base'}")
+    err.print(f"now at {shown(', '.join(after.current) or 'base')}", markup=False)
 
 
 @app.command()

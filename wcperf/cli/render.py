@@ -7,12 +7,19 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from wcperf.cli.context import out
+from wcperf.redact import text
 
 
 def emit_json(data: Any) -> None:
     out.print_json(json.dumps(data, default=str))
+
+
+def cell(value: Any) -> Text:
+    """A table cell from any value: a `Text` passes as is, anything else is made inert."""
+    return value if isinstance(value, Text) else text(value)
 
 
 def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> Table:
@@ -20,7 +27,7 @@ def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> 
     for i, col in enumerate(columns):
         t.add_column(col, justify="right" if i else "left", overflow="fold")
     for row in rows:
-        t.add_row(*("-" if v is None else str(v) for v in row))
+        t.add_row(*("-" if v is None else cell(v) for v in row))
     return t
 
 
@@ -29,5 +36,5 @@ def pairs(title: str, data: Mapping[str, Any]) -> Table:
     t.add_column(style="bold")
     t.add_column(overflow="fold")
     for k, v in data.items():
-        t.add_row(k, "-" if v is None else str(v))
+        t.add_row(k, "-" if v is None else cell(v))
     return t

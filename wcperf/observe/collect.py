@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 
+from wcperf.cache.inventory import glob_escape
 from wcperf.observe.fingerprint import Fingerprinter
 from wcperf.observe.observer import snapshot_key
 from wcperf.observe.snapshot import DatabaseView, Snapshot, merge
@@ -16,7 +17,7 @@ _fingerprint = Fingerprinter()
 
 
 def published(client: Any, prefix: str) -> list[Snapshot]:
-    keys = sorted(client.scan_iter(match=snapshot_key(prefix, "*"), count=500))
+    keys = sorted(client.scan_iter(match=glob_escape(snapshot_key(prefix, "")) + "*", count=500))
     if not keys:
         return []
     return [Snapshot.from_json(raw) for raw in client.mget(keys) if raw]

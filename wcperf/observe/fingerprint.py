@@ -1,7 +1,9 @@
 """Statement fingerprints and normalised text from PostgreSQL's own parser (pglast).
 
 Every constant becomes `$n` and comments are dropped (the normalised tree is
-deparsed), so the normalised text carries no value: it is what
+deparsed), in utility statements too; a literal that cannot become `$n` (a
+comment's text, a function body) leaves only the statement's kind. So the
+normalised text carries no value: it is what
 wcperf shows, stores and publishes, never the statement as sent. Results are
 cached by statement text: an application sends few distinct statements, and the
 cache keeps the per-execution cost to one dictionary lookup.
@@ -13,10 +15,10 @@ import re
 import threading
 from dataclasses import dataclass
 
-from pglast import parse_sql, parser
+from pglast import ast, parse_sql, parser
 from pglast.parser import ParseError
 from pglast.stream import RawStream
-from pglast.visitors import referenced_relations
+from pglast.visitors import Visitor, referenced_relations
 
 # psycopg's placeholders (%s, %(name)s) are not SQL; turn them into $n first.
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s|%%")
@@ -79,7 +81,7 @@ def fingerprint(sql: str) -> Fingerprint:
     try:
         # normalize() replaces constants but keeps comments, which can carry anything;
         # deparsing the normalised tree drops them.
-        normalized = RawStream()(parser.normalize(text))
+        normalized = _scrubbed(parser.normalize(text))
         fp = parser.fingerprint(text)
         tables = tuple(sorted(referenced_relations(text)))
         writes = any(_writes(raw.stmt) for raw in parse_sql(text))
@@ -87,6 +89,47 @@ def fingerprint(sql: str) -> Fingerprint:
         # Not parseable (a psql meta-command, a fragment): never show it as sent.
         return Fingerprint("unparsed", "(statement not parseable; text withheld)", None)
     return Fingerprint(fp, normalized, _first_table(normalized), tables, writes)
+
+
+# What a deparsed statement may not hold: a string literal or a dollar-quoted body.
+_LITERAL = re.compile(r"'|\$[A-Za-z_]*\$")
+
+
+class _Constants(Visitor):  # type: ignore[misc]
+    """Every constant left in a tree becomes the next `$n`.
+
+    libpg_query's normalize() replaces constants in queries only: inside DDL and
+    utility statements (`CREATE TABLE … AS`, `CREATE INDEX … WHERE`, a column
+    DEFAULT, `PREPARE`) they stay, and they can be a child's name.
+    """
+
+    def __init__(self, first: int) -> None:
+        super().__init__()
+        self.number = first
+
+    def visit_A_Const(self, ancestors: object, node: ast.A_Const) -> ast.ParamRef:
+        self.number += 1
+        return ast.ParamRef(number=self.number)
+
+
+def _scrubbed(normalized: str) -> str:
+    """The normalised text with no literal left anywhere, or its command tag alone.
+
+    A literal outside any expression (`COMMENT ON … IS '…'`, a role's password, a
+    function body, `DO`, `NOTIFY`) cannot become `$n`: such a statement is shown by
+    its kind only.
+    """
+    tree = parse_sql(normalized)
+    numbers = [int(n) for n in re.findall(r"\$(\d+)", normalized)]
+    scrub = _Constants(max(numbers, default=0))
+    for raw in tree:
+        scrub(raw)
+    text = RawStream()(tree)
+    if not _LITERAL.search(text):
+        return text
+    kinds = (type(raw.stmt).__name__.removesuffix("Stmt") for raw in tree)
+    tags = (re.sub(r"(?<=[a-z])(?=[A-Z])", " ", kind).upper() for kind in kinds)
+    return "; ".join(f"{tag} (literal text withheld)" for tag in tags)
 
 
 _WRITES = {"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "TruncateStmt"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -10,12 +11,24 @@ from rich.text import Text
 
 from wcperf.observe import histogram as hdr
 from wcperf.observe.snapshot import BUCKETS, Snapshot
+from wcperf.redact import text
 
 _SEVERITY = {"critical": "bold red", "warning": "yellow"}
 
 
+class _InertTable(Table):
+    """A table whose text cells are shown as given: controls escaped, never markup.
+
+    Cells carry what the database and other processes report (application names,
+    statements, notes), so nothing in them may style, move or clear the terminal.
+    """
+
+    def add_row(self, *renderables: RenderableType | None, **kwargs: Any) -> None:
+        super().add_row(*(text(r) if isinstance(r, str) else r for r in renderables), **kwargs)
+
+
 def _table(title: str, *columns: str) -> Table:
-    t = Table(
+    t = _InertTable(
         title=title,
         title_justify="left",
         title_style="bold",
@@ -40,8 +53,8 @@ def _short(text: str, width: int = 70) -> str:
 def header(snap: Snapshot) -> RenderableType:
     when = time.strftime("%H:%M:%S", time.localtime(snap.taken_at))
     commands = ", ".join(sorted({s.command for s in snap.sources})) or "none"
-    line = Text(f"wcperf monitor · {when} · {len(snap.sources)} publishing process(es): {commands}")
-    notes = [Text(f"note: {n}", style="yellow") for n in dict.fromkeys(snap.notes)]
+    line = text(f"wcperf monitor · {when} · {len(snap.sources)} publishing process(es): {commands}")
+    notes = [text(f"note: {n}", style="yellow") for n in dict.fromkeys(snap.notes)]
     return Group(line, *notes)
 
 
@@ -130,7 +143,7 @@ def slow_table(snap: Snapshot, limit: int = 8) -> Table:
         )
     for n in snap.n_plus_one[-limit:]:
         t.add_row(
-            Text("N+1 ", style="bold yellow") + Text(_short(n.normalized, 60)),
+            Text("N+1 ", style="bold yellow") + text(_short(n.normalized, 60)),
             n.table or "-",
             f"{n.count} in {n.window_s:g} s",
             time.strftime("%H:%M:%S", time.localtime(n.at)),
@@ -238,7 +251,7 @@ def database_table(snap: Snapshot) -> RenderableType:
             )
         parts.append(s)
     elif db.statements_note:
-        parts.append(Text(db.statements_note, style="dim"))
+        parts.append(text(db.statements_note, style="dim"))
     if db.index_builds:
         b = _table("index builds in progress", "index", "table", "phase", "blocks %")
         for row in db.index_builds:
