@@ -167,7 +167,9 @@ def test_run_json_summary_status_revert_and_no_phi_anywhere(bulk_url: str, tmp_p
     csv.write_text("student_id,name\n" + "".join(f"{i},{NAME_CANARY}\n" for i in ids))
     before = state(bulk_url)
     # Trust auth ignores a password, so one can be planted: the audit row must mask it.
+    # Both forms at once: in the userinfo, and as a ?password= parameter.
     url = bulk_url.replace("://postgres@", f"://postgres:{PASSWORD_CANARY}@")
+    url += f"?password={PASSWORD_CANARY}-query&application_name=x"
     moved = cli(url, "bulk", "transfer", "--to-school", SCHOOL[2], "--students", str(csv),
                 "--reason", REASON_CANARY, "--json")  # fmt: skip
     assert moved.returncode == 0, moved.stderr
@@ -195,6 +197,7 @@ def test_run_json_summary_status_revert_and_no_phi_anywhere(bulk_url: str, tmp_p
     assert reasons == [(REASON_CANARY,)]  # kept where it belongs
     for canary in (NAME_CANARY, REASON_CANARY, PASSWORD_CANARY):
         assert canary not in everything and canary not in audit
+    assert "?password=***&application_name=x" in audit  # masked, the rest kept
 
 
 # -- kill -9 at random points, then resume ---------------------------------------------

@@ -319,6 +319,113 @@ def test_no_phi_in_any_redis_key(db: Database, cache: QueryCache, redis_url: str
     )
 
 
+def test_cached_values_are_sealed_at_rest_and_bound_to_their_key(
+    db: Database, cache: QueryCache, redis_url: str
+) -> None:
+    """A dump of Redis shows no name, birth date, note or diagnosis code; a sealed value
+    copied to another key does not open there."""
+    with Session(db.engine) as s:
+        student = s.get(Student, S[12])
+        assert student is not None
+        student.first_name, student.last_name = CANARIES[0], CANARIES[1]
+        s.commit()
+        hp.add_health_record(
+            s,
+            S[12],
+            "ALLERGY_DOCUMENTATION",
+            date(2026, 1, 6),
+            notes=CANARIES[3],
+            diagnosis_code="J45.909",
+        )
+        detail = hp.student_detail(s, S[12], cache=cache)
+        assert detail["first_name"] == CANARIES[0]
+        timeline = hp.health_timeline(s, S[12], cache=cache)
+        assert any(r["diagnosis_code"] == "J45.909" for r in timeline)
+    client = redis_lib.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=cache.prefix + "cache:*", count=1000))
+        values = [client.get(k) or b"" for k in keys if not k.endswith(b":lock")]
+        dumps = [client.dump(k) or b"" for k in keys]
+        assert values
+        for blob in values + dumps:
+            for canary in (*CANARIES[:2], CANARIES[3], "J45.909", str(S[12])):
+                assert canary.encode() not in blob
+        # Readable back through the cache (a fresh L1 goes to Redis) ...
+        other = QueryCache(redis_url, secret=SECRET, prefix=cache.prefix)
+        try:
+            with Session(db.engine) as s:
+                assert hp.student_detail(s, S[12], cache=other) == detail
+            assert other.counts["l2_hits"] == 1 and other.counts["loads"] == 0
+        finally:
+            other.close()
+        # ... but not under another key, nor with another secret.
+        (detail_key,) = [k for k in keys if b":student_detail:" in k]
+        stranger = QueryCache(
+            redis_url, secret=b"another-secret-0123456789abcdef", prefix=cache.prefix
+        )
+        try:
+            with Session(db.engine) as s:
+                assert hp.student_detail(s, S[12], cache=stranger) == detail
+            assert stranger.counts["loads"] == 1  # its key differs; nothing of ours opened
+        finally:
+            stranger.close()
+        target = [k for k in keys if k != detail_key and not k.endswith(b":lock")][0]
+        client.set(target, client.get(detail_key))  # a valid seal, moved
+        cache.l1.drop_kind(None)
+        before, loads = cache.counts["l2_tampered"], cache.counts["loads"]
+        with Session(db.engine) as s:
+            assert hp.health_timeline(s, S[12], cache=cache) == timeline
+            assert hp.student_detail(s, S[12], cache=cache) == detail
+        assert cache.counts["l2_tampered"] > before  # refused, then loaded afresh
+        assert cache.counts["loads"] == loads + 1
+    finally:
+        client.close()
+
+
+def test_generation_names_in_redis_do_not_map_back_to_a_student(
+    db: Database, cache: QueryCache, redis_url: str
+) -> None:
+    """Bucket numbers are a checksum anyone can compute for every id; in Redis, in key
+    names and pub/sub messages alike, they are keyed with the cache secret."""
+    client = redis_lib.Redis.from_url(redis_url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(cache.prefix + "cache-events")
+    pubsub.get_message(timeout=1.0)  # the subscription is in place
+    try:
+        with Session(db.engine) as s:
+            for student in S[:6]:
+                hp.health_timeline(s, student, cache=cache)
+                hp.add_health_record(s, student, "CHECKUP", date(2026, 2, 3), notes="n")
+        messages = []
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            if (m := pubsub.get_message(timeout=0.1)) is not None:
+                messages.append(m["data"].decode())
+        names = [k.decode() for k in client.scan_iter(match=cache.prefix + "gen:*", count=1000)]
+        bucketed = [n for n in names if ".studentId." in n]
+        assert len(bucketed) >= 6
+        # Every student of the district, its bucket as computed without the secret.
+        plain = {
+            name
+            for student in live_students(DISTRICT.students // 2)
+            for name in scopes.rows("health_records", studentId=student)
+            if "." in name
+        }
+        seen = {n.removeprefix(cache.prefix + "gen:") for n in names}
+        assert seen & plain == set()
+        announced = {pair.partition("=")[0] for msg in messages for pair in msg.split()[1:]}
+        assert any(".studentId." in n for n in announced) and announced & plain == set()
+        # and the same bucket keys differently under another secret
+        from wcperf.cache.keys import keyed_name
+
+        (name,) = scopes.rows("health_records", studentId=S[0])[1:]
+        assert keyed_name(SECRET, name) != keyed_name(b"x" * 32, name)
+        assert cache.prefix + "gen:" + keyed_name(SECRET, name) in names
+    finally:
+        pubsub.close()
+        client.close()
+
+
 def test_keys_are_keyed_hashes() -> None:
     params = {"student_id": S[13]}
     a = key_digest(b"secret-one-0123456789abcdef", "select 1", params)
