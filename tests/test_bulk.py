@@ -197,6 +197,95 @@ def reassign_plan(db: Database, to: uuid.UUID | None, max_workload: int | None =
     return launch.plan(db, lambda c: kind.plan(c, args))
 
 
+def _launch_together(db: Database, pair: list[Plan]) -> list[Any]:
+    """Both plans launched at the same instant: (job, resumed) or the refusal, each."""
+    gate = threading.Barrier(2)
+    got: list[Any] = [None, None]
+
+    def launch_one(i: int) -> None:
+        gate.wait()
+        try:
+            got[i] = launch.open_job(db, pair[i], "test")
+        except RefusedError as exc:
+            got[i] = exc
+
+    threads = [threading.Thread(target=launch_one, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return got
+
+
+def test_overlapping_jobs_started_together_make_one_job_50_rounds(bulk_db: Database) -> None:
+    """Two launchers at the same instant: the look and the insert are under one lock, so
+    the second always sees the first and is refused with its id (or resumes it)."""
+    one, two, _ = EXTRA_NURSES
+    plans = [reassign_plan(bulk_db, None, 900), reassign_plan(bulk_db, one, 900)]
+    same = [plans[0], reassign_plan(bulk_db, None, 900)]
+    for round_ in range(50):
+        got = _launch_together(bulk_db, same if round_ % 5 == 4 else plans)
+        jobs = launch.with_conn(bulk_db, lambda c: store.unfinished(c, "nurse-reassign"))
+        assert len(jobs) == 1, (round_, got)
+        job_id = jobs[0].id
+        made = [g for g in got if isinstance(g, tuple) and not g[1]]
+        assert len(made) == 1 and made[0][0].id == job_id
+        (other,) = [g for g in got if g is not made[0]]
+        if isinstance(other, RefusedError):
+            assert f"bulk job {job_id} (nurse-reassign" in str(other)
+            assert f"nurse {NURSE}" in str(other) and "nothing written" in str(other)
+        else:  # the same arguments: the second resumes the first's job, never a new one
+            assert other[1] and other[0].id == job_id
+        launch.with_conn(bulk_db, lambda c, job_id=job_id: store.request(c, job_id, "abort"))
+    start(bulk_db, reassign_plan(bulk_db, None, 900))
+    kind = NurseReassign()
+    # Balancing another nurse of the same school gives to the same nurses: refused.
+    same_school = kind.args(str(two), None, True, 900)
+    with pytest.raises(RefusedError, match="works on nurse"):
+        launch.open_job(bulk_db, launch.plan(bulk_db, lambda c: kind.plan(c, same_school)), "t")
+    # Nurses of other schools share nobody with it: that job runs beside it.
+    elsewhere = kind.args(
+        str(DISTRICT.uuid_of("users", 1)), DISTRICT.uuid_of("users", 2), False, 5000
+    )
+    _, resumed = launch.open_job(
+        bulk_db, launch.plan(bulk_db, lambda c: kind.plan(c, elsewhere)), "t"
+    )
+    assert (
+        not resumed
+        and len(launch.with_conn(bulk_db, lambda c: store.unfinished(c, kind.name))) == 2
+    )
+
+
+def test_claims_say_which_jobs_overlap() -> None:
+    from wcperf.jobs.claims import Claims
+
+    school_a = Claims.of({"school:a"})
+    listed = Claims.of({"student:1", "student:2"}, {"school:a"})
+    assert school_a.overlaps(listed) and listed.overlaps(school_a)
+    assert not listed.overlaps(Claims.of({"student:3"}, {"school:a"}))  # same school, others
+    assert Claims().overlaps(Claims.of({"school:z"}))  # the district meets everything
+    assert not Claims.of({"nurse:x"}).overlaps(Claims.of({"nurse:y"}))
+    assert Claims.from_params({}) == Claims()  # a row from before claims: the district
+
+
+def test_finished_jobs_refuse_control(bulk_db: Database) -> None:
+    job_id = start(bulk_db, grade_plan(bulk_db, [DISTRICT.uuid_of("schools", 1)]))
+    run(bulk_db, GradeTransition(), job_id, batch_size=500)
+    before = launch.with_conn(bulk_db, lambda c: store.get(c, job_id))
+    assert before.status == "done"
+    for what in ("pause", "abort", "run"):
+        with pytest.raises(RefusedError, match=f"bulk job {job_id} is done"):
+            launch.with_conn(bulk_db, lambda c, what=what: store.request(c, job_id, what))
+    with pytest.raises(RefusedError, match="batch size is left as it was"):
+        launch.with_conn(bulk_db, lambda c: store.set_batch_size(c, job_id, 5))
+    after = launch.with_conn(bulk_db, lambda c: store.get(c, job_id))
+    assert (after.batch_size, after.requested, after.updated_at) == (
+        before.batch_size,
+        before.requested,
+        before.updated_at,
+    )
+
+
 def test_balance_spreads_students_by_load_within_max_workload(bulk_db: Database) -> None:
     one, two, gone = EXTRA_NURSES
     before = rows_by_id(bulk_db.url)

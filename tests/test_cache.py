@@ -369,7 +369,7 @@ def test_cached_values_are_sealed_at_rest_and_bound_to_their_key(
             assert stranger.counts["loads"] == 1  # its key differs; nothing of ours opened
         finally:
             stranger.close()
-        target = [k for k in keys if k != detail_key and not k.endswith(b":lock")][0]
+        target = next(k for k in keys if k != detail_key and not k.endswith(b":lock"))
         client.set(target, client.get(detail_key))  # a valid seal, moved
         cache.l1.drop_kind(None)
         before, loads = cache.counts["l2_tampered"], cache.counts["loads"]

@@ -215,9 +215,7 @@ class QueryCache:
             r.publish(
                 self._channel,
                 "gen "
-                + " ".join(
-                    f"{self._public(t)}={v}" for t, v in zip(tables, values, strict=True)
-                ),
+                + " ".join(f"{self._public(t)}={v}" for t, v in zip(tables, values, strict=True)),
             )
             self._recovered()
         except redis.RedisError:

@@ -20,12 +20,13 @@ from rich.progress import (
 )
 from sqlalchemy import Connection
 
+from wcperf import limits
 from wcperf.cache.keys import load_secret
 from wcperf.cache.tiered import QueryCache
 from wcperf.cli.context import announce, database, err, out, redis_endpoint, state
 from wcperf.cli.render import emit_json, table
 from wcperf.db.engine import Database
-from wcperf.errors import ConfigError
+from wcperf.errors import ConfigError, RefusedError
 from wcperf.jobs import launch, store
 from wcperf.jobs.base import Plan
 from wcperf.jobs.grade_transition import GradeTransition
@@ -58,9 +59,9 @@ def parse_batch_size(raw: str) -> int | None:
     """`auto` (None: adaptive) or a whole number of rows (ids for grade-transition)."""
     if raw == "auto":
         return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"--batch-size must be auto or a whole number, not {raw!r}")
-    return int(raw)
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise ConfigError(f"--batch-size must be auto or a whole number, not {shown(repr(raw))}")
+    return limits.whole("--batch-size", int(raw), 1, limits.MAX_BATCH_ROWS)
 
 
 def run_options(
@@ -74,8 +75,10 @@ def run_options(
     """The options every job command and `resume` share, thresholds over $WCPERF_THROTTLE."""
     return RunOptions(
         batch_size=parse_batch_size(batch_size),
-        target_batch_ms=target_batch_ms,
-        sleep_ms=sleep_ms,
+        target_batch_ms=limits.number(
+            "--target-batch-ms", target_batch_ms, 1, limits.MAX_TARGET_BATCH_MS
+        ),
+        sleep_ms=limits.number("--sleep-ms", sleep_ms, 0, limits.MAX_SLEEP_MS),
         atomic=atomic,
         backpressure=not no_backpressure,
         thresholds=Thresholds.parse(throttle, Thresholds.parse(os.environ.get("WCPERF_THROTTLE"))),
@@ -570,8 +573,8 @@ def resume(
             )
             return
         if job.status == "done":
-            out.print(f"job {job_id} is already done")
-            return
+            raise RefusedError(f"bulk job {job_id} is done; nothing to resume")
+        launch.reopen(db, job)
         _run(ctx, db, job, options, json_out)
 
 

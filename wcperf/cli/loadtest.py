@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from wcperf import limits
 from wcperf.cli.context import announce, err, out, postgres, redis_endpoint, state
 from wcperf.cli.render import table
 from wcperf.errors import ConfigError
@@ -31,6 +33,19 @@ USAGE = (
 )
 
 
+def writable(flag: str, path: Path | None) -> None:
+    """Refuse an output path that cannot be written, before the work that fills it."""
+    if path is None:
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ConfigError(f"{flag} {shown(path)} is a folder; give a file name")
+    if not folder.is_dir():
+        raise ConfigError(f"{flag} {shown(path)}: the folder {shown(folder)} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{flag} {shown(path)}: not writable")
+
+
 def loadtest(
     ctx: typer.Context,
     what: list[str] = typer.Argument(
@@ -48,6 +63,7 @@ def loadtest(
         1,
         "--processes",
         min=1,
+        max=limits.MAX_PROCESSES,
         help="Worker processes here; 2 or more run under a locust master, merged exactly.",
     ),
     master: str | None = typer.Option(
@@ -58,7 +74,11 @@ def loadtest(
         "then judge their merged result (e.g. --master 0.0.0.0:5557).",
     ),
     expect_workers: int = typer.Option(
-        1, "--expect-workers", min=1, help="With --master: worker processes to wait for."
+        1,
+        "--expect-workers",
+        min=1,
+        max=limits.MAX_PROCESSES * 16,
+        help="With --master: worker processes to wait for.",
     ),
     worker: str | None = typer.Option(
         None,
@@ -99,13 +119,17 @@ def loadtest(
     if len(what) != 1:
         raise ConfigError(f"usage: {USAGE}")
     scenario = scenarios.load(scenarios.resolve(what[0])).with_overrides(
-        users=users,
-        spawn_rate=spawn_rate,
+        users=None if users is None else limits.whole("--users", users, 1, limits.MAX_USERS),
+        spawn_rate=None
+        if spawn_rate is None
+        else limits.number("--spawn-rate", spawn_rate, 0.001, limits.MAX_SPAWN_RATE),
         duration_s=scenarios.parse_duration(duration, "--duration") if duration else None,
         warmup_s=_warmup(warmup),
     )
     if master and worker:
         raise ConfigError("--master and --worker are two ends: give one")
+    for flag, path in (("--json", json_path), ("--html", html_path)):
+        writable(flag, path)  # before any user runs or any synthetic row is written
     leader = None
     if master:
         host, port = parse_address("--master", master, DEFAULT_PORT)

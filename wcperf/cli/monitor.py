@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import typer
 
+from wcperf import limits
 from wcperf.cli.context import err, out, postgres, redis_endpoint
 from wcperf.db import admin
 from wcperf.observe.collect import collect
@@ -44,10 +45,13 @@ def _fetcher(ctx: typer.Context) -> Iterator[Callable[[], Snapshot]]:
 @app.command()
 def live(
     ctx: typer.Context,
-    interval: float = typer.Option(1.0, min=0.1, help="Seconds between refreshes."),
+    interval: float = typer.Option(
+        1.0, min=0.1, max=limits.MAX_INTERVAL_S, help="Seconds between refreshes."
+    ),
     once: bool = typer.Option(False, "--once", help="Print one frame and exit."),
 ) -> None:
     """Live tables; `q` or Ctrl-C quits. Respects NO_COLOR and non-terminals."""
+    interval = limits.number("--interval", interval, 0.1, limits.MAX_INTERVAL_S)  # nan, too
     with _fetcher(ctx) as fetch:
         if once:
             out.print(frame(fetch()))

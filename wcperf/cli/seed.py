@@ -7,6 +7,7 @@ from enum import StrEnum
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from wcperf import limits
 from wcperf.cli.context import err, out, postgres
 from wcperf.cli.render import emit_json, table
 from wcperf.errors import ConfigError
@@ -27,9 +28,9 @@ def seed(
         Scale.small, help="small ≈ 5 k students, medium ≈ 100 k, large ≈ 1 M."
     ),
     students: int | None = typer.Option(
-        None, min=1, help="Exact number of students (overrides --scale)."
+        None, min=1, max=limits.MAX_STUDENTS, help="Exact number of students (overrides --scale)."
     ),
-    random_seed: int = typer.Option(42, help="Same seed, same district."),
+    random_seed: int = typer.Option(42, min=0, max=2**63 - 1, help="Same seed, same district."),
     append: bool = typer.Option(
         False, "--append", help="Add a district beside one wcperf seeded here before."
     ),

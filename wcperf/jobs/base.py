@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection
 
 from wcperf.errors import ConfigError
+from wcperf.jobs.claims import Claims
 from wcperf.jobs.store import Job
 
 
@@ -40,6 +41,7 @@ class Plan:
     total: int
     breakdowns: list[Breakdown] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    claims: Claims = field(default_factory=Claims)  # what no other unfinished job may own
 
     def as_dict(self) -> dict[str, Any]:
         return {

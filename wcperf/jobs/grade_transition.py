@@ -27,6 +27,7 @@ from wcperf.jobs.base import (
     missing_ids,
     parse_uuid,
 )
+from wcperf.jobs.claims import Claims
 from wcperf.jobs.store import Job
 from wcperf.jobs.undo import NIL, Undo
 from wcperf.platform import GRADES, NEXT_GRADE
@@ -165,6 +166,7 @@ class GradeTransition:
                     [[s, p, g] for s, (p, g) in sorted(by_school.items())],
                 ),
             ],
+            claims=Claims.of({f"school:{s}" for s in schools}),  # none named: the district
         )
         if off_ladder:
             plan.notes.append(

@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 
 from wcperf.errors import ConfigError, RefusedError
 from wcperf.jobs.base import BatchResult, Breakdown, Plan, as_user, one, parse_uuid
+from wcperf.jobs.claims import Claims
 from wcperf.jobs.store import Job
 from wcperf.jobs.undo import NIL, Undo
 
@@ -172,6 +173,7 @@ class NurseReassign:
                     [[n, loads[n], given.get(n, 0), loads[n] + given.get(n, 0), cap] for n in ids],
                 )
             ],
+            claims=Claims.of({f"nurse:{source.id}", *(f"nurse:{n}" for n in ids)}),
         )
 
     def batch(self, conn: Connection, job: Job, limit: int) -> BatchResult:

@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 from wcperf.errors import ConfigError, RefusedError
 from wcperf.jobs import store
 from wcperf.jobs.base import BatchResult, Breakdown, JobKind, Plan
+from wcperf.jobs.claims import Claims
 from wcperf.jobs.grade_transition import GradeTransition
 from wcperf.jobs.nurse_reassign import NurseReassign
 from wcperf.jobs.store import Job
@@ -79,6 +80,7 @@ class Revert:
                     ],
                 )
             ],
+            claims=Claims.of({f"job:{target.id}"}),
         )
         if counts["changed_since"]:
             plan.notes.append(

@@ -25,6 +25,7 @@ from psycopg.types.json import Jsonb
 
 from wcperf.db import admin
 from wcperf.errors import RefusedError, WcperfError
+from wcperf.jobs.claims import Claims
 
 LOCK_CLASS = 0x77637066  # 'wcpf': the advisory-lock namespace of bulk jobs
 
@@ -66,6 +67,10 @@ class Job:
     @property
     def plan(self) -> dict[str, Any]:
         return dict(self.params.get("plan", {}))
+
+    @property
+    def claims(self) -> Claims:
+        return Claims.from_params(self.params)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -185,6 +190,20 @@ def listing(conn: psycopg.Connection, limit: int = 50) -> list[Job]:
     return [_job(r) for r in rows]
 
 
+UNFINISHED = ("planned", "running", "paused", "interrupted", "failed")
+
+
+def unfinished(conn: psycopg.Connection, kind: str) -> list[Job]:
+    """Every job of this kind that may still change rows (an aborted one was let go)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            f"select {_COLUMNS}, {_ALIVE} from wcperf.bulk_jobs"
+            " where kind = %s and status = any(%s) order by id",
+            (kind, list(UNFINISHED)),
+        ).fetchall()
+    return [_job(r) for r in rows]
+
+
 def find_unfinished(conn: psycopg.Connection, kind: str, args: dict[str, Any]) -> Job | None:
     """The newest job of this kind and these arguments that did not finish or get aborted."""
     with conn.cursor(row_factory=dict_row) as cur:
@@ -205,13 +224,15 @@ def create(
     plan: dict[str, Any],
     rows_total: int,
     command: str,
+    claims: Claims | None = None,
 ) -> int:
     """The job row and its one audit row, in one transaction."""
+    params = {"args": args, "plan": plan, "claims": (claims or Claims()).as_dict()}
     with conn.transaction():
         job_id = conn.execute(
             "insert into wcperf.bulk_jobs (kind, params, status, checkpoint, rows_total, requested)"
             " values (%s, %s, 'planned', %s, %s, 'run') returning id",
-            (kind, Jsonb({"args": args, "plan": plan}), Jsonb({"counts": {}}), rows_total),
+            (kind, Jsonb(params), Jsonb({"counts": {}}), rows_total),
         ).fetchone()[0]  # type: ignore[index]
         conn.execute(
             "insert into wcperf.audit_log (actor, action, job_id, counts, details)"
@@ -269,6 +290,8 @@ def request(conn: psycopg.Connection, job_id: int, what: str) -> Job:
     job = get(conn, job_id)
     if job.status == "done":
         raise RefusedError(f"bulk job {job_id} is done; nothing to {what}")
+    if what == "abort" and job.status == "aborted":
+        raise RefusedError(f"bulk job {job_id} is aborted already")
     conn.execute(
         "update wcperf.bulk_jobs set requested = %s, updated_at = now() where id = %s",
         (what, job_id),
@@ -283,7 +306,8 @@ def request(conn: psycopg.Connection, job_id: int, what: str) -> Job:
 
 
 def set_batch_size(conn: psycopg.Connection, job_id: int, size: int | None) -> Job:
-    get(conn, job_id)
+    if get(conn, job_id).status == "done":
+        raise RefusedError(f"bulk job {job_id} is done; its batch size is left as it was")
     conn.execute(
         "update wcperf.bulk_jobs set batch_size = %s, updated_at = now() where id = %s",
         (size, job_id),

@@ -32,6 +32,7 @@ from wcperf.jobs.base import (
     missing_ids,
     parse_uuid,
 )
+from wcperf.jobs.claims import Claims
 from wcperf.jobs.store import Job
 from wcperf.jobs.undo import NIL, Undo
 from wcperf.platform import GRADES
@@ -69,6 +70,9 @@ select count(*) from moved
 _HEADERS = ("id", "studentid", "student_id")
 
 
+MAX_CSV_BYTES = 64 << 20  # a million ids with a name column each fit well within it
+
+
 def read_ids(path: Path) -> list[uuid.UUID]:
     """Student keys from a CSV: one per line, or an `id`, `studentId` or `student_id` column.
 
@@ -76,9 +80,15 @@ def read_ids(path: Path) -> list[uuid.UUID]:
     the file may hold other columns, and they may be names.
     """
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as fh:  # bounded: /dev/zero or a wrong file must not fill memory
+            raw = fh.read(MAX_CSV_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    if len(raw) > MAX_CSV_BYTES:
+        raise ConfigError(
+            f"{path}: larger than {MAX_CSV_BYTES >> 20} MiB, not a list of student ids;"
+            " nothing written"
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -198,6 +208,11 @@ class Transfer:
             },
             sum(n for *_, n in moving),
             [Breakdown("by school and grade", ["from school", "grade", "students"], moving)],
+            claims=Claims.of(
+                {f"student:{i}" for i in student_ids}, {f"school:{s}" for s, *_ in rows}
+            )
+            if student_ids is not None
+            else Claims.of({f"school:{args['from_school']}"}),
         )
         if staying:
             plan.notes.append(f"{staying} students are already at school {args['to_school']}")
@@ -242,3 +257,10 @@ class Transfer:
     def apply_all(self, conn: Connection, job: Job) -> BatchResult:
         step = self.batch(conn, job, None)
         return BatchResult(step.rows, step.checkpoint, step.counts, done=True)
+
+
+def _claims(args: dict[str, Any], listed: list[uuid.UUID] | None, schools: list[str]) -> Claims:
+    """A school emptied is owned; listed students are owned, and their schools touched."""
+    if listed is None:
+        return Claims.of({f"school:{args['from_school']}"})
+    return Claims.of({f"student:{i}" for i in listed}, {f"school:{s}" for s in schools})

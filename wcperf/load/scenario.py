@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from wcperf import limits
 from wcperf.errors import ConfigError
 from wcperf.load.operations import OPERATIONS, WRITES
 from wcperf.load.verdict import TARGETS
@@ -106,7 +107,7 @@ def parse_duration(raw: Any, where: str) -> float:
         raise ConfigError(f"{where}: must be like 60s, 2m or a number of seconds, not {raw!r}")
     if seconds <= 0:
         raise ConfigError(f"{where}: must be above 0")
-    return seconds
+    return limits.number(where, seconds, 0, limits.MAX_DURATION_S)
 
 
 def load(path: Path) -> Scenario:
@@ -114,6 +115,8 @@ def load(path: Path) -> Scenario:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse(data, path)
@@ -129,20 +132,21 @@ def parse(data: dict[str, Any], path: Path | None = None) -> Scenario:
         if key not in _KEYS:
             raise bad(key, f"unknown field (known: {', '.join(sorted(_KEYS))})")
 
-    def number(key: str, value: Any, kind: type, low: float) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise bad(key, f"must be a number, not {value!r}")
-        if kind is int and not isinstance(value, int):
-            raise bad(key, f"must be a whole number, not {value!r}")
-        if value < low:
-            raise bad(key, f"must be at least {low:g}")
-        return kind(value)
+    def number(key: str, value: Any, kind: type, low: float, high: float) -> Any:
+        try:
+            return kind(limits.number(f"{where}: {key}", value, low, high, whole=kind is int))
+        except ConfigError as exc:
+            if isinstance(value, int | float) and not isinstance(value, bool) and value < low:
+                raise bad(key, f"must be at least {low:g}") from None
+            raise exc from None
 
     for required in ("users", "duration", "tasks"):
         if required not in data:
             raise bad(required, "missing")
-    users = number("users", data["users"], int, 1)
-    spawn_rate = number("spawn_rate", data.get("spawn_rate", users), float, 0.001)
+    users = number("users", data["users"], int, 1, limits.MAX_USERS)
+    spawn_rate = number(
+        "spawn_rate", data.get("spawn_rate", users), float, 0.001, limits.MAX_SPAWN_RATE
+    )
     duration = parse_duration(data["duration"], f"{where}: duration")
     warmup = 0.0
     if data.get("warmup") not in (None, 0, "0", "0s"):
@@ -151,7 +155,10 @@ def parse(data: dict[str, Any], path: Path | None = None) -> Scenario:
     if (
         not isinstance(think, list)
         or len(think) != 2
-        or any(isinstance(t, bool) or not isinstance(t, int) or t < 0 for t in think)
+        or any(
+            isinstance(t, bool) or not isinstance(t, int) or not 0 <= t <= limits.MAX_THINK_MS
+            for t in think
+        )
         or think[0] > think[1]
     ):
         raise bad("think_time_ms", f"must be [min, max] in whole milliseconds, not {think!r}")
@@ -169,7 +176,8 @@ def parse(data: dict[str, Any], path: Path | None = None) -> Scenario:
         op = raw.get("op")
         if op not in OPERATIONS:
             raise bad(f"{key}.op", f"unknown operation {op!r} (known: {', '.join(OPERATIONS)})")
-        tasks.append(Task(op, number(f"{key}.weight", raw.get("weight", 1), int, 1)))
+        weight = number(f"{key}.weight", raw.get("weight", 1), int, 1, limits.MAX_WEIGHT)
+        tasks.append(Task(op, weight))
     targets_raw = data.get("targets", {})
     if not isinstance(targets_raw, dict):
         raise bad("targets", "must be a table")
@@ -178,7 +186,7 @@ def parse(data: dict[str, Any], path: Path | None = None) -> Scenario:
         if key not in TARGETS:
             known = ", ".join(sorted(TARGETS))
             raise bad(f"targets.{key}", f"unknown target (known: {known})")
-        targets[key] = number(f"targets.{key}", value, float, 0)
+        targets[key] = number(f"targets.{key}", value, float, 0, limits.MAX_TARGET)
     name = data.get("name", path.stem if path else "scenario")
     if not isinstance(name, str) or not name:
         raise bad("name", "must be a non-empty string")

@@ -6,7 +6,9 @@ value, so nothing a label carries can be PHI.
 
 from __future__ import annotations
 
+import errno
 import hmac
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -21,6 +23,7 @@ from prometheus_client.core import (
 
 from wcperf.errors import ConfigError
 from wcperf.observe.snapshot import Snapshot
+from wcperf.redact import shown
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
@@ -138,7 +141,7 @@ def exposition(fetch: Callable[[], Snapshot]) -> str:
 def check_bind(host: str, token: str | None) -> None:
     if host not in LOCAL_HOSTS and not token:
         raise ConfigError(
-            f"refusing to serve metrics on {host} without --token: "
+            f"refusing to serve metrics on {shown(host)} without --token: "
             "bind 127.0.0.1 or require a bearer token"
         )
 
@@ -165,7 +168,21 @@ class _QuietHandler(WSGIRequestHandler):
         return
 
 
+class _Server6(WSGIServer):
+    address_family = socket.AF_INET6
+
+
 def server(fetch: Callable[[], Snapshot], host: str, port: int, token: str | None) -> WSGIServer:
+    """The exposition server; a host that does not resolve or a port in use is a ConfigError."""
     check_bind(host, token)
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except (socket.gaierror, UnicodeError):
+        raise ConfigError(f"--host {shown(host)}: no such address") from None
     app = _guarded(make_wsgi_app(registry_for(fetch)), token)
-    return make_server(host, port, app, handler_class=_QuietHandler)
+    server_class = _Server6 if family == socket.AF_INET6 else WSGIServer
+    try:
+        return make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
+    except OSError as exc:
+        why = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror or "refused"
+        raise ConfigError(f"cannot serve on {shown(host)} port {port}: {why}") from None

@@ -1,0 +1,43 @@
+"""Bounds on every number a user gives, so that a typo is refused, not run.
+
+`--users 1000000000` or `duration = inf` would otherwise run until killed, and
+`nan` passes every comparison. Each bound is far beyond any real use and far
+below what would take the machine or the database down.
+"""
+
+from __future__ import annotations
+
+import math
+
+from wcperf.errors import ConfigError
+from wcperf.redact import shown
+
+MAX_USERS = 10_000
+MAX_PROCESSES = 64
+MAX_SPAWN_RATE = 10_000.0
+MAX_DURATION_S = 7 * 86_400.0
+MAX_THINK_MS = 600_000
+MAX_WEIGHT = 1_000_000
+MAX_TARGET = 1e9
+MAX_BATCH_ROWS = 1_000_000
+MAX_SLEEP_MS = 60_000.0
+MAX_TARGET_BATCH_MS = 600_000.0
+MAX_STUDENTS = 10_000_000
+MAX_INTERVAL_S = 3_600.0
+
+
+def number(name: str, value: object, low: float, high: float, *, whole: bool = False) -> float:
+    """`value` if it is a finite number in [low, high] (whole if asked), else ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number, not {shown(repr(value))}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, not {value}")
+    if whole and not isinstance(value, int):
+        raise ConfigError(f"{name} must be a whole number, not {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, not {value:g}")
+    return value
+
+
+def whole(name: str, value: object, low: int, high: int) -> int:
+    return int(number(name, value, low, high, whole=True))
