@@ -35,7 +35,8 @@ def number(name: str, value: object, low: float, high: float, *, whole: bool = F
     if whole and not isinstance(value, int):
         raise ConfigError(f"{name} must be a whole number, not {value!r}")
     if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low:g} and {high:g}, not {value:g}")
+        given = f"{value:,}" if isinstance(value, int) else f"{value:g}"
+        raise ConfigError(f"{name} must be between {low:,g} and {high:,g}, not {given}")
     return value
 
 

@@ -116,6 +116,7 @@ class Settings:
         return settings
 
 
+_HOST = re.compile(r"^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])$")  # a name, IPv4, or [IPv6]
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -160,7 +161,12 @@ def parse_address(name: str, raw: str, default_port: int | None = None) -> tuple
     """HOST:PORT, or HOST alone when there is a `default_port`."""
     given = raw if default_port is None or ":" in raw else f"{raw}:{default_port}"
     host, sep, port = given.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if (
+        not sep
+        or not _HOST.match(host)
+        or not (port.isascii() and port.isdigit())
+        or not 0 < int(port) < 65536
+    ):
         form = "HOST:PORT" if default_port is None else "HOST or HOST:PORT"
         raise ConfigError(f"{name} must be {form}, not {raw!r}")
     return host, int(port)

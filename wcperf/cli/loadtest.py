@@ -247,9 +247,11 @@ def _list() -> None:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read result {path}: {type(exc).__name__}") from None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read result {shown(path)}: {exc.strerror}") from None
+    except ValueError:  # UnicodeDecodeError too
+        raise ConfigError(f"{shown(path)}: not a wcperf loadtest result (JSON)") from None
     if not isinstance(data, dict) or "operations" not in data or "overall" not in data:
         raise ConfigError(f"{path} is not a wcperf loadtest --json result")
     return data

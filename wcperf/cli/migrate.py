@@ -335,7 +335,7 @@ def status(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(context_settings={"ignore_unknown_options": True})  # `downgrade -1`, as Alembic
 def downgrade(
     ctx: typer.Context,
     revision: str = typer.Argument(
