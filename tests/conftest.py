@@ -191,6 +191,16 @@ SERVER_VARS = (
     "WCPERF_HOME",
     "WCPERF_LOCAL_PG",
     "WCPERF_LOCAL_REDIS",
+    # libpq's own: a child must connect only where its test says
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGUSER",
+    "PGDATABASE",
+    "PGSERVICE",
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "PGSERVICEFILE",
 )
 
 

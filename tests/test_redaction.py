@@ -134,3 +134,20 @@ def test_ddl_keeps_its_shape_when_it_can() -> None:
         == "CREATE INDEX i ON t (a) WHERE b = $1"
     )
     assert fingerprint("COMMENT ON TABLE t IS 'x'").normalized == "COMMENT (literal text withheld)"
+
+
+def test_masking_keeps_json_json() -> None:
+    """The stream masks what `--json` prints: the value goes, the quotes stay."""
+    import json
+
+    data = {
+        "url": f"host=db password={CANARY}",
+        "other": f"postgresql://u@h/x?password={CANARY}",
+        "next": 1,
+    }
+    masked = redact.mask(json.dumps(data))
+    assert json.loads(masked) == {
+        "url": "host=db password=***",
+        "other": "postgresql://u@h/x?password=***",
+        "next": 1,
+    }

@@ -32,9 +32,9 @@ _secrets: set[str] = set()
 # scheme://user:PASSWORD@ (the password may hold an unencoded '/', ':' or '@')
 _USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@?#]*):\S*@")
 # ?password=… or &sslpassword=… in a URL's query
-_QUERY = re.compile(r"(?i)([?&](?:ssl)?password=)[^&\s#]*")
+_QUERY = re.compile(r"(?i)([?&](?:ssl)?password=)[^&\s#\"',;]*")
 # password=… in a libpq keyword string, quoted or not
-_KEYWORD = re.compile(r"(?i)(?<![?&\w])((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s']\S*)")
+_KEYWORD = re.compile(r"(?i)(?<![?&\w])((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s'\",;]+)")
 # what `inert` escapes: C0 and C1 controls, DEL, and the bidirectional overrides
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -61,11 +61,16 @@ def remember_url(url: str | None) -> None:
         remember(unquote(match.group(1)))
     for match in re.finditer(r"(?i)[?&](?:ssl)?password=([^&\s#]*)", url):
         remember(unquote(match.group(1)))
-    for match in _KEYWORD.finditer(url):
-        value = match.group(2)
-        if value.startswith("'"):
-            value = re.sub(r"\\(.)", r"\1", value.strip("'"))
-        remember(value)
+    if "://" not in url:  # a keyword string: libpq's own parse knows where a value ends
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            params = conninfo_to_dict(url)
+        except ProgrammingError:
+            params = {}
+        remember(str(params.get("password") or ""))
+        remember(str(params.get("sslpassword") or ""))
 
 
 def remember_environment(environ: dict[str, str] | os._Environ[str] | None = None) -> None:

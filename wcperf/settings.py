@@ -1,15 +1,18 @@
 """One Settings object, read from the environment and overridden by CLI flags.
 
 Resolution order for each server: an explicit flag, then the environment
-(`WCPERF_DATABASE_URL`, falling back to `DATABASE_URL`; `REDIS_URL`), then a server
-answering on the local default address, then the embedded servers under `.wcperf/`.
-The value `embedded` asks for the embedded server outright.
+(`WCPERF_DATABASE_URL`, falling back to `DATABASE_URL`; `REDIS_URL`); for
+PostgreSQL then libpq's own variables (`PGHOST`, `PGSERVICE`, ...) as psql reads
+them; then a server answering on the local default address, then the embedded
+servers in wcperf's home. The value `embedded` asks for the embedded server outright.
+A PostgreSQL setting may be a URL or a libpq keyword string (`host=db dbname=wc`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -52,9 +55,10 @@ class Settings:
     database_url: str | None = None
     redis_url: str | None = None
     env: str = "development"
-    home: Path = field(default_factory=lambda: Path.cwd() / ".wcperf")
+    home: Path = field(default_factory=lambda: default_home(os.environ))
     local_pg: tuple[str, int] = ("127.0.0.1", 5432)
     local_redis: tuple[str, int] = ("127.0.0.1", 6379)
+    pg_environment: str | None = None  # what PG* variables ask for, as a keyword string
     redis_prefix: str = "wcperf:"
     cache_secret: str | None = None
     pool: PoolSettings = field(default_factory=PoolSettings)
@@ -79,10 +83,9 @@ class Settings:
             or env_vars.get("DATABASE_URL")
             or None,
             redis_url=env_vars.get("REDIS_URL") or None,
+            pg_environment=libpq_environment(env_vars),
             env=env,
-            home=Path(env_vars["WCPERF_HOME"])
-            if env_vars.get("WCPERF_HOME")
-            else Path.cwd() / ".wcperf",
+            home=default_home(env_vars),
             local_pg=_address(
                 "WCPERF_LOCAL_PG", env_vars.get("WCPERF_LOCAL_PG"), ("127.0.0.1", 5432)
             ),
@@ -109,10 +112,10 @@ class Settings:
                 given["pool"] = replace(settings.pool, max_size=20 if env == "production" else 10)
         settings = replace(settings, **given)
         remember(settings.cache_secret)
-        for url in (settings.database_url, settings.redis_url):
+        for url, keywords in ((settings.database_url, True), (settings.redis_url, False)):
             if url and url != EMBEDDED:
                 remember_url(url)
-                validate_url(url)
+                validate_url(url, keywords=keywords)
         return settings
 
 
@@ -129,6 +132,51 @@ def _prefix(raw: str) -> str:
             "(1 to 64 of them), not " + repr(raw)
         )
     return raw
+
+
+def default_home(env: Mapping[str, str]) -> Path:
+    """Where the embedded servers and the cache secret live: one place per user.
+
+    `WCPERF_HOME`, else `$XDG_DATA_HOME/wcperf` (`~/.local/share/wcperf`), whatever
+    the current folder, so a command run from elsewhere finds the same servers. As
+    root, `/var/lib/wcperf`: the embedded PostgreSQL runs as an unprivileged OS user
+    that must reach its data, and root's own home is private.
+    """
+    if env.get("WCPERF_HOME"):
+        return Path(env["WCPERF_HOME"]).expanduser()
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and not env.get("XDG_DATA_HOME"):
+        return Path("/var/lib/wcperf")
+    data = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local/share")
+    return Path(data).expanduser() / "wcperf"
+
+
+# libpq's own variables: any of them set means "connect the way psql would".
+LIBPQ_VARS = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE")
+
+
+def libpq_environment(env: Mapping[str, str]) -> str | None:
+    """A keyword string naming what the PG* variables ask for, or None if none is set.
+
+    Passwords are left to libpq (`PGPASSWORD`, `~/.pgpass`), and so are `PGSSLMODE`
+    and its friends: it reads them itself for any connection that does not override
+    them, so they never pass through wcperf's strings.
+    """
+    given = {
+        key: env[var]
+        for var, key in zip(
+            LIBPQ_VARS, ("host", "hostaddr", "port", "user", "dbname", "service"), strict=True
+        )
+        if env.get(var)
+    }
+    if not given:
+        return None
+    return " ".join(f"{k}={_quoted(v)}" for k, v in given.items())
+
+
+def _quoted(value: str) -> str:
+    if value and not re.search(r"[\s'\\]", value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _positive_int(name: str, raw: str) -> int:
@@ -182,8 +230,23 @@ _SCHEMES = {
 }
 
 
-def validate_url(url: str) -> None:
-    """Refuse a URL we could not use, before anything connects."""
+def is_keywords(value: str) -> bool:
+    """A libpq keyword string (`host=db dbname=wc`) rather than a URL."""
+    return "://" not in value and "=" in value
+
+
+def validate_url(url: str, *, keywords: bool = False) -> None:
+    """Refuse a URL (or, for PostgreSQL, a keyword string) we could not use, before
+    anything connects."""
+    if keywords and is_keywords(url):
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            conninfo_to_dict(url)
+        except ProgrammingError:
+            raise ConfigError(f"malformed connection string: {mask_url(url)}") from None
+        return
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a non-numeric port
@@ -191,7 +254,8 @@ def validate_url(url: str) -> None:
         raise ConfigError(f"malformed URL: {mask_url(url)}") from None
     if parts.scheme not in _SCHEMES:
         raise ConfigError(
-            f"malformed URL: {mask_url(url)} (scheme must be postgresql:// or redis://)"
+            f"malformed URL: {mask_url(url)} (scheme must be postgresql:// or redis://, "
+            "or give a libpq keyword string such as 'host=db dbname=wc')"
         )
 
 

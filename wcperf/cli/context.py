@@ -9,7 +9,8 @@ from rich.console import Console
 
 from wcperf.db import admin
 from wcperf.db.engine import Database
-from wcperf.db.servers import CONFIGURED, Endpoint, resolve_postgres, resolve_redis
+from wcperf.db.servers import EMBEDDED_SOURCE, LOCAL, Endpoint, resolve_postgres, resolve_redis
+from wcperf.errors import ConnectError
 from wcperf.settings import Settings
 
 out = Console(highlight=False)
@@ -40,15 +41,29 @@ def announce(ctx: typer.Context, *endpoints: Endpoint) -> None:
         err.print(line, style="dim", markup=False, soft_wrap=True)
 
 
-def postgres(ctx: typer.Context, command: str, *, announce_it: bool = True) -> tuple[str, Settings]:
-    """Resolve, prepare (default database) and preflight the PostgreSQL to use."""
+def postgres(
+    ctx: typer.Context, command: str, *, announce_it: bool = True, create: bool = False
+) -> tuple[str, Settings]:
+    """Resolve and preflight the PostgreSQL to use.
+
+    Only `seed`, `demo` and `db up` pass `create`, and only on a server wcperf
+    chose itself (local or embedded): a database someone named is never created.
+    """
     settings = settings_for(ctx, command)
     endpoint = resolve_postgres(settings)
     assert endpoint.url is not None
     if announce_it:
         announce(ctx, endpoint)
-    if endpoint.source != CONFIGURED:
-        admin.ensure_database(endpoint.url)
+    if endpoint.source in (LOCAL, EMBEDDED_SOURCE):
+        name = admin.database_name(endpoint.url)
+        if create:
+            if admin.ensure_database(endpoint.url):
+                err.print(f"created database {name} on the {endpoint.source} PostgreSQL")
+        elif not admin.database_exists(endpoint.url):
+            raise ConnectError(
+                f"database {name} does not exist on the {endpoint.source} PostgreSQL: "
+                "`wcperf seed` or `wcperf demo` creates it"
+            )
     admin.check_postgres(endpoint.url)
     return endpoint.url, settings
 
@@ -57,6 +72,6 @@ def redis_endpoint(ctx: typer.Context, command: str) -> Endpoint:
     return resolve_redis(settings_for(ctx, command))
 
 
-def database(ctx: typer.Context, command: str) -> Database:
-    url, settings = postgres(ctx, command)
+def database(ctx: typer.Context, command: str, *, create: bool = False) -> Database:
+    url, settings = postgres(ctx, command, create=create)
     return Database(url, settings)

@@ -12,10 +12,12 @@ from wcperf.db import admin
 from wcperf.db.embedded import EmbeddedPostgres, EmbeddedRedis
 from wcperf.db.servers import resolve_postgres, resolve_redis
 from wcperf.errors import WcperfError
+from wcperf.redact import shown
 from wcperf.settings import DEFAULT_DATABASE, mask_url
 
 app = typer.Typer(
-    help="Embedded PostgreSQL and Redis under .wcperf/, and which servers are used.",
+    help="Embedded PostgreSQL and Redis in wcperf's home (WCPERF_HOME, else "
+    "~/.local/share/wcperf), and which servers are used.",
     no_args_is_help=True,
 )
 
@@ -33,7 +35,8 @@ def up(
     pg_status = pg.start(listen_port=port)
     assert pg_status.url is not None
     url = pg.url(DEFAULT_DATABASE, port=port)
-    admin.ensure_database(url)
+    if admin.ensure_database(url):
+        err.print(f"created database {DEFAULT_DATABASE} on the embedded PostgreSQL")
     redis_status = EmbeddedRedis(settings.home).start()
     err.print(f"embedded PostgreSQL up: {url} (pid {pg_status.pid})", markup=False)
     err.print(f"embedded Redis up: {redis_status.url} (pid {redis_status.pid})", markup=False)
@@ -41,7 +44,7 @@ def up(
 
 @app.command()
 def down(ctx: typer.Context) -> None:
-    """Stop the embedded servers. Their data stays under .wcperf/ until you delete it."""
+    """Stop the embedded servers. Their data stays in wcperf's home until you delete it."""
     settings = settings_for(ctx, "db")
     stopped_pg = EmbeddedPostgres(settings.home).stop()
     stopped_redis = EmbeddedRedis(settings.home).stop()
@@ -62,9 +65,7 @@ def status(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -
     ):
         version, problem = None, endpoint.note or None
         if endpoint.url:
-            try:
-                if name == "postgresql" and endpoint.source != "configured":
-                    admin.ensure_database(endpoint.url)
+            try:  # connect only: a missing database is reported, never created here
                 version = check(endpoint.url)
             except WcperfError as exc:
                 problem = str(exc)
@@ -102,7 +103,7 @@ def status(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -
         )
         out.print(
             table(
-                "embedded (.wcperf/)",
+                f"embedded (in {shown(settings.home)})",
                 ["server", "running", "pid", "location"],
                 [
                     [n, "yes" if v["running"] else "no", v["pid"], v["location"]]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -13,7 +16,7 @@ from wcperf.cli.context import announce, database, err, out, redis_endpoint
 from wcperf.cli.render import pairs, table
 from wcperf.db import admin
 from wcperf.demo import cache_tour, district_summary, pool_burst
-from wcperf.errors import WcperfError
+from wcperf.errors import RefusedError, WcperfError
 from wcperf.jobs import launch
 from wcperf.jobs.grade_transition import GradeTransition
 from wcperf.migrate import alembic_driver
@@ -22,16 +25,26 @@ from wcperf.migrate.verify import verify
 from wcperf.observe.observer import Observer
 from wcperf.redact import shown
 from wcperf.seed.district import SCALES
-from wcperf.seed.load import district_counts
+from wcperf.seed.load import district_counts, seeded_by_wcperf
 from wcperf.seed.load import seed as load_district
+from wcperf.settings import mask_url
 from wcperf.views.tables import percentile_table
 
 
-def demo(ctx: typer.Context) -> None:
+def demo(
+    ctx: typer.Context,
+    yes: bool = typer.Option(
+        False,
+        "--yes",
+        help="Run on a database holding data wcperf did not seed (it builds the 14 indexes "
+        "there). Without it the demo asks on a terminal and refuses elsewhere.",
+    ),
+) -> None:
     """Start what is missing, seed a small district if the database is empty, build the
     14 performance indexes online, and show the district, the pool and the cache working."""
     redis = redis_endpoint(ctx, "demo")
-    with database(ctx, "demo") as db:
+    with database(ctx, "demo", create=True) as db:
+        _guard(db, yes)
         announce(ctx, redis)
         if redis.url:
             try:
@@ -140,11 +153,55 @@ def demo(ctx: typer.Context) -> None:
                 plan.breakdowns[0].rows,
             )
         )
+        wcperf = command_name()
         out.print(
-            f"{plan.total:,} students; apply with: wcperf bulk grade-transition "
+            f"{plan.total:,} students; apply with: {wcperf} bulk grade-transition "
             f"--school-year {year}",
             markup=False,
         )
+        out.print(f"watch it work from another terminal: {wcperf} monitor live", markup=False)
+        if wcperf != "wcperf":
+            out.print(f"(`. {Path(wcperf).parent}/activate` puts wcperf on PATH)", markup=False)
+
+
+_TABLES = """
+select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema', 'wcperf')
+  and n.nspname not like 'pg\\_%'
+"""
+
+
+def _guard(db: Any, yes: bool) -> None:
+    """The demo writes (a district, 14 indexes): never into someone else's data unasked.
+
+    A database is the demo's when it has no tables at all, or wcperf seeded it.
+    """
+    with db.pool.connection() as conn:
+        tables = conn.execute(_TABLES).fetchone()[0]
+        if not tables or seeded_by_wcperf(conn) is not None or yes:
+            return
+    plural = "s" if tables != 1 else ""
+    question = (
+        f"{mask_url(db.url)} holds {tables} table{plural} wcperf did not seed; the demo "
+        "would write a sample district and build the 14 performance indexes there"
+    )
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        if typer.confirm(f"{shown(question)}. Go on?", default=False, err=True):
+            return
+        raise RefusedError("the demo was not run; nothing written")
+    raise RefusedError(
+        f"{question}: refused (nothing written). Point it at another database "
+        "(--database-url embedded) or pass --yes"
+    )
+
+
+def command_name() -> str:
+    """How to type wcperf again: `wcperf` when that is on PATH, else the path used now."""
+    argv0 = Path(sys.argv[0])
+    found = shutil.which("wcperf")
+    if argv0.name == "wcperf" and not (found and Path(found).resolve() == argv0.resolve()):
+        return str(argv0)
+    return "wcperf" if found else f"{Path(sys.executable)} -m wcperf"
 
 
 class _Bars:

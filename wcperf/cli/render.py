@@ -14,7 +14,9 @@ from wcperf.redact import text
 
 
 def emit_json(data: Any) -> None:
-    out.print_json(json.dumps(data, default=str))
+    """JSON on stdout as is: never wrapped at the terminal's width, never styled."""
+    out.file.write(json.dumps(data, default=str, indent=2) + "\n")
+    out.file.flush()
 
 
 def cell(value: Any) -> Text:

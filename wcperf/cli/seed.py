@@ -75,7 +75,7 @@ def seed(
                 )
             )
         return
-    url, settings = postgres(ctx, "seed")
+    url, settings = postgres(ctx, "seed", create=not dry_run)
     estimate = sum(t.estimate for t in district.tables())
     with Progress(
         TextColumn("[bold]{task.description:<20}"),

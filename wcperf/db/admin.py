@@ -79,6 +79,14 @@ def with_database(url: str, dbname: str) -> str:
     return make_conninfo(url, dbname=dbname)
 
 
+def database_exists(url: str) -> bool:
+    with connect(with_database(url, "postgres"), autocommit=True) as conn:
+        found = conn.execute(
+            "select 1 from pg_database where datname = %s", (database_name(url),)
+        ).fetchone()
+        return found is not None
+
+
 def ensure_database(url: str) -> bool:
     """Create the URL's database if missing (only for servers wcperf chose itself)."""
     name = database_name(url)

@@ -66,7 +66,7 @@ def district_counts(conn: psycopg.Connection) -> DistrictCounts:
     return DistrictCounts(int(row[0]), int(row[1]))
 
 
-def _has_rows(conn: psycopg.Connection) -> bool:
+def has_rows(conn: psycopg.Connection) -> bool:
     parts = sql.SQL(" or ").join(
         sql.SQL("exists (select 1 from {})").format(sql.Identifier(t)) for t in PLATFORM_TABLES
     )
@@ -110,7 +110,7 @@ def _plan(conn: psycopg.Connection, mode: Mode) -> tuple[bool, bool]:
             f"the database has some of the platform's tables but not {', '.join(missing)}: "
             "not a platform database wcperf can seed; nothing written"
         )
-    if not _has_rows(conn):
+    if not has_rows(conn):
         return False, False
     counts = district_counts(conn)
     ours = seeded_by_wcperf(conn)
