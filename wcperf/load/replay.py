@@ -26,6 +26,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from wcperf.errors import WcperfError
+from wcperf.load import orphan
 from wcperf.load.scenario import Scenario
 from wcperf.observe import histogram as hdr
 
@@ -145,7 +146,7 @@ class _Processes:
     """Child processes, each logging to a file; any failure stops them all."""
 
     def __init__(self, tmp: str, env: dict[str, str]) -> None:
-        self.tmp, self.env = Path(tmp), env
+        self.tmp, self.env = Path(tmp), orphan.child_env(env, Path(tmp))
         self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
         self.relayed: dict[Path, int] = {}
 
@@ -158,6 +159,7 @@ class _Processes:
                 env=self.env,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
+                preexec_fn=orphan.preexec(),
             )
         self.procs.append((proc, path))
         if relay:

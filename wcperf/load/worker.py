@@ -50,6 +50,7 @@ from wcperf.load.operations import OPERATIONS, WRITES, Sample
 from wcperf.observe import histogram as hdr
 from wcperf.observe.observer import Observer
 from wcperf.settings import Settings
+from wcperf.load import orphan
 
 
 # The master's messages to its workers, and their answers.
@@ -322,6 +323,7 @@ def join(path: Path, master_host: str, master_port: int, seed: int) -> None:
 
 
 def main() -> None:
+    orphan.guard()
     role, path = sys.argv[1], Path(sys.argv[2])
     if role == "join":
         join(path, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
