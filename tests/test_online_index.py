@@ -299,6 +299,46 @@ def test_killed_mid_build_then_rerun_ends_all_valid(
     assert _all_valid(district_url, settings)
 
 
+def test_a_rerun_waits_for_the_build_a_killed_run_left_running(
+    district_url: str, settings: Settings, blocker: psycopg.Connection
+) -> None:
+    """kill -9 of migrate leaves its backend building; the next run must wait for it,
+    not drop or build beside it (that deadlocked 2 runs in 11)."""
+    blocker.execute("set transaction isolation level repeatable read")
+    blocker.execute("select count(*) from schools")
+    env = {k: v for k, v in os.environ.items() if k not in ("WCPERF_DATABASE_URL",)}
+    argv = [sys.executable, "-m", "wcperf", "-q", "--database-url", district_url, "migrate",
+            "--lock-timeout", "60000"]  # fmt: skip
+    child = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        pid = None
+        with admin.connect(district_url, autocommit=True) as watcher:
+            deadline = time.monotonic() + 60
+            while pid is None and time.monotonic() < deadline:
+                row = watcher.execute("""select p.pid from pg_stat_progress_create_index p
+                    join pg_stat_activity a on a.pid = p.pid
+                    where a.application_name = 'wcperf:migrate'""").fetchone()
+                pid = row[0] if row else None
+                time.sleep(0.05)
+            assert pid is not None, "the build never started"
+            child.send_signal(signal.SIGKILL)  # the backend builds on, held by the snapshot
+            child.wait(10)
+        rerun = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
+        time.sleep(4)
+        assert rerun.poll() is None  # waiting, not failed
+        blocker.rollback()  # the orphan build can finish now, and then the re-run goes on
+        _, stderr = rerun.communicate(timeout=240)
+    finally:
+        for proc in (child,):
+            if proc.poll() is None:
+                proc.kill()
+    assert rerun.returncode == 0, stderr
+    assert f"is running in backend {pid}" in stderr and "waiting for it to end" in stderr
+    assert _all_valid(district_url, settings)
+
+
 def test_a_role_that_does_not_own_the_tables_is_told_so(
     district_url: str, settings: Settings
 ) -> None:

@@ -95,3 +95,19 @@ def test_idle_connections_beyond_the_warm_two_are_closed(
         while db.figures().open > 2 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert db.figures().open == 2
+
+
+def test_a_pool_larger_than_the_server_can_spare_is_cut_and_says_so(
+    database_url: str, settings: Settings
+) -> None:
+    """WCPERF_POOL_SIZE=500 must not take every connection the platform needs."""
+    with admin.connect(database_url) as conn:
+        limit = int(conn.execute("show max_connections").fetchone()[0])  # type: ignore[index]
+    huge = replace(settings, pool=replace(settings.pool, max_size=limit * 5))
+    with Database(database_url, huge) as db:
+        assert db.pool.max_size <= limit // 2
+        (note,) = db.notes
+        assert f"pool cut from {limit * 5} to {db.pool.max_size} connections" in note
+        assert f"max_connections {limit}" in note
+    with Database(database_url, settings) as db:  # the default 10 fits: left alone
+        assert db.pool.max_size == settings.pool.max_size and db.notes == []

@@ -99,6 +99,9 @@ class QueryCache:
         self._pending_bumps: set[str] = set()
         self._down_until = 0.0
         self._backoff = 0.5
+        self.outages = 0  # times Redis became unreachable
+        self.outage_s = 0.0  # for how long, ended outages
+        self._outage_since: float | None = None
         self._inflight: dict[Hashable, _Flight] = {}
         self._flight_lock = threading.Lock()
         self._fp = Fingerprinter()
@@ -134,12 +137,26 @@ class QueryCache:
         return self._redis
 
     def _failed(self) -> None:
+        now = time.monotonic()
         self.counts["l2_errors"] += 1
-        self._down_until = time.monotonic() + self._backoff
+        if self._outage_since is None:  # an outage begins: count it, time it
+            self._outage_since = now
+            self.outages += 1
+        self._down_until = now + self._backoff
         self._backoff = min(self._backoff * 2, 10.0)
 
     def _recovered(self) -> None:
+        """Redis answered: an outage, if one was running, ends here."""
+        if self._outage_since is not None:
+            self.outage_s += time.monotonic() - self._outage_since
+            self._outage_since = None
         self._backoff = 0.5
+
+    def outage_figures(self) -> dict[str, float]:
+        """Redis outages ridden through: how many, and for how long in all (one still
+        running counts up to now)."""
+        running = time.monotonic() - self._outage_since if self._outage_since else 0.0
+        return {"count": self.outages, "seconds": round(self.outage_s + running, 3)}
 
     def _public(self, name: str) -> str:
         """The name as Redis sees it (keyed when it holds a bucket); remembered both ways."""
@@ -307,6 +324,8 @@ class QueryCache:
         if r is not None:
             try:
                 value, size = self._l2_read(r, rkey)
+                if self._outage_since is not None:
+                    self._recovered()
                 if value is not _MISS:
                     self.counts["l2_hits"] += 1
                     self._remember(key, kind, tables, value, size, gens)
@@ -490,6 +509,7 @@ class QueryCache:
             "misses": c["loads"],
             "loads": c["loads"],
             "bumps": c["bumps"],
+            "redis_outages": self.outage_figures(),
             "tiers": {
                 "l1": {
                     "hits": c["l1_hits"],

@@ -74,4 +74,7 @@ def redis_endpoint(ctx: typer.Context, command: str) -> Endpoint:
 
 def database(ctx: typer.Context, command: str, *, create: bool = False) -> Database:
     url, settings = postgres(ctx, command, create=create)
-    return Database(url, settings)
+    db = Database(url, settings)
+    for note in db.notes:
+        err.print(f"note: {note}", style="yellow", markup=False)
+    return db

@@ -16,13 +16,13 @@ from wcperf.cli.render import table
 from wcperf.errors import ConfigError
 from wcperf.load import scenario as scenarios
 from wcperf.load.guard import check_writes
-from wcperf.load.replay import DEFAULT_PORT, Master, join, replay
+from wcperf.load.replay import DEFAULT_PORT, Master, faults_line, join, replay
 from wcperf.load.report import html
 from wcperf.load.verdict import compare, judge
 from wcperf.observe import histogram as hdr
 from wcperf.observe.collect import published
 from wcperf.observe.snapshot import merge
-from wcperf.redact import shown
+from wcperf.redact import mask, shown
 from wcperf.settings import parse_address
 
 EXIT_MISSED = 1
@@ -142,13 +142,15 @@ def loadtest(
         )
     endpoint = redis_endpoint(ctx, "loadtest")
     announce(ctx, endpoint)
+    # The children resolve nothing themselves: they use the Redis this command chose.
+    child_env = {"REDIS_URL": endpoint.url} if endpoint.url else {}
     if worker:
         master_at = parse_address("--worker", worker, DEFAULT_PORT)
         err.print(
             f"{processes} worker(s) joining the master at {shown(worker)}; it starts the users",
             markup=False,
         )
-        join(scenario, url, master_at, processes=processes, seed=seed)
+        join(scenario, url, master_at, processes=processes, seed=seed, env=child_env)
         err.print(
             f"{processes} worker(s) done; the master at {shown(worker)} has the result",
             markup=False,
@@ -159,14 +161,23 @@ def loadtest(
         endpoint.url, settings.redis_prefix, scenario, state(ctx).quiet, timed=leader is None
     )
     try:
-        result = replay(scenario, url, processes=processes, seed=seed, tick=ticker, master=leader)
+        result = replay(
+            scenario,
+            url,
+            processes=processes,
+            seed=seed,
+            tick=ticker,
+            master=leader,
+            env=child_env,
+        )
     finally:
         ticker.close()
     result["verdict"] = judge(result, scenario.targets)
+    # Reports pass through the same masking as everything printed.
     if json_path is not None:
-        json_path.write_text(json.dumps(result, indent=1))
+        json_path.write_text(mask(json.dumps(result, indent=1)), encoding="utf-8")
     if html_path is not None:
-        html_path.write_text(html(result))
+        html_path.write_text(mask(html(result)), encoding="utf-8")
     _summary(result)
     if not result["verdict"]["passed"]:
         raise typer.Exit(EXIT_MISSED)
@@ -312,6 +323,8 @@ def _summary(result: dict[str, Any]) -> None:
         f"mean wait {p['mean_wait_ms']} ms · N+1 detections {len(result['n_plus_one'])}",
         markup=False,
     )
+    if line := faults_line(result.get("faults") or {}):
+        out.print(line, style="yellow", markup=False)
     for check in result["verdict"]["checks"]:
         mark = {True: "met", False: "MISSED", None: "no data"}[check["passed"]]
         out.print(f"  {check['target']:<22} {check['value']!s:>10} vs {check['limit']:g}: {mark}")

@@ -91,7 +91,9 @@ class _Bars:
         elif event.kind in ("retry", "dropped") and name in self.tasks:
             detail = event.detail if event.kind == "retry" else f"dropped {event.detail} leftover"
             p.update(self.tasks[name], phase=detail)
-            p.console.print(f"{name}: {shown(detail)}", markup=False, highlight=False)
+            p.console.print(
+                f"{name}: {shown(detail)}", markup=False, highlight=False, soft_wrap=True
+            )
         elif event.kind in ("done", "analyzed") and name in self.tasks:
             p.update(
                 self.tasks[name],
@@ -108,6 +110,10 @@ class _Bars:
                         "size_bytes": event.size_bytes,
                     }
                 )
+        elif event.kind == "waiting":
+            p.console.print(
+                f"{name}: {shown(event.detail)}", markup=False, highlight=False, soft_wrap=True
+            )
         elif event.kind in ("skipped", "differs"):
             self.summary.append(
                 {

@@ -106,6 +106,15 @@ def session_options(settings: Settings) -> dict[str, str]:
     }
 
 
+POOL_SHARE = 0.5  # of the server's free connections, at most, for one pool
+_FREE_CONNECTIONS = """
+select current_setting('max_connections')::int,
+       current_setting('superuser_reserved_connections')::int
+         + coalesce(current_setting('reserved_connections', true)::int, 0),
+       (select count(*) from pg_stat_activity where backend_type = 'client backend')
+"""
+
+
 class Database:
     """A pool and an engine for one database URL; close it when done."""
 
@@ -131,14 +140,40 @@ class Database:
             name=settings.application_name,
             open=False,
         )
+        self.notes: list[str] = []  # what a user should be told about this pool
         try:
             self.pool.open(wait=wait, timeout=CONNECT_TIMEOUT_S + 1)
         except PoolTimeout:
             self.pool.close()
             self._raise_reason()
+        if wait:
+            self._fit_to_server()
         self.engine: Engine = create_engine(
             "postgresql+psycopg://", creator=self.pool.getconn, poolclass=NullPool
         )
+
+    def _fit_to_server(self) -> None:
+        """Cap the pool at a share of the connections the server has free.
+
+        A pool of 500 on a server of 100 would take every connection there is, and
+        the platform's own application would get "too many clients". So the pool
+        never grows beyond `POOL_SHARE` of what is free when it opens (its own
+        connections counted as free), and says so when that cuts it.
+        """
+        with self.pool.connection() as conn:
+            row = conn.execute(_FREE_CONNECTIONS).fetchone()
+        assert row is not None
+        limit, reserved, used = (int(v) for v in row)
+        ours = self.pool.get_stats().get("pool_size", 0)
+        free = max(limit - reserved - used + ours, 1)
+        cap = max(int(free * POOL_SHARE), 1)
+        if self.pool.max_size > cap:
+            self.notes.append(
+                f"pool cut from {self.pool.max_size} to {cap} connections: "
+                f"{POOL_SHARE:.0%} of the {free} this server has free "
+                f"(max_connections {limit})"
+            )
+            self.pool.resize(min(self.pool.min_size, cap), cap)
 
     def _raise_reason(self) -> None:
         try:

@@ -120,7 +120,30 @@ def merge(parts: list[dict[str, Any]], scenario: Scenario, processes: int) -> di
         },
         "pool": pool,
         "n_plus_one": [n for p in parts for n in p["n_plus_one"]],
+        "faults": {
+            key: round(sum(float((p.get("faults") or {}).get(key, 0)) for p in parts), 3)
+            for key in FAULTS
+        },
     }
+
+
+FAULTS = ("redis_outages", "redis_outage_s", "db_connections_lost", "db_connection_errors")
+
+
+def faults_line(faults: dict[str, float]) -> str | None:
+    """What a run rode through, as one sentence of figures; None when nothing happened."""
+    said = []
+    if faults.get("redis_outages"):
+        said.append(
+            f"Redis unreachable {faults['redis_outages']:g} time(s), "
+            f"{faults['redis_outage_s']:.1f} s in all (served from L1 and the database)"
+        )
+    if faults.get("db_connections_lost") or faults.get("db_connection_errors"):
+        said.append(
+            f"{faults['db_connections_lost']:g} database connection(s) lost and replaced, "
+            f"{faults['db_connection_errors']:g} failed connection attempt(s)"
+        )
+    return "rode through: " + "; ".join(said) if said else None
 
 
 DEFAULT_PORT = 5557  # locust's

@@ -170,6 +170,7 @@ class Load:
         redis_url = resolve_redis(settings, start=False).url
         self.db = Database(settings.database_url or "", settings)
         self.cache: QueryCache | None = None
+        self._outages_before = {"count": 0, "seconds": 0.0}
         if redis_url:
             secret = load_secret(settings.cache_secret, settings.home)
             self.cache = QueryCache(redis_url, secret=secret, prefix=settings.redis_prefix)
@@ -222,6 +223,7 @@ class Load:
         self.errors.update(dict.fromkeys(self.errors, 0))
         if self.cache is not None:
             self.cache.counts.update(dict.fromkeys(self.cache.counts, 0))
+            self._outages_before = self.cache.outage_figures()
         self.peak.update(in_use=0, waiting=0)
         self._before = {q.fingerprint: q for q in self.observer.snapshot().queries}
         self._pool_before = self.db.figures()
@@ -276,6 +278,21 @@ class Load:
                 {"normalized": n.normalized, "call_site": n.call_site, "count": n.count}
                 for n in snap.n_plus_one
             ],
+            "faults": self._faults(figures),
+        }
+
+    def _faults(self, figures: Any) -> dict[str, float]:
+        """What the run rode through while measured: Redis outages, database reconnects."""
+        before = self._pool_before
+        outages = {"count": 0, "seconds": 0.0}
+        if self.cache is not None:
+            now, then = self.cache.outage_figures(), self._outages_before
+            outages = {k: now[k] - then[k] for k in outages}
+        return {
+            "redis_outages": outages["count"],
+            "redis_outage_s": round(outages["seconds"], 3),
+            "db_connections_lost": figures.connections_lost - before.connections_lost,
+            "db_connection_errors": figures.connections_errors - before.connections_errors,
         }
 
 

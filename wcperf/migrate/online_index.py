@@ -55,6 +55,10 @@ class BuildPolicy:
     # are working on this database (live traffic comes first), and PostgreSQL's own
     # parallelism while it is quiet. Decided afresh before each build.
     parallel_workers: int | str = AUTO
+    # How long to wait for an index build already running on the same table (a
+    # killed run's backend goes on building): building or dropping beside it would
+    # only deadlock with it.
+    wait_for_builds_s: float = 1800.0
 
     def session_sql(self) -> list[str]:
         stmts = [
@@ -337,7 +341,7 @@ class BuildProgress:
 
 @dataclass(frozen=True)
 class IndexEvent:
-    kind: str  # start | progress | dropped | retry | done | skipped | analyze
+    kind: str  # start|progress|dropped|retry|waiting|done|skipped|differs|analyze|analyzed
     spec: IndexSpec | None
     detail: str = ""
     progress: BuildProgress | None = None
@@ -450,6 +454,14 @@ def _privileges(exc: errors.InsufficientPrivilege) -> PrivilegeError:
         "wcperf migrate must own the tables (or be a superuser) to build or drop indexes: "
         f"{exc.diag.message_primary}"
     )
+
+
+_RUNNING_BUILDS_SQL = """
+select p.pid, a.application_name, p.phase
+from pg_stat_progress_create_index p
+join pg_stat_activity a on a.pid = p.pid
+where p.relid = %s::regclass and p.pid <> pg_backend_pid()
+"""
 
 
 class OnlineIndexBuilder:
@@ -570,9 +582,49 @@ class OnlineIndexBuilder:
                     )
                 )
 
+    def _running_builds(self, table: str) -> list[tuple[int, str, str]]:
+        return [
+            (int(pid), str(app or "?"), str(phase))
+            for pid, app, phase in self.conn.execute(_RUNNING_BUILDS_SQL, (table,))
+        ]
+
+    def _wait_for_builds(self, spec: IndexSpec) -> None:
+        """Wait until no other session is building an index on `spec`'s table.
+
+        After a `kill -9` of `wcperf migrate`, its backend goes on with CREATE
+        INDEX CONCURRENTLY: the index it builds looks INVALID, and dropping or
+        building beside it deadlocks with it. Waiting lets it finish (the index is
+        then simply present) or fail (it is then rebuilt).
+        """
+        deadline = time.monotonic() + self.policy.wait_for_builds_s
+        said: set[int] = set()
+        while running := self._running_builds(spec.table):
+            for pid, app, phase in running:
+                if pid not in said:
+                    said.add(pid)
+                    self.listener(
+                        IndexEvent(
+                            "waiting",
+                            spec,
+                            detail=f"an index build on {spec.table} is running in backend "
+                            f"{pid} ({app}; {phase}), perhaps from a run that was stopped: "
+                            "waiting for it to end",
+                            table=spec.table,
+                        )
+                    )
+            if time.monotonic() >= deadline:
+                pid = running[0][0]
+                raise WcperfError(
+                    f"an index build on {spec.table} is still running in backend {pid} after "
+                    f"{self.policy.wait_for_builds_s:.0f} s: let it finish, or stop it with "
+                    f"`select pg_cancel_backend({pid})`, then run wcperf migrate again"
+                )
+            self._sleep(1.0)
+
     def _ensure(self, spec: IndexSpec) -> bool:
         """Make `spec` present; True if anything was built. A differing index of the
         platform's is reported and left alone unless `replace_differing`."""
+        self._wait_for_builds(spec)
         state = index_states(self.conn, [spec])[spec.name]
         if state.state == PRESENT:
             detail = f"present as {state.found_as}" if state.found_as else state.origin
