@@ -28,4 +28,5 @@ lint: install
 
 clean:
 	-$(BIN)/wcperf db down
-	rm -rf $(VENV) .wcperf .pytest_cache .ruff_cache bench-results
+	rm -rf $(VENV) .pytest_cache .ruff_cache bench-results
+	@echo "wcperf's home (embedded servers' data, cache secret) is kept; WCPERF_HOME or ~/.local/share/wcperf"
