@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,10 @@ def _cases(f: dict[str, Path], done_job: int, busy_port: int) -> list[tuple[list
         # job numbers and sizes
         ([*grade[:3], "2062", "--dry-run"], "not a school year near now"),
         ([*grade[:3], "99999999999999999999", "--dry-run"], "not a school year near now"),
+        (
+            [*grade[:3], "2020", "--dry-run"],
+            f"ended {date.today().year - 2020} years ago: pass --yes",
+        ),
         ([*grade, "--batch-size", "100000000000000000000"], "--batch-size must be between"),
         ([*grade, "--batch-size", "²"], "--batch-size must be auto or a whole number"),
         ([*grade, "--batch-size", "0"], "--batch-size must be auto or a whole number"),
@@ -120,12 +125,12 @@ def _cases(f: dict[str, Path], done_job: int, busy_port: int) -> list[tuple[list
         (["bulk", "resume", str(done_job)], f"bulk job {done_job} is done"),
         # scenarios and load options
         (["loadtest", str(f["latin1.toml"])], "not a UTF-8 text file"),
-        (["loadtest", str(f["nan.toml"])], "duration must be a finite number"),
-        (["loadtest", str(f["inf.toml"])], "duration must be a finite number"),
-        (["loadtest", str(f["many.toml"])], "users must be between 1 and 10,000"),
+        (["loadtest", str(f["nan.toml"])], "duration: must be a finite number"),
+        (["loadtest", str(f["inf.toml"])], "duration: must be a finite number"),
+        (["loadtest", str(f["many.toml"])], "users: must be between 1 and 10,000"),
         (["loadtest", str(f["typo.toml"])], "duraton: unknown field"),
         (["loadtest", str(f["badop.toml"])], "unknown operation 'drop_table'"),
-        (["loadtest", str(f["weight.toml"])], "weight must be a finite number"),
+        (["loadtest", str(f["weight.toml"])], "weight: must be a finite number"),
         (["loadtest", "no-such-scenario"], "no scenario 'no-such-scenario'"),
         (["loadtest", "school-day", "--users", "1000000000"], "--users must be between"),
         (["loadtest", "school-day", "--spawn-rate", "nan"], "'--spawn-rate'"),

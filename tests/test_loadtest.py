@@ -18,6 +18,7 @@ from wcperf.db import admin
 from wcperf.load.replay import _free_port
 from wcperf.observe import histogram as hdr
 
+CANARY = "pw-canary-loadtest-3317"
 POINT_READ = """
 users = {users}
 spawn_rate = {users}
@@ -44,7 +45,11 @@ def test_school_day_measures_every_operation_and_writes_json_and_html(
 ) -> None:
     out, page = tmp_path / "result.json", tmp_path / "report.html"
     flags = ["--users", "8", "--duration", "10s", "--json", str(out), "--html", str(page)]
-    run = run_cli("-q", "--database-url", bulk_url, "loadtest", "school-day", *flags)
+    # Trust auth ignores a password: plant one, in both forms, to prove it never shows.
+    url = bulk_url.replace("://postgres@", f"://postgres:{CANARY}@") + f"?password={CANARY}"
+    run = run_cli("--database-url", url, "loadtest", "school-day", *flags)
+    for written in (run.stdout, run.stderr, out.read_text(), page.read_text()):
+        assert CANARY not in written
     assert run.returncode == 0, run.stdout + run.stderr  # every SPEC target, cache hits too
     result = json.loads(out.read_text())
     verdict = {c["target"]: c for c in result["verdict"]["checks"]}

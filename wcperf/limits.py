@@ -26,18 +26,25 @@ MAX_STUDENTS = 10_000_000
 MAX_INTERVAL_S = 3_600.0
 
 
-def number(name: str, value: object, low: float, high: float, *, whole: bool = False) -> float:
-    """`value` if it is a finite number in [low, high] (whole if asked), else ConfigError."""
+def problem(value: object, low: float, high: float, *, whole: bool = False) -> str | None:
+    """What is wrong with `value` as a finite number in [low, high] (whole if asked)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{name} must be a number, not {shown(repr(value))}")
+        return f"must be a number, not {shown(repr(value))}"
     if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, not {value}")
+        return f"must be a finite number, not {value}"
     if whole and not isinstance(value, int):
-        raise ConfigError(f"{name} must be a whole number, not {value!r}")
+        return f"must be a whole number, not {value!r}"
     if not low <= value <= high:
         given = f"{value:,}" if isinstance(value, int) else f"{value:g}"
-        raise ConfigError(f"{name} must be between {low:,g} and {high:,g}, not {given}")
-    return value
+        return f"must be between {low:,g} and {high:,g}, not {given}"
+    return None
+
+
+def number(name: str, value: object, low: float, high: float, *, whole: bool = False) -> float:
+    """`value` if it is a finite number in [low, high] (whole if asked), else ConfigError."""
+    if (wrong := problem(value, low, high, whole=whole)) is not None:
+        raise ConfigError(f"{name} {wrong}")
+    return value  # type: ignore[return-value]
 
 
 def whole(name: str, value: object, low: int, high: int) -> int:

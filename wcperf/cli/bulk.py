@@ -347,6 +347,9 @@ def grade_transition(
         None, "--school", metavar="UUID", help="Only this school (repeat)."
     ),
     as_user: str | None = _as_user(),
+    yes: bool = typer.Option(
+        False, "--yes", help="Needed for a school year that ended before last year."
+    ),
     dry_run: bool = _dry_run(),
     atomic: bool = _atomic(),
     batch_size: str = _batch_size(),
@@ -363,7 +366,7 @@ def grade_transition(
     """
     options = run_options(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
     kind = GradeTransition()
-    args = kind.args(school_year, school, as_user)
+    args = kind.args(school_year, school, as_user, confirmed=yes)
     _job_command(ctx, lambda c: kind.plan(c, args), options, dry_run, json_out)
 
 

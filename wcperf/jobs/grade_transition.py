@@ -102,12 +102,20 @@ class GradeTransition:
         school_year: int,
         schools: list[str] | list[uuid.UUID] | None = None,
         user: str | uuid.UUID | None = None,
+        confirmed: bool = False,
     ) -> dict[str, Any]:
+        """A year outside the last ten is refused; one before last year (a late catch-up,
+        or a typo of this one) needs `confirmed` (`--yes`)."""
         this_year = date.today().year
         if not this_year - 10 <= school_year <= this_year + 1:
             raise ConfigError(
                 f"--school-year {school_year} is not a school year near now "
                 f"({this_year - 10}-{this_year + 1}); nothing planned"
+            )
+        if school_year < this_year - 1 and not confirmed:
+            raise ConfigError(
+                f"--school-year {school_year} ended {this_year - school_year} years ago: "
+                "pass --yes if that is the year you mean; nothing planned"
             )
         ids = sorted({str(parse_uuid(s, "--school")) for s in schools or []})
         by = str(parse_uuid(user, "--as-user")) if user is not None else None

@@ -107,7 +107,9 @@ def parse_duration(raw: Any, where: str) -> float:
         raise ConfigError(f"{where}: must be like 60s, 2m or a number of seconds, not {raw!r}")
     if seconds <= 0:
         raise ConfigError(f"{where}: must be above 0")
-    return limits.number(where, seconds, 0, limits.MAX_DURATION_S)
+    if (wrong := limits.problem(seconds, 0, limits.MAX_DURATION_S)) is not None:
+        raise ConfigError(f"{where}: {wrong}")
+    return seconds
 
 
 def load(path: Path) -> Scenario:
@@ -133,12 +135,11 @@ def parse(data: dict[str, Any], path: Path | None = None) -> Scenario:
             raise bad(key, f"unknown field (known: {', '.join(sorted(_KEYS))})")
 
     def number(key: str, value: Any, kind: type, low: float, high: float) -> Any:
-        try:
-            return kind(limits.number(f"{where}: {key}", value, low, high, whole=kind is int))
-        except ConfigError as exc:
-            if isinstance(value, int | float) and not isinstance(value, bool) and value < low:
-                raise bad(key, f"must be at least {low:g}") from None
-            raise exc from None
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < low:
+            raise bad(key, f"must be at least {low:g}")
+        if (wrong := limits.problem(value, low, high, whole=kind is int)) is not None:
+            raise bad(key, wrong)
+        return kind(value)
 
     for required in ("users", "duration", "tasks"):
         if required not in data:
