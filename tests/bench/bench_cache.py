@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from tests.bench.common import bench_database, save
-from wcperf.cache.keys import unseal
+from wcperf.cache.keys import Sealer
 from wcperf.cache.tiered import QueryCache
 from wcperf.db.engine import Database
 from wcperf.db.servers import resolve_redis
@@ -100,8 +100,10 @@ def main(argv: list[str] | None = None) -> None:
             def l2_hit() -> None:
                 l2_only.get_or_load(*probe, lambda: value)
 
+            sealer, name = Sealer(SECRET), rkey.decode()
+
             def raw_get() -> None:  # what an L2 hit must do at least: GET, open, unpickle
-                pickle.loads(unseal(SECRET, raw.get(rkey), rkey.decode()))
+                pickle.loads(sealer.unseal(raw.get(rkey), name))
 
             def raw_get_bytes() -> None:
                 raw.get(rkey)

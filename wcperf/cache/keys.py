@@ -91,26 +91,35 @@ def keyed_name(secret: bytes, name: str) -> str:
 _SEALED = b"\x01"  # format version of a sealed value
 
 
-def _value_key(secret: bytes) -> AESGCM:
-    return AESGCM(hmac.new(secret, b"wcperf cache value key", hashlib.sha256).digest())
-
-
-def seal(secret: bytes, payload: bytes, key: str) -> bytes:
-    """Encrypt and authenticate a cached value for Redis (AES-256-GCM, bound to its key).
+class Sealer:
+    """Encrypts and authenticates cached values for Redis (AES-256-GCM, bound to their key).
 
     Redis holds names, phones and diagnosis codes for up to 30 minutes; sealed, a
     dump or a MONITOR shows none of them, and a value copied to another key or
-    forged by whoever can write to Redis fails to open.
+    forged by whoever can write to Redis fails to open. The cipher is set up once
+    (its key schedule costs more than sealing a cached row).
     """
-    nonce = os.urandom(12)
-    return _SEALED + nonce + _value_key(secret).encrypt(nonce, payload, key.encode())
+
+    def __init__(self, secret: bytes) -> None:
+        self._aead = AESGCM(hmac.new(secret, b"wcperf cache value key", hashlib.sha256).digest())
+
+    def seal(self, payload: bytes, key: str) -> bytes:
+        nonce = os.urandom(12)
+        return _SEALED + nonce + self._aead.encrypt(nonce, payload, key.encode())
+
+    def unseal(self, blob: bytes, key: str) -> bytes | None:
+        """The payload sealed for `key`, or None if this secret did not seal it for it."""
+        if blob[:1] != _SEALED or len(blob) < 29:
+            return None
+        try:
+            return self._aead.decrypt(blob[1:13], blob[13:], key.encode())
+        except InvalidTag:
+            return None
+
+
+def seal(secret: bytes, payload: bytes, key: str) -> bytes:
+    return Sealer(secret).seal(payload, key)
 
 
 def unseal(secret: bytes, blob: bytes, key: str) -> bytes | None:
-    """The payload `seal` wrapped for `key`, or None if it was not sealed by us for it."""
-    if blob[:1] != _SEALED or len(blob) < 29:
-        return None
-    try:
-        return _value_key(secret).decrypt(blob[1:13], blob[13:], key.encode())
-    except InvalidTag:
-        return None
+    return Sealer(secret).unseal(blob, key)

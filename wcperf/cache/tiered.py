@@ -42,7 +42,7 @@ import redis
 from sqlalchemy import event
 
 from wcperf.cache.inventory import delete_entries, events_channel
-from wcperf.cache.keys import TTL_S, cache_key, key_digest, keyed_name, seal, unseal
+from wcperf.cache.keys import TTL_S, Sealer, cache_key, key_digest, keyed_name
 from wcperf.cache.l1 import L1, L1Entry
 from wcperf.cache.placing import placed
 from wcperf.cache.scopes import written
@@ -85,6 +85,7 @@ class QueryCache:
         self.l1 = L1(l1_size)
         self.prefix = prefix
         self._secret = secret
+        self._sealer = Sealer(secret)
         self._lock_ttl_ms = lock_ttl_ms
         self._refresh_s = refresh_s
         self._redis: redis.Redis | None = None
@@ -373,7 +374,7 @@ class QueryCache:
         blob = r.get(rkey)
         if blob is None:
             return _MISS, 0
-        payload = unseal(self._secret, blob, rkey)
+        payload = self._sealer.unseal(blob, rkey)
         if payload is None:
             self.counts["l2_tampered"] += 1
             return _MISS, 0
@@ -421,7 +422,7 @@ class QueryCache:
         if r is not None:
             try:
                 pipe = r.pipeline(transaction=False)
-                pipe.set(rkey, seal(self._secret, blob, rkey), ex=ttl_s)
+                pipe.set(rkey, self._sealer.seal(blob, rkey), ex=ttl_s)
                 if token:
                     pipe.eval(_RELEASE, 1, rkey + ":lock", token)
                 pipe.execute()
