@@ -158,10 +158,19 @@ def demo(
             f"{plan.total:,} students; apply with: {wcperf} bulk grade-transition "
             f"--school-year {year}",
             markup=False,
+            soft_wrap=True,  # a command to copy: the terminal may wrap it, never a newline
         )
-        out.print(f"watch it work from another terminal: {wcperf} monitor live", markup=False)
+        out.print(
+            f"watch it work from another terminal: {wcperf} monitor live",
+            markup=False,
+            soft_wrap=True,
+        )
         if wcperf != "wcperf":
-            out.print(f"(`. {Path(wcperf).parent}/activate` puts wcperf on PATH)", markup=False)
+            out.print(
+                f"(`. {Path(wcperf).parent}/activate` puts wcperf on PATH)",
+                markup=False,
+                soft_wrap=True,
+            )
 
 
 _TABLES = """
