@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,16 @@ from wcperf.observe.snapshot import DatabaseView, Snapshot, Source
 from wcperf.views.tables import frame
 
 CANARY = "Cn4ry-pw-7731"
+
+
+@pytest.fixture(autouse=True)
+def _own_registry() -> Iterator[None]:
+    """What a test teaches the masking registry stays in that test."""
+    saved = set(redact._secrets), redact._known
+    yield
+    redact._secrets.clear()
+    redact._secrets.update(saved[0])
+    redact._known = saved[1]
 
 
 @pytest.mark.parametrize(
@@ -151,3 +162,14 @@ def test_masking_keeps_json_json() -> None:
         "other": "postgresql://u@h/x?password=***",
         "next": 1,
     }
+
+
+def test_a_password_that_is_a_common_word_does_not_garble_the_output() -> None:
+    """`postgres:postgres@` is everyday on a developer's machine: mask the value where it
+    stands alone, not every "postgresql" on the screen."""
+    redact.remember_url("postgresql://postgres:postgres@db/wc")
+    line = redact.mask("using postgresql configured postgresql://postgres:postgres@db/wc")
+    assert line == "using postgresql configured postgresql://***:***@db/wc"
+    assert redact.mask('auth failed: password "postgres" refused') == (
+        'auth failed: password "***" refused'
+    )

@@ -28,6 +28,7 @@ MASK = "***"
 MIN_SECRET = 4
 
 _secrets: set[str] = set()
+_known: re.Pattern[str] | None = None  # the secrets as one pattern, rebuilt when they change
 
 # scheme://user:PASSWORD@ (the password may hold an unencoded '/', ':' or '@')
 _USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@?#]*):\S*@")
@@ -47,10 +48,17 @@ def remember(secret: str | None) -> None:
     `password=`): masking every "pw" in every line would garble all output while
     protecting a password anyone could guess.
     """
+    global _known
     if secret and len(secret) >= MIN_SECRET:
+        before = len(_secrets)
         _secrets.add(secret)
         if (encoded := quote(secret, safe="")) != secret:
             _secrets.add(encoded)
+        if len(_secrets) != before:
+            # Whole values only: a password "postgres" is masked where it stands
+            # alone (`postgres:***@`, `"postgres"`), not inside "postgresql".
+            alternatives = "|".join(re.escape(s) for s in sorted(_secrets, key=len, reverse=True))
+            _known = re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])")
 
 
 def remember_url(url: str | None) -> None:
@@ -109,9 +117,8 @@ def mask(text: str) -> str:
     text = _USERINFO.sub(rf"\1:{MASK}@", text)
     text = _QUERY.sub(rf"\1{MASK}", text)
     text = _KEYWORD.sub(rf"\1{MASK}", text)
-    for secret in sorted(_secrets, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, MASK)
+    if _known is not None:
+        text = _known.sub(MASK, text)
     return text
 
 
