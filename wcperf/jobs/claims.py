@@ -10,6 +10,7 @@ launcher refuses a job whose claims meet an unfinished job's, under one lock.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,8 @@ class Claims:
     touches: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
-    def of(cls, owns: list[str] | set[str], touches: list[str] | set[str] = ()) -> Claims:  # type: ignore[assignment]
+    def of(cls, owns: Iterable[str], touches: Iterable[str] = ()) -> Claims:
+        """Nothing owned means the whole district: a claim can only err on the safe side."""
         return cls(frozenset(owns) or frozenset({DISTRICT}), frozenset(touches))
 
     def overlaps(self, other: Claims) -> bool:
