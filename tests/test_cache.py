@@ -286,21 +286,28 @@ def test_redis_stopped_then_back_and_the_cache_reconnects(db: Database, tmp_path
         server.stop()
 
 
+def _plant_canaries(s: Session, student_id: uuid.UUID) -> Student:
+    """The student's name and birth date become canaries, and a record with a canary note
+    and a diagnosis code is added: what must never be found in Redis."""
+    student = s.get(Student, student_id)
+    assert student is not None
+    student.first_name, student.last_name = CANARIES[0], CANARIES[1]
+    student.date_of_birth = date(2012, 2, 29)
+    s.commit()
+    hp.add_health_record(
+        s,
+        student_id,
+        "ALLERGY_DOCUMENTATION",
+        date(2026, 1, 5),
+        notes=CANARIES[3],
+        diagnosis_code="J45.909",
+    )
+    return student
+
+
 def test_no_phi_in_any_redis_key(db: Database, cache: QueryCache, redis_url: str) -> None:
     with Session(db.engine) as s:
-        student = s.get(Student, S[13])
-        assert student is not None
-        student.first_name, student.last_name = CANARIES[0], CANARIES[1]
-        student.date_of_birth = date(2012, 2, 29)
-        s.commit()
-        hp.add_health_record(
-            s,
-            S[13],
-            "ALLERGY_DOCUMENTATION",
-            date(2026, 1, 5),
-            notes=CANARIES[3],
-            diagnosis_code="J45.909",
-        )
+        student = _plant_canaries(s, S[13])
         assert hp.student_detail(s, S[13], cache=cache)["first_name"] == CANARIES[0]
         assert hp.health_timeline(s, S[13], cache=cache)
         assert student.nurse_id is not None
@@ -325,18 +332,7 @@ def test_cached_values_are_sealed_at_rest_and_bound_to_their_key(
     """A dump of Redis shows no name, birth date, note or diagnosis code; a sealed value
     copied to another key does not open there."""
     with Session(db.engine) as s:
-        student = s.get(Student, S[12])
-        assert student is not None
-        student.first_name, student.last_name = CANARIES[0], CANARIES[1]
-        s.commit()
-        hp.add_health_record(
-            s,
-            S[12],
-            "ALLERGY_DOCUMENTATION",
-            date(2026, 1, 6),
-            notes=CANARIES[3],
-            diagnosis_code="J45.909",
-        )
+        _plant_canaries(s, S[12])
         detail = hp.student_detail(s, S[12], cache=cache)
         assert detail["first_name"] == CANARIES[0]
         timeline = hp.health_timeline(s, S[12], cache=cache)

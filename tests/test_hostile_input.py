@@ -21,6 +21,7 @@ from psycopg import sql
 
 from tests.conftest import DISTRICT, RUN_ID, run_cli
 from tests.platform_dump import rows as platform_rows
+from tests.platform_dump import schema as platform_schema
 from wcperf.db import admin
 
 SCHOOL = str(DISTRICT.uuid_of("schools", 1))
@@ -31,7 +32,9 @@ WCPERF_TABLES = ("bulk_jobs", "audit_log", "promotions", "student_moves", "built
 
 
 def checksums(url: str) -> dict[str, object]:
+    """The platform's schema dump and row fingerprints, and every row of wcperf's own."""
     found: dict[str, object] = dict(platform_rows(url))
+    found["platform schema"] = platform_schema(url)
     with admin.connect(url) as conn:
         for table in WCPERF_TABLES:
             found[f"wcperf.{table}"] = conn.execute(

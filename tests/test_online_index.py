@@ -249,34 +249,29 @@ def test_a_lock_that_frees_within_the_budget_is_waited_out(
     assert _all_valid(district_url, settings)
 
 
-def test_killed_mid_build_then_rerun_ends_all_valid(
-    district_url: str, settings: Settings, blocker: psycopg.Connection
-) -> None:
-    # An open snapshot makes each concurrent build wait before it can be marked
-    # valid, which holds the build still long enough to kill it there.
+def _migrate_argv(url: str) -> list[str]:
+    return [sys.executable, "-m", "wcperf", "-q", "--database-url", url, "migrate",
+            "--lock-timeout", "60000"]  # fmt: skip
+
+
+def _migrate_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("WCPERF_DATABASE_URL",)}
+
+
+def _kill_migrate_mid_build(url: str, blocker: psycopg.Connection) -> int:
+    """`kill -9` a `wcperf migrate` while its first build waits; return the backend's pid.
+
+    An open snapshot makes each concurrent build wait before it can be marked
+    valid, which holds the build still long enough to kill its client there. The
+    backend goes on (held by `blocker`) until the caller ends it or lets it finish.
+    """
     blocker.execute("set transaction isolation level repeatable read")
     blocker.execute("select count(*) from schools")
-    env = {k: v for k, v in os.environ.items() if k not in ("WCPERF_DATABASE_URL",)}
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "wcperf",
-            "-q",
-            "--database-url",
-            district_url,
-            "migrate",
-            "--lock-timeout",
-            "60000",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    child = subprocess.Popen(_migrate_argv(url), cwd=REPO, env=_migrate_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         pid = None
-        with admin.connect(district_url, autocommit=True) as watcher:
+        with admin.connect(url, autocommit=True) as watcher:
             deadline = time.monotonic() + 60
             while pid is None and time.monotonic() < deadline:
                 row = watcher.execute("""select p.pid from pg_stat_progress_create_index p
@@ -284,13 +279,21 @@ def test_killed_mid_build_then_rerun_ends_all_valid(
                     where a.application_name = 'wcperf:migrate'""").fetchone()
                 pid = row[0] if row else None
                 time.sleep(0.05)
-            assert pid is not None, "the build never started"
-            child.send_signal(signal.SIGKILL)
-            child.wait(10)
-            watcher.execute("select pg_terminate_backend(%s)", (pid,))
+        assert pid is not None, "the build never started"
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        return int(pid)
     finally:
         if child.poll() is None:
             child.kill()
+
+
+def test_killed_mid_build_then_rerun_ends_all_valid(
+    district_url: str, settings: Settings, blocker: psycopg.Connection
+) -> None:
+    pid = _kill_migrate_mid_build(district_url, blocker)
+    with admin.connect(district_url, autocommit=True) as conn:
+        conn.execute("select pg_terminate_backend(%s)", (pid,))
     blocker.rollback()
     states = _states(district_url, settings)
     assert "INVALID" in {s for s, _ in states.values()}
@@ -304,36 +307,17 @@ def test_a_rerun_waits_for_the_build_a_killed_run_left_running(
 ) -> None:
     """kill -9 of migrate leaves its backend building; the next run must wait for it,
     not drop or build beside it (that deadlocked 2 runs in 11)."""
-    blocker.execute("set transaction isolation level repeatable read")
-    blocker.execute("select count(*) from schools")
-    env = {k: v for k, v in os.environ.items() if k not in ("WCPERF_DATABASE_URL",)}
-    argv = [sys.executable, "-m", "wcperf", "-q", "--database-url", district_url, "migrate",
-            "--lock-timeout", "60000"]  # fmt: skip
-    child = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)  # fmt: skip
+    pid = _kill_migrate_mid_build(district_url, blocker)  # the backend builds on
+    rerun = subprocess.Popen(_migrate_argv(district_url), cwd=REPO, env=_migrate_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        pid = None
-        with admin.connect(district_url, autocommit=True) as watcher:
-            deadline = time.monotonic() + 60
-            while pid is None and time.monotonic() < deadline:
-                row = watcher.execute("""select p.pid from pg_stat_progress_create_index p
-                    join pg_stat_activity a on a.pid = p.pid
-                    where a.application_name = 'wcperf:migrate'""").fetchone()
-                pid = row[0] if row else None
-                time.sleep(0.05)
-            assert pid is not None, "the build never started"
-            child.send_signal(signal.SIGKILL)  # the backend builds on, held by the snapshot
-            child.wait(10)
-        rerun = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
         time.sleep(4)
         assert rerun.poll() is None  # waiting, not failed
         blocker.rollback()  # the orphan build can finish now, and then the re-run goes on
         _, stderr = rerun.communicate(timeout=240)
     finally:
-        for proc in (child,):
-            if proc.poll() is None:
-                proc.kill()
+        if rerun.poll() is None:
+            rerun.kill()
     assert rerun.returncode == 0, stderr
     assert f"is running in backend {pid}" in stderr and "waiting for it to end" in stderr
     assert _all_valid(district_url, settings)

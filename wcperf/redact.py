@@ -31,7 +31,7 @@ _secrets: set[str] = set()
 _known: re.Pattern[str] | None = None  # the secrets as one pattern, rebuilt when they change
 
 # scheme://user:PASSWORD@ (the password may hold an unencoded '/', ':' or '@')
-_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@?#]*):\S*@")
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@?#]*):(\S*)@")
 # ?password=… or &sslpassword=… in a URL's query
 _QUERY = re.compile(r"(?i)([?&](?:ssl)?password=)[^&\s#\"',;]*")
 # password=… in a libpq keyword string, quoted or not
@@ -65,8 +65,8 @@ def remember_url(url: str | None) -> None:
     """The password a URL or keyword string carries, however it is spelled."""
     if not url:
         return
-    if match := re.search(r"://[^\s:/@?#]*:(\S*)@", url):
-        remember(unquote(match.group(1)))
+    if match := _USERINFO.search(url):
+        remember(unquote(match.group(2)))
     for match in re.finditer(r"(?i)[?&](?:ssl)?password=([^&\s#]*)", url):
         remember(unquote(match.group(1)))
     if "://" not in url:  # a keyword string: libpq's own parse knows where a value ends
