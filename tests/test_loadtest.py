@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -236,33 +236,69 @@ def test_writes_run_only_on_a_district_wcperf_seeded(bulk_url: str, tmp_path: Pa
         assert rows() != before
 
 
+def _lines_until(proc: subprocess.Popen[str], wanted: str, timeout_s: float = 90) -> list[str]:
+    """The child's stderr lines read as they come, up to the first holding `wanted`."""
+    got: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            got.append(line)
+            if wanted in line:
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    assert found.wait(timeout_s), "".join(got)
+    return got
+
+
 def test_a_worker_lost_mid_run_fails_the_run(bulk_url: str, tmp_path: Path) -> None:
-    """Its figures would be missing from the merge: exit 2, not a quietly smaller result."""
+    """Its figures would be missing from the merge: exit 2 as soon as it is gone, not a
+    quietly smaller result. The kill comes after the master has started the users."""
     port = str(_free_port())
-    path = scenario(tmp_path, "points", users=4, duration="14s")
+    path = scenario(tmp_path, "points", users=4, duration="30s")
     master = _cli("--database-url", bulk_url, "loadtest", str(path), "--warmup", "1s",
                   "--master", f"127.0.0.1:{port}", "--expect-workers", "2")  # fmt: skip
     workers = _cli("--database-url", bulk_url, "loadtest", str(path), "--worker",
                    f"127.0.0.1:{port}", "--processes", "2")  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        pids = [
-            p.pid
-            for p in psutil.process_iter(["cmdline"])
-            if "wcperf.load.worker" in (cmd := p.info["cmdline"] or []) and port in cmd
-        ]
-        if len(pids) == 2:
-            break
-        time.sleep(0.1)
-    assert len(pids) == 2
-    time.sleep(6)  # the users are running (workers draw their sample before they join)
+    said = _lines_until(master, "starting 4 users")
+    pids = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if "wcperf.load.worker" in (cmd := p.info["cmdline"] or []) and port in cmd
+    ]
+    assert len(pids) == 2, said
+    started = time.monotonic()
     os.kill(pids[0], 9)
-    _, stderr = master.communicate(timeout=120)
-    _, worker_err = workers.communicate(timeout=120)
+    _, stderr = master.communicate(timeout=60)
+    _, worker_err = workers.communicate(timeout=60)
     assert master.returncode == 2, stderr
-    # The killed worker's sibling stops with it (its command failed), so 0 or 1 came back.
-    assert re.search(r"only [01] of 2 workers sent their result", stderr.strip().splitlines()[-1])
+    assert "worker(s) left mid-run" in stderr.strip().splitlines()[-1], stderr
+    assert time.monotonic() - started < 25  # told at once, not after the 30 s it was given
     assert workers.returncode == 2 and "a load process failed (exit -9)" in worker_err
+
+
+def test_a_worker_that_cannot_start_stops_the_master_at_once(
+    database_url: str, bulk_url: str, tmp_path: Path
+) -> None:
+    """The worker's own reason reaches the master, which exits 2 instead of waiting out
+    its timeout for a worker that is gone."""
+    port = str(_free_port())
+    path = scenario(tmp_path, "points", users=2, duration="5s")
+    master = _cli("--database-url", bulk_url, "loadtest", str(path),
+                  "--master", f"127.0.0.1:{port}", "--expect-workers", "2")  # fmt: skip
+    _lines_until(master, "waiting for 2 worker(s)")
+    started = time.monotonic()
+    worker = run_cli("-q", "--database-url", database_url, "loadtest", str(path),
+                     "--worker", f"127.0.0.1:{port}")  # fmt: skip
+    _, stderr = master.communicate(timeout=60)
+    assert worker.returncode == 2, worker.stderr
+    assert master.returncode == 2, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert "a worker failed before the start: no district to load-test" in last, stderr
+    assert time.monotonic() - started < 30  # the master waits 300 s for missing workers
 
 
 def test_a_failing_operation_shows_its_real_cause(bulk_url: str, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from wcperf.errors import ConfigError
@@ -70,7 +71,7 @@ class Settings:
         return f"wcperf:{self.command}"
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env_vars = os.environ if environ is None else environ
         env = (env_vars.get("WCPERF_ENV") or "development").strip().lower()
         if env not in ENVIRONMENTS:
@@ -103,7 +104,7 @@ class Settings:
                 targets=Targets.parse(env_vars.get("WCPERF_TARGETS")),
             ),
         )
-        given = {k: v for k, v in overrides.items() if v is not None}
+        given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
         if "env" in given and given["env"] != settings.env:
             env = str(given["env"])
             if env not in ENVIRONMENTS:

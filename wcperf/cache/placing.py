@@ -27,9 +27,13 @@ from wcperf.cache.scopes import scoped_columns
 def placed(context: Any) -> tuple[str, list[dict[str, Any]]] | None:
     """(table written, for each row set the statement writes: the scoped columns' values
     it provably holds), or None when this is not a DML statement SQLAlchemy compiled."""
-    compiled = getattr(context, "compiled", None)
+    compiled: Any = getattr(context, "compiled", None)
     statement = getattr(compiled, "statement", None)
-    if statement is None or not (context.isinsert or context.isupdate or context.isdelete):
+    if (
+        compiled is None
+        or statement is None
+        or not (context.isinsert or context.isupdate or context.isdelete)
+    ):
         return None
     table = getattr(getattr(statement, "table", None), "name", None)
     if not isinstance(table, str):
@@ -50,7 +54,7 @@ def placed(context: Any) -> tuple[str, list[dict[str, Any]]] | None:
     if context.isupdate:
         values = dict(getattr(statement, "_values", None) or {})
         values.update(dict(getattr(statement, "_ordered_values", None) or ()))
-        moved = {getattr(k, "key", k) for k in values}
+        moved = {str(getattr(k, "key", k)) for k in values}
         moved |= {k for p in params for k in p if k not in where_binds}
     binds = {
         col: pinned[col]

@@ -15,6 +15,7 @@ from wcperf.cache.tiered import QueryCache
 from wcperf.cli.context import announce, database, err, out, redis_endpoint
 from wcperf.cli.render import pairs, table
 from wcperf.db import admin
+from wcperf.db.engine import driver
 from wcperf.demo import cache_tour, district_summary, pool_burst
 from wcperf.errors import RefusedError, WcperfError
 from wcperf.jobs import launch
@@ -52,7 +53,7 @@ def demo(
             except WcperfError as exc:
                 err.print(shown(exc), style="yellow", markup=False)
         with db.engine.connect() as conn:
-            counts = district_counts(conn.connection.driver_connection)
+            counts = district_counts(driver(conn))
         if counts.schools:
             err.print(f"district already present ({counts.students:,} students); not seeding")
         else:
@@ -135,10 +136,10 @@ def demo(
             )
         )
         out.print(percentile_table(seen, limit=5, buckets=False))
+        l1_hits = int(((seen.cache or {}).get("tiers") or {}).get("l1", {}).get("hits", 0))
         out.print(
             table(
-                f"hot paths through the query cache ({seen.cache['tiers']['l1']['hits']:,} "
-                f"L1 hits; {cache.mode()})",
+                f"hot paths through the query cache ({l1_hits:,} L1 hits; {cache.mode()})",
                 ["hot path", "database ms", "cached µs"],
                 [[p.name, f"{p.database_ms:.2f}", f"{p.cached_us:.1f}"] for p in tour],
             )

@@ -330,7 +330,7 @@ def status(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -
                         r["table"],
                         r["state"],
                         f"found as {r['found_as']}" if r["found_as"] else r["origin"],
-                        _size(r["size_bytes"]) if r["size_bytes"] else "-",
+                        _size(int(r["size_bytes"])) if r["size_bytes"] else "-",
                         r["scans"],
                     ]
                     for r in rows

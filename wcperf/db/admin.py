@@ -8,6 +8,7 @@ while a user who mistyped a port deserves the answer at once.
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -39,7 +40,9 @@ def connect_error(exc: BaseException, url: str) -> ConnectError:
     return ConnectError(f"cannot connect to PostgreSQL at {mask_url(url)}: {_reason(exc, url)}")
 
 
-def connect(url: str, *, application_name: str = "wcperf", **kwargs: object) -> psycopg.Connection:
+def connect(
+    url: str, *, application_name: str = "wcperf", **kwargs: Any
+) -> psycopg.Connection[tuple[Any, ...]]:
     """One direct connection with a short connect timeout and a clean error."""
     try:
         return psycopg.connect(
@@ -47,7 +50,7 @@ def connect(url: str, *, application_name: str = "wcperf", **kwargs: object) -> 
             connect_timeout=CONNECT_TIMEOUT_S,
             application_name=application_name,
             **kwargs,
-        )  # type: ignore[arg-type]
+        )
     except psycopg.ProgrammingError as exc:
         raise ConfigError(
             f"malformed PostgreSQL URL {mask_url(url)}: {_reason(exc, url)}"
@@ -59,12 +62,13 @@ def connect(url: str, *, application_name: str = "wcperf", **kwargs: object) -> 
 def check_postgres(url: str) -> str:
     """Connect once and return the server version string, or raise ConnectError."""
     with connect(url) as conn:
-        return str(conn.execute("show server_version").fetchone()[0])  # type: ignore[index]
+        row = conn.execute("show server_version").fetchone()
+        return str(row[0]) if row else "unknown"
 
 
 def database_name(url: str) -> str:
     try:
-        return conninfo_to_dict(libpq_url(url)).get("dbname") or "postgres"
+        return str(conninfo_to_dict(libpq_url(url)).get("dbname") or "postgres")
     except psycopg.ProgrammingError as exc:
         raise ConfigError(
             f"malformed PostgreSQL URL {mask_url(url)}: {_reason(exc, url)}"

@@ -15,15 +15,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from types import TracebackType
+from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.pool import NullPool
 
 from wcperf.db.admin import CONNECT_TIMEOUT_S, connect_error, libpq_url
 from wcperf.errors import ConnectError
 from wcperf.settings import Settings, mask_url
+
+
+def driver(conn: Connection) -> psycopg.Connection[tuple[Any, ...]]:
+    """The psycopg connection under a SQLAlchemy one, for what SQLAlchemy cannot say
+    (COPY, `sql.Composed`, advisory locks in the same transaction)."""
+    raw = conn.connection.driver_connection
+    if not isinstance(raw, psycopg.Connection):
+        raise TypeError("wcperf runs on psycopg 3 connections only")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,7 @@ class PoolFigures:
 CommitListener = Callable[[frozenset[str]], None]
 
 
-class TrackingConnection(psycopg.Connection):  # type: ignore[type-arg]
+class TrackingConnection(psycopg.Connection):
     """Tells listeners which tables a transaction wrote, once its commit has succeeded.
 
     SQLAlchemy's own commit event fires before the commit: a cache that invalidated

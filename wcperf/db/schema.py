@@ -30,7 +30,13 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ENUM, JSONB, UUID
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    InstrumentedAttribute,
+    Mapped,
+    mapped_column,
+    relationship,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from wcperf.platform import WCPERF_SCHEMA
@@ -222,7 +228,8 @@ class EmergencyContact(_Stamped, Base):
 
 def live(model: Any) -> ColumnElement[bool]:
     """The soft-delete filter the platform adds to every read of a paranoid table."""
-    return model.deleted_at.is_(None)
+    deleted_at: InstrumentedAttribute[datetime | None] = model.deleted_at
+    return deleted_at.is_(None)
 
 
 # -- wcperf's own state, in its own schema (as 0001_wcperf_state creates it) ----------

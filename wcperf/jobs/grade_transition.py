@@ -94,7 +94,7 @@ select count(*), count(*) filter (where to_grade = %(graduate)s) from moved
 
 class GradeTransition:
     name = "grade-transition"
-    tables = ("students",)
+    tables: tuple[str, ...] = ("students",)
     undo = Undo("wcperf.promotions", "grade = b.from_grade", "s.grade = b.to_grade")
 
     @staticmethod

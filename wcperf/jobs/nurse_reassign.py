@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection
@@ -73,7 +74,7 @@ def balance(
 
 class NurseReassign:
     name = "nurse-reassign"
-    tables = ("students",)
+    tables: tuple[str, ...] = ("students",)
     undo = Undo(
         "wcperf.student_moves",
         '"nurseId" = b.from_nurse_id',
@@ -118,7 +119,7 @@ class NurseReassign:
             target = self._nurse(conn, args["to_nurse"], "--to")
             if not (target.isActive and target.live):
                 raise ConfigError(f"--to nurse {target.id} is not active")
-            targets = [target]
+            targets: Sequence[Any] = [target]
         else:
             targets = conn.exec_driver_sql(
                 "select id from users where role = 'NURSE' and \"isActive\""

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
+from wcperf.db.engine import driver
 from wcperf.errors import ConfigError, RefusedError
 from wcperf.jobs import store
 from wcperf.jobs.base import BatchResult, Breakdown, JobKind, Plan
@@ -36,12 +37,12 @@ REVERTIBLE: dict[str, Revertible] = {
 
 
 def _target(conn: Connection, job_id: int) -> Job:
-    return store.get(conn.connection.driver_connection, job_id)  # type: ignore[arg-type]
+    return store.get(driver(conn), job_id)
 
 
 class Revert:
     name = "revert"
-    tables = ("students",)
+    tables: tuple[str, ...] = ("students",)
 
     @staticmethod
     def args(job_id: int) -> dict[str, Any]:

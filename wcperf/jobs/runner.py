@@ -21,7 +21,7 @@ from psycopg import errors as pg_errors
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from wcperf.db.engine import Database
+from wcperf.db.engine import Database, driver
 from wcperf.errors import WcperfError, database_message
 from wcperf.jobs import store
 from wcperf.jobs.base import BatchResult, JobKind, add_counts
@@ -104,7 +104,7 @@ class Outcome:
 
 def safe_message(exc: BaseException) -> str:
     """PostgreSQL's message without DETAIL (which may quote row values), or the type."""
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     found = database_message(orig)
     if found is not None:
         return found
@@ -250,7 +250,7 @@ class Runner:
             "counts": add_counts(job.counts, result.counts),
         }
         status = "done" if result.done else "running"
-        raw = conn.connection.driver_connection
+        raw = driver(conn)
         store.advance(raw, job, result.rows, checkpoint, status, self.throttle)
         if result.done:
             store.record_run(raw, job.id, "done", time.monotonic() - self._started, job.counts)
@@ -269,9 +269,7 @@ class Runner:
         self._report("running", "one atomic transaction")
         engine = self.db.engine.execution_options(isolation_level="READ COMMITTED")
         with engine.connect() as conn, conn.begin():
-            job = store.lock(
-                conn.connection.driver_connection, self.job_id, self.options.lock_timeout_ms
-            )
+            job = store.lock(driver(conn), self.job_id, self.options.lock_timeout_ms)
             self.job = job
             conn.exec_driver_sql(
                 "select set_config('statement_timeout', %(t)s, true)",
@@ -315,16 +313,14 @@ class Runner:
             started = time.monotonic()
             try:
                 with self.db.engine.connect() as conn, conn.begin():
-                    job = store.lock(
-                        conn.connection.driver_connection, self.job_id, o.lock_timeout_ms
-                    )
+                    job = store.lock(driver(conn), self.job_id, o.lock_timeout_ms)
                     self.job = job
                     if job.requested in ("pause", "abort"):
                         status = "aborted" if job.requested == "abort" else "paused"
                         reason = f"{'aborted' if status == 'aborted' else 'paused'} by operator"
                         self.throttle = {**self.throttle, "state": status, "reason": reason}
                         store.note_state(
-                            conn.connection.driver_connection,
+                            driver(conn),
                             job.id,
                             status,
                             self.throttle,

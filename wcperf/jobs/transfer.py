@@ -132,7 +132,7 @@ def _is_uuid(cell: str) -> bool:
 
 class Transfer:
     name = "transfer"
-    tables = ("students",)
+    tables: tuple[str, ...] = ("students",)
     undo = Undo(
         "wcperf.student_moves",
         '"schoolId" = b.from_school_id, "districtId" = b.from_district_id,'

@@ -23,10 +23,11 @@ from typing import Any
 import gevent
 import locust  # patches the standard library before wcperf's modules bring psycopg
 from locust.env import Environment
+from locust.runners import STATE_MISSING
 
 from wcperf.load import orphan
 from wcperf.load import scenario as scenarios
-from wcperf.load.worker import CHECK, CHECKED, MEASURE, REPORT, RESULT, USER_CLASS
+from wcperf.load.worker import CHECK, CHECKED, FAILED, MEASURE, REPORT, RESULT, USER_CLASS
 
 
 class _Placeholder(locust.User):
@@ -44,6 +45,44 @@ _Placeholder.__name__ = USER_CLASS
 
 def say(text: str) -> None:
     print(f"wcperf master: {text}", file=sys.stderr, flush=True)
+
+
+class _Roll:
+    """Which workers came, which left, and what a failing one said before it went.
+
+    locust drops a worker that sends "quit" at once and one that stops sending
+    heartbeats within about three seconds; either way it leaves `runner.clients`.
+    """
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+        self.seen: set[str] = set()
+        self.failures: dict[str, str] = {}
+
+    def on_failed(self, environment: Any, msg: Any) -> None:
+        self.failures[msg.node_id] = str(msg.data.get("error") or "no message")
+
+    def check(self, when: str) -> None:
+        """Stop the run at once, with the worker's own words, if one has failed or left."""
+        present = {c.id for c in self.runner.clients.all if c.state != STATE_MISSING}
+        self.seen |= present
+        failed = next(iter(self.failures.items()), None)
+        if failed is not None:
+            self.runner.quit()
+            raise SystemExit(f"a worker failed {when}: {failed[1]}")
+        gone = self.seen - present
+        if gone:
+            self.runner.quit()
+            raise SystemExit(
+                f"{len(gone)} of {len(self.seen)} worker(s) left {when} (killed, or lost"
+                " their connection); their figures would be missing, so the run fails"
+            )
+
+    def sleep(self, seconds: float, when: str) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self.check(when)
+            gevent.sleep(min(0.1, left))
 
 
 def run(
@@ -70,11 +109,14 @@ def run(
     def on_checked(environment: Any, msg: Any) -> None:
         checked[msg.node_id] = bool(msg.data["same"])
 
+    roll = _Roll(runner)
     runner.register_message(RESULT, on_result)
     runner.register_message(CHECKED, on_checked)
+    runner.register_message(FAILED, roll.on_failed)
     say(f"waiting for {expect} worker(s) on {bind_host}:{bind_port}")
     deadline = time.monotonic() + wait_s
     while runner.worker_count < expect:
+        roll.check("before the start")
         if time.monotonic() > deadline:
             runner.quit()
             raise SystemExit(f"only {runner.worker_count} of {expect} workers connected")
@@ -84,6 +126,7 @@ def run(
     deadline = time.monotonic() + 30
     asked = 0.0
     while len(checked) < runner.worker_count and time.monotonic() < deadline:
+        roll.check("before the start")
         if time.monotonic() - asked >= 1.0:
             runner.send_message(CHECK, {"digest": s.digest})
             asked = time.monotonic()
@@ -97,9 +140,9 @@ def run(
     workers = runner.worker_count  # a worker lost from here on fails the run, not its figures
     say(f"{workers} worker(s) connected; starting {users} users")
     runner.start(users, spawn_rate=spawn_rate)
-    gevent.sleep(warmup_s)
+    roll.sleep(warmup_s, "mid-run")
     runner.send_message(MEASURE, {"warmup_s": warmup_s})
-    gevent.sleep(duration_s)
+    roll.sleep(duration_s, "mid-run")
     runner.send_message(REPORT)
     deadline = time.monotonic() + 60
     while len(parts) < min(workers, runner.worker_count) and time.monotonic() < deadline:
@@ -128,7 +171,7 @@ def main() -> None:
     except SystemExit as stop:
         if isinstance(stop.code, str):
             say(stop.code)
-            raise SystemExit(1) from None
+            raise SystemExit(2) from None
         raise
     Path(a[1]).write_text(json.dumps(parts))
 

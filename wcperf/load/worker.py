@@ -37,6 +37,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from hdrh.histogram import HdrHistogram
 from locust.env import Environment
 from sqlalchemy.orm import Session
 
@@ -56,6 +57,7 @@ from wcperf.load import orphan
 # The master's messages to its workers, and their answers.
 CHECK, CHECKED = "wcperf_check", "wcperf_checked"
 MEASURE, REPORT, RESULT = "wcperf_measure", "wcperf_report", "wcperf_result"
+FAILED = "wcperf_failed"  # a worker that cannot take part says why before it leaves
 
 
 class Phase:
@@ -94,7 +96,7 @@ def user_class(
     sample: Sample,
     seed: int,
     phase: Phase,
-) -> tuple[type[locust.User], dict[str, Any], dict[str, int]]:
+) -> tuple[type[locust.User], dict[str, HdrHistogram], dict[str, int], dict[str, str]]:
     histograms = {t.op: hdr.new_histogram() for t in s.tasks}
     errors = dict.fromkeys(histograms, 0)
     causes: dict[str, str] = {}  # each operation's first error, as a report may show it
@@ -140,7 +142,8 @@ def user_class(
         return task
 
     class ScenarioUser(locust.User):
-        tasks = {task_for(t.op): t.weight for t in s.tasks}  # noqa: RUF012
+        # locust takes {task: weight} as well as a list; its annotation names only the list
+        tasks = {task_for(t.op): t.weight for t in s.tasks}  # type: ignore[assignment]  # noqa: RUF012
 
         def on_start(self) -> None:
             self.rng = random.Random(seeds.random())
@@ -158,7 +161,8 @@ def warm_pool(db: Database) -> None:
     held = [gevent.spawn(db.pool.getconn) for _ in range(db.pool.max_size)]
     gevent.joinall(held)
     for g in held:
-        db.pool.putconn(g.value)
+        if g.value is not None:
+            db.pool.putconn(g.value)
 
 
 class Load:
@@ -314,9 +318,38 @@ def run(
         return result
 
 
+class _Absent(locust.User):
+    """Stands in for the scenario's users when a worker joins only to say it failed."""
+
+    @locust.task
+    def nothing(self) -> None:  # pragma: no cover - never spawned
+        raise RuntimeError("a failed worker runs no users")
+
+
+_Absent.__name__ = USER_CLASS
+
+
+def tell_master(master_host: str, master_port: int, error: str) -> None:
+    """Join just long enough to pass on why this worker cannot run; then the master stops
+    at once with these words instead of waiting out its timeout for a worker that died."""
+    try:
+        env = Environment(user_classes=[_Absent], events=locust.events)
+        runner = env.create_worker_runner(master_host, master_port)
+        runner.send_message(FAILED, {"error": error})
+        gevent.sleep(0.5)  # the message is sent from a greenlet; let it leave
+        runner.quit()
+    except Exception:
+        pass
+
+
 def join(path: Path, master_host: str, master_port: int, seed: int) -> None:
     """As a locust worker of a `wcperf.load.master`, until it says quit."""
-    with Load(path, seed) as load:
+    try:
+        load = Load(path, seed)
+    except Exception as exc:
+        tell_master(master_host, master_port, error_cause(exc))
+        raise
+    with load:
         env = Environment(user_classes=[load.user], events=locust.events)
         runner = env.create_worker_runner(master_host, master_port)
 

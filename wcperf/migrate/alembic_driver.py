@@ -25,6 +25,7 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from wcperf.db.engine import driver
 from wcperf.errors import RefusedError, WcperfError
 from wcperf.migrate.online_index import (
     HOOKS_KEY,
@@ -73,7 +74,7 @@ def _privileged(fn: F) -> F:
 
 
 def require_platform(conn: Connection) -> None:
-    missing = missing_tables(conn.connection.driver_connection)  # type: ignore[arg-type]
+    missing = missing_tables(driver(conn))
     if len(missing) == len(PLATFORM_TABLES):
         raise NoPlatformSchema(
             "this database has none of the platform's tables (students, health_records, ...); "
@@ -161,7 +162,7 @@ def status(engine: Engine) -> MigrationStatus:
 @_privileged
 def indexes(engine: Engine) -> dict[str, IndexState]:
     with engine.connect() as conn:
-        return index_states(conn.connection.driver_connection, performance_indexes())
+        return index_states(driver(conn), performance_indexes())
 
 
 @_privileged
@@ -222,7 +223,7 @@ def repair_indexes(engine: Engine, hooks: MigrationHooks | None = None) -> None:
     hooks = hooks or MigrationHooks()
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        raw = conn.connection.driver_connection
+        raw = driver(conn)
         builder = OnlineIndexBuilder(
             raw,
             hooks.policy,
@@ -237,7 +238,7 @@ def repair_indexes(engine: Engine, hooks: MigrationHooks | None = None) -> None:
 @_privileged
 def built(engine: Engine) -> dict[str, tuple[str, str, str | None]]:
     with engine.connect() as conn:
-        return built_records(conn.connection.driver_connection)
+        return built_records(driver(conn))
 
 
 @_privileged

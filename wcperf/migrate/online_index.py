@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
 
 import psycopg
 from psycopg import errors, sql
@@ -28,7 +30,17 @@ from wcperf.errors import WcperfError
 from wcperf.platform import WCPERF_SCHEMA
 from wcperf.platform.indexes import BY_NAME, IndexSpec
 
-PRESENT, INVALID, MISSING, DIFFERS = "present", "INVALID", "missing", "differs"
+
+class IndexStatus(StrEnum):
+    """What the live database holds for one declared index (shown as these words)."""
+
+    PRESENT = "present"  # valid and equivalent, under its name or another
+    INVALID = "INVALID"  # what an interrupted concurrent build leaves
+    MISSING = "missing"
+    DIFFERS = "differs"  # valid, but not the definition declared
+
+
+PRESENT, INVALID, MISSING, DIFFERS = IndexStatus
 AUTO = "auto"
 BUILT_TABLE = sql.SQL("{}.built_indexes").format(sql.Identifier(WCPERF_SCHEMA))
 
@@ -89,7 +101,7 @@ def _setting(value: str) -> str:
 @dataclass(frozen=True)
 class IndexState:
     name: str
-    state: str  # present | INVALID | missing | differs
+    state: IndexStatus
     table: str | None = None
     definition: str = ""  # the live index as pg_get_indexdef prints it
     expected: str = ""  # what an equivalent one reads after USING
@@ -154,31 +166,28 @@ def index_states(conn: psycopg.Connection, specs: Iterable[IndexSpec]) -> dict[s
         rows = conn.execute(_STATE_SQL, {"table": spec.table, "name": spec.name}).fetchall()
         own = next((r for r in rows if r[0] == spec.name), None)
 
-        def same(r: tuple, expected: str = expected, table: str = spec.table) -> bool:
+        def same(r: tuple[Any, ...], expected: str = expected, table: str = spec.table) -> bool:
             return bool(r[1]) and not r[2] and r[3] == table and r[7] == expected
 
-        common = {"expected": expected, "built": spec.name in built}
+        built_here = spec.name in built
         if own is not None:
             _name, valid, _, table, size, scans, definition, _ = own
             state = PRESENT if same(own) else DIFFERS if valid else INVALID
             states[spec.name] = IndexState(
-                spec.name, state, table, definition, **common, size_bytes=size, scans=scans
-            )
+                spec.name, state, table, definition, expected, built=built_here,
+                size_bytes=size, scans=scans,
+            )  # fmt: skip
             continue
         twin = next((r for r in rows if same(r)), None)
         if twin is not None:
             states[spec.name] = IndexState(
-                spec.name,
-                PRESENT,
-                twin[3],
-                twin[6],
-                found_as=twin[0],
-                size_bytes=twin[4],
-                scans=twin[5],
-                **common,
-            )
+                spec.name, PRESENT, twin[3], twin[6], expected, found_as=twin[0],
+                built=built_here, size_bytes=twin[4], scans=twin[5],
+            )  # fmt: skip
         else:
-            states[spec.name] = IndexState(spec.name, MISSING, spec.table, **common)
+            states[spec.name] = IndexState(
+                spec.name, MISSING, spec.table, expected=expected, built=built_here
+            )
     return states
 
 
@@ -188,7 +197,7 @@ def index_states(conn: psycopg.Connection, specs: Iterable[IndexSpec]) -> dict[s
 @dataclass(frozen=True)
 class Step:
     spec: IndexSpec | None
-    sql: sql.Composable
+    sql: sql.Composed
     why: str
 
     def text(self) -> str:
@@ -227,7 +236,7 @@ def _analyze_sql(table: str) -> sql.Composed:
 _DEFINITION = re.compile(r"^CREATE (UNIQUE )?INDEX (\S+) ON ")
 
 
-def _recreate_sql(definition: str, name: str) -> sql.Composable:
+def _recreate_sql(definition: str, name: str) -> sql.Composed:
     """The server's own text of an index it had, built online under `name`."""
     found = _DEFINITION.match(definition)
     if found is None:
@@ -423,12 +432,13 @@ class _Poller:
                     if blockers:
                         self.last_blockers = blockers
                     if row is not None:
+                        done, total, tuples_done, tuples_total = (int(v or 0) for v in row[1:5])
                         self._listener(
                             IndexEvent(
                                 "progress",
                                 self._spec,
                                 progress=BuildProgress(
-                                    str(row[0]), *(int(v or 0) for v in row[1:]), blockers=blockers
+                                    str(row[0]), done, total, tuples_done, tuples_total, blockers
                                 ),
                             )
                         )
@@ -505,7 +515,7 @@ class OnlineIndexBuilder:
         self,
         spec: IndexSpec | None,
         table: str,
-        action: Callable[[], None],
+        action: Callable[[], object],
         verb: str,
         *,
         poll: bool = False,
@@ -546,7 +556,7 @@ class OnlineIndexBuilder:
         self,
         spec: IndexSpec | None,
         table: str,
-        stmt: sql.Composable,
+        stmt: sql.Composed,
         verb: str,
         *,
         poll: bool = False,

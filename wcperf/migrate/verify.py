@@ -203,7 +203,7 @@ def verify(
     sample = sample_parameters(conn)
     statements = [(q, *compiled(q, sample)) for q in queries]
     tables = {q.name: fingerprint(sql).table or "" for q, sql, _ in statements}
-    pages = dict(
+    pages: dict[str, int] = dict(
         conn.execute(
             "select relname, relpages from pg_class where relname = any(%s) and relkind = 'r'",
             (list(set(tables.values())),),

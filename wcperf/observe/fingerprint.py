@@ -95,7 +95,7 @@ def fingerprint(sql: str) -> Fingerprint:
 _LITERAL = re.compile(r"'|\$[A-Za-z_]*\$")
 
 
-class _Constants(Visitor):  # type: ignore[misc]
+class _Constants(Visitor):
     """Every constant left in a tree becomes the next `$n`.
 
     libpg_query's normalize() replaces constants in queries only: inside DDL and

@@ -19,7 +19,7 @@ def record_all(histogram: HdrHistogram, durations_us: list[int]) -> None:
 
 
 def encode(histogram: HdrHistogram) -> str:
-    return histogram.encode().decode("ascii")
+    return str(histogram.encode().decode("ascii"))
 
 
 def decode(text: str) -> HdrHistogram:
@@ -40,7 +40,7 @@ def merge(encoded: list[str]) -> HdrHistogram:
 def percentile_ms(histogram: HdrHistogram, pct: float) -> float:
     if histogram.get_total_count() == 0:
         return 0.0
-    return histogram.get_value_at_percentile(pct) / 1000.0
+    return float(histogram.get_value_at_percentile(pct)) / 1000.0
 
 
 def counts(histogram: HdrHistogram) -> dict[int, int]:

@@ -73,8 +73,10 @@ class Observer:
         snap.queries = self.queries.queries()
         snap.slow = list(self.queries.slow)  # copied in C, safe against concurrent appends
         snap.n_plus_one = list(self.queries.n_plus_one.detections)
-        for item in (*snap.slow, *snap.n_plus_one):
-            item.source = self.source
+        for slow in snap.slow:
+            slow.source = self.source
+        for n_plus_one in snap.n_plus_one:
+            n_plus_one.source = self.source
         for name, fn in self.extras.items():
             setattr(snap, name, fn())
         snap.alerts = evaluate(snap, self.targets)

@@ -130,7 +130,7 @@ class SnapshotCollector:
 
 def registry_for(fetch: Callable[[], Snapshot]) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(fetch))  # type: ignore[arg-type]
+    registry.register(SnapshotCollector(fetch))
     return registry
 
 
@@ -158,7 +158,8 @@ def _guarded(app: Any, token: str | None) -> Any:
                 "401 Unauthorized", [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")]
             )
             return [b"missing or wrong bearer token\n"]
-        return app(environ, start_response)
+        served: Iterable[bytes] = app(environ, start_response)
+        return served
 
     return guarded
 

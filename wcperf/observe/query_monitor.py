@@ -17,8 +17,9 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, replace
+from types import FrameType
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -51,7 +52,7 @@ def call_site_key(skip: int = 2) -> tuple[Any, int] | None:
 
     Formatting it as text waits until a detection needs it.
     """
-    frame = sys._getframe(skip)
+    frame: FrameType | None = sys._getframe(skip)
     while frame is not None:
         code = frame.f_code
         lib = _library.get(code)
@@ -157,6 +158,7 @@ class _Entry:
 
 
 def _param_types(parameters: Any) -> list[str]:
+    values: Iterable[Any]
     if isinstance(parameters, dict):
         values = parameters.values()
     elif isinstance(parameters, list | tuple):

@@ -39,7 +39,7 @@ class Targets:
                 changes[key] = int(raw) if names[key] in ("int", int) else float(raw)
             except ValueError:
                 raise ConfigError(f"target {key} must be a number, not {raw!r}") from None
-        return replace(targets, **changes)
+        return replace(targets, **changes)  # type: ignore[arg-type]  # each name typed above
 
 
 def evaluate(snap: Snapshot, t: Targets) -> list[Alert]:

@@ -164,7 +164,7 @@ def seed(
             ddl = platform_ddl(performance_indexes=performance_indexes)
             if create:
                 for stmt in ddl.pre_data:
-                    conn.execute(stmt)  # type: ignore[call-overload]
+                    conn.execute(stmt)
             if empty_first:
                 try:
                     conn.execute(
@@ -195,7 +195,7 @@ def seed(
                 if progress:
                     progress("keys and indexes", 0, 0)
                 for stmt in ddl.post_data:
-                    conn.execute(stmt)  # type: ignore[call-overload]
+                    conn.execute(stmt)
             conn.execute(
                 sql.SQL(
                     "insert into {} (mode, created_schema, students, random_seed, rows)"
@@ -205,8 +205,8 @@ def seed(
             )
         if progress:
             progress("analyze", 0, 0)
-        for table in PLATFORM_TABLES:
-            conn.execute(sql.SQL("analyze {}").format(sql.Identifier(table)))
+        for name in PLATFORM_TABLES:
+            conn.execute(sql.SQL("analyze {}").format(sql.Identifier(name)))
     result.created_schema = create
     result.seconds = time.perf_counter() - started
     return result

@@ -21,7 +21,11 @@ def _keys() -> Iterator[Callable[[float], bool]]:
     if not sys.stdin.isatty():
         import time
 
-        yield lambda t: bool(time.sleep(t))
+        def pause(t: float) -> bool:
+            time.sleep(t)
+            return False
+
+        yield pause
         return
     import termios
     import tty

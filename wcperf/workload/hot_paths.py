@@ -17,9 +17,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -429,6 +429,6 @@ def change_appointment_status(session: Session, appointment_id: uuid.UUID, statu
         )
         .values(status=status, updated_at=func.now())
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     session.commit()
-    return bool(changed)
+    return bool(cast(CursorResult[Any], changed).rowcount)  # an UPDATE's result is a cursor's

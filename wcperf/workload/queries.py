@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import Select, and_, distinct, func, select
 from sqlalchemy.orm import aliased
@@ -39,12 +39,13 @@ from wcperf.platform import APPOINTMENT_STATUSES
 # `status = ANY(...)` where `status <> 'CANCELLED'` would scan it whole.
 OPEN_STATUSES = tuple(s for s in APPOINTMENT_STATUSES if s != "CANCELLED")
 Nurse = aliased(User, name="nurse")
+Statement: TypeAlias = "Select[*tuple[Any, ...]]"  # a SELECT of any columns
 
 
 @dataclass(frozen=True)
 class HotQuery:
     name: str
-    build: Callable[..., Select[Any]]  # the statement, from the named parameters
+    build: Callable[..., Statement]  # the statement, from the named parameters
     params: Callable[[dict[str, Any]], dict[str, Any]]  # from a district sample
     index: str | None  # the performance index that should serve it
     kind: str = ""  # cache kind (TTL); "" for a query nothing caches
@@ -60,7 +61,7 @@ def _day(at: datetime) -> tuple[datetime, datetime]:
 # -- the statements ----------------------------------------------------------------
 
 
-def student_list(nurse: uuid.UUID | None = None, limit: int = 25, offset: int = 0) -> Select[Any]:
+def student_list(nurse: uuid.UUID | None = None, limit: int = 25, offset: int = 0) -> Statement:
     """A nurse's active students with the nurse included (findAndCountAll's page)."""
     return (
         select(Student, Nurse)
@@ -72,7 +73,7 @@ def student_list(nurse: uuid.UUID | None = None, limit: int = 25, offset: int = 
     )
 
 
-def student_list_count(nurse: uuid.UUID | None = None) -> Select[Any]:
+def student_list_count(nurse: uuid.UUID | None = None) -> Statement:
     return select(func.count(distinct(Student.id))).where(
         live(Student), Student.is_active.is_(True), Student.nurse_id == nurse
     )
@@ -83,7 +84,7 @@ def health_timeline(
     record_type: str | None = None,
     limit: int = 20,
     offset: int = 0,
-) -> Select[Any]:
+) -> Statement:
     """A student's records, newest first, the student included (getStudentHealthRecords)."""
     stmt = (
         select(HealthRecord)
@@ -99,7 +100,7 @@ def health_timeline(
     )
 
 
-def graduating(school: uuid.UUID | None = None) -> Select[Any]:
+def graduating(school: uuid.UUID | None = None) -> Statement:
     """A school's seniors with their record and visit history, in one batch query.
 
     The aggregates are restricted to those seniors first (by `"studentId"`, which the
@@ -154,7 +155,7 @@ def graduating(school: uuid.UUID | None = None) -> Select[Any]:
     )
 
 
-def contact_stats() -> Select[Any]:
+def contact_stats() -> Statement:
     """Emergency contacts by priority (the platform's statistics, on the real table)."""
     return (
         select(EmergencyContact.priority, func.count())
@@ -169,7 +170,7 @@ def calendar(
     end: datetime | None = None,
     nurse: uuid.UUID | None = None,
     by_nurse: bool = False,
-) -> Select[Any]:
+) -> Statement:
     """One day's open appointments, optionally one nurse's, with student and nurse."""
     stmt = (
         select(Appointment, Student, Nurse)
@@ -188,7 +189,7 @@ def calendar(
 
 def medications(
     pattern: str | None = None, form: str | None = None, schedule: str | None = None
-) -> Select[Any]:
+) -> Statement:
     """Active medications by name (ILIKE), by dosage form, or controlled by schedule."""
     stmt = select(Medication).where(live(Medication), Medication.is_active.is_(True))
     if pattern is not None:
@@ -200,7 +201,7 @@ def medications(
     return stmt.order_by(Medication.name, Medication.id).limit(100)
 
 
-def student_detail(student: uuid.UUID | None = None) -> Select[Any]:
+def student_detail(student: uuid.UUID | None = None) -> Statement:
     return (
         select(Student, Nurse, School)
         .outerjoin(Nurse, and_(Nurse.id == Student.nurse_id, Nurse.deleted_at.is_(None)))
@@ -209,7 +210,7 @@ def student_detail(student: uuid.UUID | None = None) -> Select[Any]:
     )
 
 
-def student_contacts(student: uuid.UUID | None = None) -> Select[Any]:
+def student_contacts(student: uuid.UUID | None = None) -> Statement:
     return (
         select(EmergencyContact)
         .where(EmergencyContact.student_id == student, EmergencyContact.is_active.is_(True))
@@ -217,7 +218,7 @@ def student_contacts(student: uuid.UUID | None = None) -> Select[Any]:
     )
 
 
-def _records(*where: Any, limit: int | None = None, count: bool = False) -> Select[Any]:
+def _records(*where: Any, limit: int | None = None, count: bool = False) -> Statement:
     cols = (func.count(),) if count else (HealthRecord.id, HealthRecord.record_date)
     stmt = select(*cols).where(live(HealthRecord), *where)
     if not count:
@@ -225,7 +226,7 @@ def _records(*where: Any, limit: int | None = None, count: bool = False) -> Sele
     return stmt
 
 
-def _appointments(*where: Any, desc: bool = False, limit: int | None = None) -> Select[Any]:
+def _appointments(*where: Any, desc: bool = False, limit: int | None = None) -> Statement:
     order = Appointment.scheduled_at.desc() if desc else Appointment.scheduled_at
     return (
         select(Appointment.id, Appointment.scheduled_at, Appointment.status)

@@ -1,0 +1,79 @@
+"""The code's own rules, checked where CI runs: lint and types clean, layers one way."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+PACKAGE = REPO / "wcperf"
+BIN = Path(sys.executable).parent
+
+# What each lower layer may not import (DESIGN.md's arrows).
+UPPER = ("wcperf.jobs", "wcperf.load", "wcperf.migrate", "wcperf.views", "wcperf.cli")
+RULES = {
+    "wcperf.db": UPPER,
+    "wcperf.observe": UPPER,
+    "wcperf.cache": UPPER,
+}
+
+
+def _imports(path: Path) -> set[str]:
+    """Every wcperf module the file imports, at any depth (lazy imports count too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("wcperf")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("wcperf"):
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def _module(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts)
+
+
+def test_no_lower_layer_imports_a_higher_one() -> None:
+    broken = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = _module(path)
+        for layer, banned in RULES.items():
+            if name == layer + ".__init__" or name.startswith(layer + "."):
+                broken += [f"{name} imports {i}" for i in _imports(path) if i.startswith(banned)]
+    assert not broken, "\n".join(broken)
+
+
+def test_the_layer_check_sees_a_banned_import(tmp_path: Path) -> None:
+    """The rule above must be able to fail: a lazy import inside a function is found."""
+    sample = tmp_path / "m.py"
+    sample.write_text("def f():\n    from wcperf.jobs import store\n    import wcperf.cli.app\n")
+    assert {"wcperf.jobs", "wcperf.jobs.store", "wcperf.cli.app"} <= _imports(sample)
+
+
+def _tool(name: str) -> str:
+    found = BIN / name
+    if found.exists():
+        return str(found)
+    on_path = shutil.which(name)
+    if on_path is None:
+        pytest.skip(f"{name} is not installed (make install brings it)")
+    return on_path
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]],
+    ids=["ruff", "ruff-format", "mypy"],
+)
+def test_lint_is_clean(command: list[str]) -> None:
+    """What `make lint` runs: mypy in default mode over wcperf/, strict on db, observe, jobs."""
+    run = subprocess.run(
+        [_tool(command[0]), *command[1:]], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
