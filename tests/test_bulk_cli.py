@@ -270,7 +270,8 @@ def test_kill_9_at_random_points_then_resume_ends_as_a_clean_run(clone: Any) -> 
 
 def test_ctrl_c_stops_cleanly_says_interrupted_and_resumes(clone: Any) -> None:
     url = clone()
-    proc = spawn(url, [*JOBS["grade"], "--batch-size", "40", "--sleep-ms", "25"])
+    # 100 batches with a 200 ms rest: the signal lands mid-job however loaded the machine
+    proc = spawn(url, [*JOBS["grade"], "--batch-size", "40", "--sleep-ms", "200"])
     deadline = time.monotonic() + 30
     while (done := rows_done(url)) is None or done[0] == 0:
         assert proc.poll() is None and time.monotonic() < deadline

@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import redis
@@ -52,6 +53,16 @@ from wcperf.observe.fingerprint import Fingerprinter
 T = TypeVar("T")
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
 _MISS = object()
+
+
+class CacheMode(StrEnum):
+    """Which tiers serve reads just now, in the words the stats and tables show."""
+
+    TIERED = "L1 + Redis"
+    L1_ONLY = "L1 only: no Redis configured"
+    REDIS_DOWN = "L1 only: Redis unreachable, retrying"  # nothing fails; L1 and the database
+
+
 MAX_NAMES = 4096  # generation names a process keeps and re-reads each second
 
 
@@ -495,12 +506,12 @@ class QueryCache:
             self._failed()
             return dropped
 
-    def mode(self) -> str:
+    def mode(self) -> CacheMode:
         if self._redis is None:
-            return "L1 only: no Redis configured"
+            return CacheMode.L1_ONLY
         if time.monotonic() < self._down_until:
-            return "L1 only: Redis unreachable, retrying"
-        return "L1 + Redis"
+            return CacheMode.REDIS_DOWN
+        return CacheMode.TIERED
 
     def stats(self) -> dict[str, Any]:
         c = self.counts

@@ -34,6 +34,7 @@ from wcperf.jobs.nurse_reassign import NurseReassign
 from wcperf.jobs.revert import Revert
 from wcperf.jobs.runner import EXIT_STOPPED, Outcome, Runner, RunOptions
 from wcperf.jobs.runner import Progress as JobProgress
+from wcperf.jobs.states import JobStatus, Request
 from wcperf.jobs.throttle import SIGNALS, Thresholds
 from wcperf.jobs.transfer import Transfer, read_ids
 from wcperf.observe.observer import Observer
@@ -295,9 +296,9 @@ def _report(outcome: Outcome, json_out: bool) -> None:
             f"{outcome.batches} batches, {outcome.pauses} pauses)"
             + (f" — {outcome.reason}" if outcome.reason else "")
         )
-        if outcome.status == "aborted":
+        if outcome.status == JobStatus.ABORTED:
             out.print(f"resume with: wcperf bulk resume {job.id}")
-    if outcome.status != "done":
+    if outcome.status != JobStatus.DONE:
         raise typer.Exit(EXIT_STOPPED)
 
 
@@ -534,7 +535,7 @@ def status(
     )
 
 
-def _control(ctx: typer.Context, job_id: int, what: str) -> store.Job:
+def _control(ctx: typer.Context, job_id: int, what: Request) -> store.Job:
     with database(ctx, "bulk") as db:
         return launch.with_conn(db, lambda c: store.request(c, job_id, what))
 
@@ -542,14 +543,14 @@ def _control(ctx: typer.Context, job_id: int, what: str) -> store.Job:
 @app.command()
 def pause(ctx: typer.Context, job_id: int = typer.Argument(..., metavar="JOB")) -> None:
     """Ask a running job to pause before its next batch."""
-    job = _control(ctx, job_id, "pause")
+    job = _control(ctx, job_id, Request.PAUSE)
     out.print(f"job {job.id}: pause requested ({job.shown_status})")
 
 
 @app.command()
 def abort(ctx: typer.Context, job_id: int = typer.Argument(..., metavar="JOB")) -> None:
     """Stop a job between batches; everything committed stays, `resume` continues it."""
-    job = _control(ctx, job_id, "abort")
+    job = _control(ctx, job_id, Request.ABORT)
     out.print(f"job {job.id}: abort requested ({job.shown_status})")
 
 
@@ -570,12 +571,12 @@ def resume(
     with database(ctx, "bulk") as db:
         job = launch.with_conn(db, lambda c: store.get(c, job_id))
         if job.alive:
-            launch.with_conn(db, lambda c: store.request(c, job_id, "run"))
+            launch.with_conn(db, lambda c: store.request(c, job_id, Request.RUN))
             out.print(
                 f"job {job_id}: resume requested (it runs in {shown(job.owner)})", markup=False
             )
             return
-        if job.status == "done":
+        if job.status == JobStatus.DONE:
             raise RefusedError(f"bulk job {job_id} is done; nothing to resume")
         launch.reopen(db, job)
         _run(ctx, db, job, options, json_out)

@@ -26,6 +26,7 @@ from wcperf.errors import WcperfError, database_message
 from wcperf.jobs import store
 from wcperf.jobs.base import BatchResult, JobKind, add_counts
 from wcperf.jobs.signals import SignalReader
+from wcperf.jobs.states import JobStatus, Request, RunState, Verdict
 from wcperf.jobs.store import Job
 from wcperf.jobs.throttle import GO, Backoff, BatchSizer, Decision, Thresholds, decide, state_dict
 
@@ -65,7 +66,7 @@ class Progress:
     kind: str
     rows_done: int
     rows_total: int
-    state: str  # running | slowed | paused | done | aborted | failed | interrupted
+    state: RunState
     reason: str
     batch_size: int
     batches: int
@@ -75,7 +76,7 @@ class Progress:
 @dataclass
 class Outcome:
     job: Job
-    status: str  # done | aborted
+    status: JobStatus  # done or aborted
     reason: str
     seconds: float
     batches: int = 0
@@ -135,7 +136,7 @@ class Runner:
         o = self.options
         initial = max(o.min_batch, min(o.max_batch, 1000))
         self.sizer = BatchSizer(o.target_batch_ms, initial=initial, lo=o.min_batch, hi=o.max_batch)
-        self.throttle: dict[str, Any] = {"state": "starting", "reason": "", "signals": {}}
+        self.throttle: dict[str, Any] = {"state": RunState.STARTING, "reason": "", "signals": {}}
         self.job: Job | None = None
         self._run_rows = 0
         self._started = time.monotonic()
@@ -158,7 +159,7 @@ class Runner:
         fixed = self.job.batch_size if self.job else None
         return fixed or self.options.batch_size or self.sizer.size
 
-    def _report(self, state: str, reason: str = "", batches: int = 0) -> None:
+    def _report(self, state: RunState, reason: str = "", batches: int = 0) -> None:
         job = self.job
         assert job is not None
         elapsed = time.monotonic() - self._started
@@ -183,8 +184,8 @@ class Runner:
             job = self.job = store.get(lease, self.job_id)
             if job.kind != self.kind.name:
                 raise WcperfError(f"bulk job {job.id} is a {job.kind} job, not {self.kind.name}")
-            if job.status == "done":
-                return Outcome(job, "done", "already done", 0.0)
+            if job.status == JobStatus.DONE:
+                return Outcome(job, JobStatus.DONE, "already done", 0.0)
             self.job = store.claim(lease, self.job_id)
             reader = SignalReader(
                 self.db,
@@ -202,17 +203,17 @@ class Runner:
             except BaseException as exc:
                 # Interrupted (Ctrl-C, or an atomic run refused): nothing half-done, resumable.
                 stopped = isinstance(exc, KeyboardInterrupt | Throttled)
-                status = "interrupted" if stopped else "failed"
+                status = JobStatus.INTERRUPTED if stopped else JobStatus.FAILED
                 message = str(exc) or "interrupted" if stopped else safe_message(exc)
                 self._finish_outside(lease, status, message)
                 raise
-            if outcome.status != "done":  # done is recorded with the last batch
+            if outcome.status != JobStatus.DONE:  # done is recorded with the last batch
                 store.record_run(
                     lease, self.job_id, outcome.status, outcome.seconds, self.job.counts
                 )
             return outcome
 
-    def _finish_outside(self, lease: psycopg.Connection, status: str, message: str) -> None:
+    def _finish_outside(self, lease: psycopg.Connection, status: JobStatus, message: str) -> None:
         try:
             store.note_state(lease, self.job_id, status, self.throttle, message)
             assert self.job is not None
@@ -228,7 +229,7 @@ class Runner:
 
     def _decide(self, reader: SignalReader) -> Decision:
         if not self.options.backpressure:
-            self.throttle = {"state": "running", "reason": "backpressure off", "signals": {}}
+            self._show(RunState.RUNNING, "backpressure off", signals={})
             return GO
         values = reader.read()
         decision = decide(values, self.options.thresholds)
@@ -237,11 +238,18 @@ class Runner:
             self.throttle["notes"] = reader.notes
         return decision
 
-    def _outcome(self, status: str, reason: str, **kw: Any) -> Outcome:
+    def _show(self, state: RunState, reason: str, **more: Any) -> None:
+        """The throttle as shown, with this state and reason (its signals kept)."""
+        self.throttle = {**self.throttle, "state": state, "reason": reason, **more}
+
+    def _outcome(self, status: JobStatus, reason: str, tally: _Tally | None = None) -> Outcome:
         assert self.job is not None
+        t = tally or _Tally()
         return Outcome(
-            self.job, status, reason, time.monotonic() - self._started, rows=self._run_rows, **kw
-        )
+            self.job, status, reason, time.monotonic() - self._started,
+            batches=t.batches, retries=t.retries, pauses=t.pauses, paused_s=t.paused_s,
+            rows=self._run_rows,
+        )  # fmt: skip
 
     def _commit_batch(self, conn: Connection, job: Job, result: BatchResult) -> None:
         checkpoint = {
@@ -249,11 +257,12 @@ class Runner:
             **result.checkpoint,
             "counts": add_counts(job.counts, result.counts),
         }
-        status = "done" if result.done else "running"
+        status = JobStatus.DONE if result.done else JobStatus.RUNNING
         raw = driver(conn)
         store.advance(raw, job, result.rows, checkpoint, status, self.throttle)
         if result.done:
-            store.record_run(raw, job.id, "done", time.monotonic() - self._started, job.counts)
+            seconds = time.monotonic() - self._started
+            store.record_run(raw, job.id, JobStatus.DONE, seconds, job.counts)
 
     def _after_commit(self, result: BatchResult) -> None:
         self._run_rows += result.rows
@@ -262,11 +271,11 @@ class Runner:
 
     def _atomic(self, reader: SignalReader) -> Outcome:
         decision = self._decide(reader)
-        if decision.state in ("pause", "abort"):
+        if decision.state in (Verdict.PAUSE, Verdict.ABORT):
             raise Throttled(
                 f"not starting the atomic run: {decision.reason}; try later or run in batches"
             )
-        self._report("running", "one atomic transaction")
+        self._report(RunState.RUNNING, "one atomic transaction")
         engine = self.db.engine.execution_options(isolation_level="READ COMMITTED")
         with engine.connect() as conn, conn.begin():
             job = store.lock(driver(conn), self.job_id, self.options.lock_timeout_ms)
@@ -278,112 +287,145 @@ class Runner:
             result = self.kind.apply_all(conn, job)
             self._commit_batch(conn, job, result)
         self._after_commit(result)
-        self._report("done", batches=1)
-        return self._outcome("done", "", batches=1)
+        self._report(RunState.DONE, batches=1)
+        return self._outcome(JobStatus.DONE, "", _Tally(batches=1))
 
     def _batches(self, lease: psycopg.Connection, reader: SignalReader) -> Outcome:
-        o = self.options
-        if o.backpressure:
-            self._report("running", "measuring live traffic before the first batch")
+        """Batch after batch until done: each step either yields to pressure or to an
+        operator, retries a batch a lock or timeout broke, or commits one batch."""
+        if self.options.backpressure:
+            self._report(RunState.RUNNING, "measuring live traffic before the first batch")
             reader.prime()
-        backoff = Backoff()
-        batches = retries = failures_in_row = pauses = 0
-        paused_s = 0.0
-        was_paused = False
+        tally = _Tally()
         while True:
             decision = self._decide(reader)
-            if decision.state == "abort":
-                store.note_state(lease, self.job_id, "aborted", self.throttle, decision.reason)
-                self._report("aborted", decision.reason, batches)
-                return self._outcome("aborted", decision.reason, batches=batches, pauses=pauses)
-            if decision.state == "pause":
-                if store.requested(lease, self.job_id) == "abort":
-                    return self._operator_abort(lease, batches, pauses)
-                if not was_paused:
-                    pauses += 1
-                    was_paused = True
-                store.note_state(lease, self.job_id, "paused", self.throttle)
-                self._report("paused", decision.reason, batches)
-                delay = backoff.next()
-                time.sleep(delay)
-                paused_s += delay
+            if decision.state in (Verdict.ABORT, Verdict.PAUSE):
+                ended = self._under_pressure(lease, decision, tally)
+                if ended is not None:
+                    return ended
                 continue
-            backoff.reset()
-            was_paused = False
+            tally.backoff.reset()
+            tally.was_paused = False
             started = time.monotonic()
             try:
-                with self.db.engine.connect() as conn, conn.begin():
-                    job = store.lock(driver(conn), self.job_id, o.lock_timeout_ms)
-                    self.job = job
-                    if job.requested in ("pause", "abort"):
-                        status = "aborted" if job.requested == "abort" else "paused"
-                        reason = f"{'aborted' if status == 'aborted' else 'paused'} by operator"
-                        self.throttle = {**self.throttle, "state": status, "reason": reason}
-                        store.note_state(
-                            driver(conn),
-                            job.id,
-                            status,
-                            self.throttle,
-                            reason if status == "aborted" else None,
-                        )
-                        job.status = status
-                    else:
-                        size = (
-                            job.batch_size
-                            or o.batch_size
-                            or self.sizer.next(decision.target_ms(o.target_batch_ms))
-                        )
-                        result = self.kind.batch(conn, job, size)
-                        self._commit_batch(conn, job, result)
+                job, result = self._one_batch(decision)
             except DBAPIError as exc:
-                if not isinstance(exc.orig, RETRYABLE) or failures_in_row >= o.max_retries:
-                    raise
-                retries += 1
-                failures_in_row += 1
-                self.sizer.shrink()
-                reason = f"batch retried: {safe_message(exc)}"
-                self.throttle = {**self.throttle, "state": "retrying", "reason": reason}
-                self._report("paused", reason, batches)
-                time.sleep(backoff.next())
+                self._retry_later(exc, tally)
                 continue
-            failures_in_row = 0
-            if job.status == "aborted":
-                self._report("aborted", "aborted by operator", batches)
-                return self._outcome("aborted", "aborted by operator", batches=batches)
-            if job.status == "paused":
-                pauses += 1
-                paused_s += self._wait_while_paused(lease, batches)
+            tally.failures_in_row = 0
+            if job.status == JobStatus.ABORTED:
+                self._report(RunState.ABORTED, "aborted by operator", tally.batches)
+                return self._outcome(JobStatus.ABORTED, "aborted by operator", tally)
+            if job.status == JobStatus.PAUSED or result is None:
+                tally.pauses += 1
+                tally.paused_s += self._wait_while_paused(lease, tally.batches)
                 continue
             seconds = time.monotonic() - started
-            batches += 1
-            self._after_commit(result)
-            if job.batch_size is None and o.batch_size is None:
-                scanned = result.scanned if result.scanned is not None else result.rows
-                self.sizer.observe(scanned, seconds)
-            state = "slowed" if decision.state == "slow" else "running"
-            self._report("done" if result.done else state, decision.reason, batches)
+            self._committed(job, result, decision, seconds, tally)
             if result.done:
-                return self._outcome(
-                    "done", "", batches=batches, retries=retries, pauses=pauses, paused_s=paused_s
-                )
-            rest = decision.rest_s(seconds) + o.sleep_ms / 1000
+                return self._outcome(JobStatus.DONE, "", tally)
+            rest = decision.rest_s(seconds) + self.options.sleep_ms / 1000
             if rest > 0:
                 time.sleep(rest)
+
+    def _under_pressure(
+        self, lease: psycopg.Connection, decision: Decision, tally: _Tally
+    ) -> Outcome | None:
+        """A signal over its abort threshold ends the job; over its pause threshold the
+        job rests with a growing backoff (an operator's abort still ends it)."""
+        if decision.state == Verdict.ABORT:
+            store.note_state(lease, self.job_id, JobStatus.ABORTED, self.throttle, decision.reason)
+            self._report(RunState.ABORTED, decision.reason, tally.batches)
+            return self._outcome(JobStatus.ABORTED, decision.reason, tally)
+        if store.requested(lease, self.job_id) == Request.ABORT:
+            return self._operator_abort(lease, tally)
+        if not tally.was_paused:
+            tally.pauses += 1
+            tally.was_paused = True
+        store.note_state(lease, self.job_id, JobStatus.PAUSED, self.throttle)
+        self._report(RunState.PAUSED, decision.reason, tally.batches)
+        delay = tally.backoff.next()
+        time.sleep(delay)
+        tally.paused_s += delay
+        return None
+
+    def _one_batch(self, decision: Decision) -> tuple[Job, BatchResult | None]:
+        """One transaction: lock the job row, obey the operator or change the next rows and
+        advance the checkpoint. No result means the operator paused or aborted it."""
+        o = self.options
+        with self.db.engine.connect() as conn, conn.begin():
+            job = store.lock(driver(conn), self.job_id, o.lock_timeout_ms)
+            self.job = job
+            if job.requested in (Request.PAUSE, Request.ABORT):
+                aborting = job.requested == Request.ABORT
+                status = JobStatus.ABORTED if aborting else JobStatus.PAUSED
+                reason = f"{status} by operator"
+                self._show(RunState(status), reason)
+                error = reason if aborting else None
+                store.note_state(driver(conn), job.id, status, self.throttle, error)
+                job.status = status
+                return job, None
+            size = (
+                job.batch_size
+                or o.batch_size
+                or self.sizer.next(decision.target_ms(o.target_batch_ms))
+            )
+            result = self.kind.batch(conn, job, size)
+            self._commit_batch(conn, job, result)
+            return job, result
+
+    def _retry_later(self, exc: DBAPIError, tally: _Tally) -> None:
+        """A batch broken by a lock, deadlock or timeout: smaller, after a rest; re-raised
+        when it is anything else or the retries ran out."""
+        if not isinstance(exc.orig, RETRYABLE) or tally.failures_in_row >= self.options.max_retries:
+            raise exc
+        tally.retries += 1
+        tally.failures_in_row += 1
+        self.sizer.shrink()
+        reason = f"batch retried: {safe_message(exc)}"
+        self._show(RunState.RETRYING, reason)
+        self._report(RunState.PAUSED, reason, tally.batches)
+        time.sleep(tally.backoff.next())
+
+    def _committed(
+        self, job: Job, result: BatchResult, decision: Decision, seconds: float, tally: _Tally
+    ) -> None:
+        tally.batches += 1
+        self._after_commit(result)
+        o = self.options
+        if job.batch_size is None and o.batch_size is None:
+            scanned = result.scanned if result.scanned is not None else result.rows
+            self.sizer.observe(scanned, seconds)
+        state = RunState.SLOWED if decision.state == Verdict.SLOW else RunState.RUNNING
+        self._report(RunState.DONE if result.done else state, decision.reason, tally.batches)
 
     def _wait_while_paused(self, lease: psycopg.Connection, batches: int) -> float:
         """Paused by an operator: poll the job row until resumed or aborted."""
         backoff, waited = Backoff(cap_s=2.0), 0.0
-        while store.requested(lease, self.job_id) == "pause":
-            self._report("paused", "paused by operator: `wcperf bulk resume`", batches)
+        while store.requested(lease, self.job_id) == Request.PAUSE:
+            self._report(RunState.PAUSED, "paused by operator: `wcperf bulk resume`", batches)
             delay = backoff.next()
             time.sleep(delay)
             waited += delay
-        if store.requested(lease, self.job_id) != "abort":
-            store.note_state(lease, self.job_id, "running", self.throttle)
+        if store.requested(lease, self.job_id) != Request.ABORT:
+            store.note_state(lease, self.job_id, JobStatus.RUNNING, self.throttle)
         return waited
 
-    def _operator_abort(self, lease: psycopg.Connection, batches: int, pauses: int) -> Outcome:
+    def _operator_abort(self, lease: psycopg.Connection, tally: _Tally) -> Outcome:
         reason = "aborted by operator"
-        store.note_state(lease, self.job_id, "aborted", self.throttle, reason)
-        self._report("aborted", reason, batches)
-        return self._outcome("aborted", reason, batches=batches, pauses=pauses)
+        store.note_state(lease, self.job_id, JobStatus.ABORTED, self.throttle, reason)
+        self._report(RunState.ABORTED, reason, tally.batches)
+        return self._outcome(JobStatus.ABORTED, reason, tally)
+
+
+@dataclass
+class _Tally:
+    """What one run of batches has counted so far."""
+
+    batches: int = 0
+    retries: int = 0
+    pauses: int = 0
+    paused_s: float = 0.0
+    failures_in_row: int = 0
+    was_paused: bool = False
+    backoff: Backoff = field(default_factory=Backoff)

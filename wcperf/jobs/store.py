@@ -26,6 +26,7 @@ from psycopg.types.json import Jsonb
 from wcperf.db import admin
 from wcperf.errors import RefusedError, WcperfError
 from wcperf.jobs.claims import Claims
+from wcperf.jobs.states import UNFINISHED, JobStatus, Request
 
 LOCK_CLASS = 0x77637066  # 'wcpf': the advisory-lock namespace of bulk jobs
 
@@ -45,12 +46,12 @@ class Job:
     id: int
     kind: str
     params: dict[str, Any]  # {"args": what the user asked (ids only), "plan": fixed at start}
-    status: str
+    status: JobStatus
     checkpoint: dict[str, Any]
     rows_total: int
     rows_done: int
     batch_size: int | None
-    requested: str | None
+    requested: Request | None
     throttle: dict[str, Any] | None
     error: str | None
     owner: str | None
@@ -76,11 +77,15 @@ class Job:
     def counts(self) -> dict[str, int]:
         return dict(self.checkpoint.get("counts", {}))
 
+    def __post_init__(self) -> None:
+        self.status = JobStatus(self.status)
+        self.requested = Request(self.requested) if self.requested else None
+
     @property
-    def shown_status(self) -> str:
+    def shown_status(self) -> JobStatus:
         """`running` or `paused` with no live runner means a runner was killed."""
-        if self.status in ("running", "paused") and not self.alive:
-            return "interrupted"
+        if self.status in (JobStatus.RUNNING, JobStatus.PAUSED) and not self.alive:
+            return JobStatus.INTERRUPTED
         return self.status
 
     def as_dict(self) -> dict[str, Any]:
@@ -161,25 +166,25 @@ def advance(
     job: Job,
     rows: int,
     checkpoint: dict[str, Any],
-    status: str,
+    status: JobStatus,
     throttle: dict[str, Any] | None,
 ) -> None:
     """Move the checkpoint, in the batch's own transaction."""
     conn.execute(
         "update wcperf.bulk_jobs set checkpoint = %s, rows_done = rows_done + %s, status = %s,"
         " throttle = %s, error = null, updated_at = now(),"
-        " finished_at = case when %s in ('done', 'aborted') then now() end"
+        " finished_at = case when %s then now() end"
         " where id = %s",
-        (Jsonb(checkpoint), rows, status, Jsonb(throttle), status, job.id),
+        (Jsonb(checkpoint), rows, status, Jsonb(throttle), status.finished, job.id),
     )
     job.rows_done += rows
     job.checkpoint = checkpoint
     job.status = status
 
 
-def requested(conn: psycopg.Connection, job_id: int) -> str | None:
+def requested(conn: psycopg.Connection, job_id: int) -> Request | None:
     row = conn.execute("select requested from wcperf.bulk_jobs where id = %s", (job_id,)).fetchone()
-    return row[0] if row else None
+    return Request(row[0]) if row and row[0] else None
 
 
 def listing(conn: psycopg.Connection, limit: int = 50) -> list[Job]:
@@ -188,9 +193,6 @@ def listing(conn: psycopg.Connection, limit: int = 50) -> list[Job]:
             f"select {_COLUMNS}, {_ALIVE} from wcperf.bulk_jobs order by id desc limit %s", (limit,)
         ).fetchall()
     return [_job(r) for r in rows]
-
-
-UNFINISHED = ("planned", "running", "paused", "interrupted", "failed")
 
 
 def unfinished(conn: psycopg.Connection, kind: str) -> list[Job]:
@@ -210,9 +212,8 @@ def find_unfinished(conn: psycopg.Connection, kind: str, args: dict[str, Any]) -
         row = cur.execute(
             f"select {_COLUMNS}, {_ALIVE} from wcperf.bulk_jobs"
             " where kind = %s and params -> 'args' = %s"
-            " and status in ('planned', 'running', 'paused', 'interrupted', 'failed')"
-            " order by id desc limit 1",
-            (kind, Jsonb(args)),
+            " and status = any(%s) order by id desc limit 1",
+            (kind, Jsonb(args), list(UNFINISHED)),
         ).fetchone()
     return _job(row) if row else None
 
@@ -231,8 +232,15 @@ def create(
     with conn.transaction():
         job_id = conn.execute(
             "insert into wcperf.bulk_jobs (kind, params, status, checkpoint, rows_total, requested)"
-            " values (%s, %s, 'planned', %s, %s, 'run') returning id",
-            (kind, Jsonb(params), Jsonb({"counts": {}}), rows_total),
+            " values (%s, %s, %s, %s, %s, %s) returning id",
+            (
+                kind,
+                Jsonb(params),
+                JobStatus.PLANNED,
+                Jsonb({"counts": {}}),
+                rows_total,
+                Request.RUN,
+            ),
         ).fetchone()[0]  # type: ignore[index]
         conn.execute(
             "insert into wcperf.audit_log (actor, action, job_id, counts, details)"
@@ -285,28 +293,28 @@ def audit_row(conn: psycopg.Connection, job_id: int) -> dict[str, Any]:
     return row[0]
 
 
-def request(conn: psycopg.Connection, job_id: int, what: str) -> Job:
+def request(conn: psycopg.Connection, job_id: int, what: Request) -> Job:
     """Ask a job to run, pause or abort: a live runner obeys at its next batch."""
     job = get(conn, job_id)
-    if job.status == "done":
+    if job.status == JobStatus.DONE:
         raise RefusedError(f"bulk job {job_id} is done; nothing to {what}")
-    if what == "abort" and job.status == "aborted":
+    if what == Request.ABORT and job.status == JobStatus.ABORTED:
         raise RefusedError(f"bulk job {job_id} is aborted already")
     conn.execute(
         "update wcperf.bulk_jobs set requested = %s, updated_at = now() where id = %s",
         (what, job_id),
     )
-    if what == "abort" and not job.alive:
+    if what == Request.ABORT and not job.alive:
         conn.execute(
-            "update wcperf.bulk_jobs set status = 'aborted', error = 'aborted by operator',"
+            "update wcperf.bulk_jobs set status = %s, error = 'aborted by operator',"
             " finished_at = now() where id = %s",
-            (job_id,),
+            (JobStatus.ABORTED, job_id),
         )
     return get(conn, job_id)
 
 
 def set_batch_size(conn: psycopg.Connection, job_id: int, size: int | None) -> Job:
-    if get(conn, job_id).status == "done":
+    if get(conn, job_id).status == JobStatus.DONE:
         raise RefusedError(f"bulk job {job_id} is done; its batch size is left as it was")
     conn.execute(
         "update wcperf.bulk_jobs set batch_size = %s, updated_at = now() where id = %s",
@@ -342,12 +350,12 @@ def lease(url: str, job_id: int, wait_s: float = 2.0) -> Iterator[psycopg.Connec
 def note_state(
     conn: psycopg.Connection,
     job_id: int,
-    status: str,
+    status: JobStatus,
     throttle: dict[str, Any] | None,
     error: str | None = None,
 ) -> None:
     """Record a state outside a batch (paused, aborted, failed), on the lease connection."""
-    finished = status in ("done", "aborted")
+    finished = status.finished
     conn.execute(
         "update wcperf.bulk_jobs set status = %s, throttle = %s, error = %s, updated_at = now(),"
         " finished_at = case when %s then now() else finished_at end where id = %s",
@@ -358,10 +366,10 @@ def note_state(
 def claim(conn: psycopg.Connection, job_id: int) -> Job:
     """The runner starts (or resumes) the job: running, and run is what is asked."""
     conn.execute(
-        "update wcperf.bulk_jobs set status = 'running', requested = 'run', owner = %s,"
+        "update wcperf.bulk_jobs set status = %s, requested = %s, owner = %s,"
         " error = null,"
         " started_at = coalesce(started_at, now()), finished_at = null, updated_at = now()"
         " where id = %s",
-        (owner(), job_id),
+        (JobStatus.RUNNING, Request.RUN, owner(), job_id),
     )
     return get(conn, job_id)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wcperf.errors import ConfigError
+from wcperf.jobs.states import SHOWN, Verdict
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def _threshold(name: str, raw: str) -> float | None:
 
 @dataclass
 class Decision:
-    state: str  # go | slow | pause | abort
+    state: Verdict
     reasons: list[str] = field(default_factory=list)
     pressure: float = 0.0  # highest value / pause threshold
 
@@ -97,19 +98,19 @@ class Decision:
 
     def rest_s(self, batch_s: float) -> float:
         """How long to rest after a batch that took `batch_s`."""
-        if self.state != "slow":
+        if self.state != Verdict.SLOW:
             return 0.0
         return batch_s * MAX_REST * (self.pressure - SLOW_FROM) / (1 - SLOW_FROM)
 
     def target_ms(self, target_ms: float) -> float:
         """Shorter batches under pressure: locks held for less time."""
-        if self.state != "slow":
+        if self.state != Verdict.SLOW:
             return target_ms
         share = (self.pressure - SLOW_FROM) / (1 - SLOW_FROM)
         return target_ms * (1 - (1 - MIN_TARGET) * share)
 
 
-GO = Decision("go")
+GO = Decision(Verdict.GO)
 
 
 def _describe(name: str, value: float, threshold: float, what: str) -> str:
@@ -117,7 +118,9 @@ def _describe(name: str, value: float, threshold: float, what: str) -> str:
 
 
 def decide(values: dict[str, float | None], thresholds: Thresholds) -> Decision:
-    aborts, pauses, pressure, worst = [], [], 0.0, ""
+    aborts: list[str] = []
+    pauses: list[str] = []
+    pressure, worst = 0.0, ""
     for name, value in values.items():
         limit = thresholds.limits.get(name)
         if value is None or limit is None:
@@ -131,12 +134,12 @@ def decide(values: dict[str, float | None], thresholds: Thresholds) -> Decision:
             if share > pressure:
                 pressure, worst = share, _describe(name, value, limit.pause, "pause")
     if aborts:
-        return Decision("abort", aborts, pressure)
+        return Decision(Verdict.ABORT, aborts, pressure)
     if pauses:
-        return Decision("pause", pauses, pressure)
+        return Decision(Verdict.PAUSE, pauses, pressure)
     if pressure >= SLOW_FROM:
-        return Decision("slow", [worst], pressure)
-    return Decision("go", [], pressure)
+        return Decision(Verdict.SLOW, [worst], pressure)
+    return Decision(Verdict.GO, [], pressure)
 
 
 class Backoff:
@@ -197,9 +200,6 @@ class BatchSizer:
         """After a batch failed on a lock or statement timeout: half as many rows."""
         self.size = max(self.lo, self.size // 2)
         return self.size
-
-
-SHOWN = {"go": "running", "slow": "slowed", "pause": "paused", "abort": "aborted"}
 
 
 def state_dict(decision: Decision, values: dict[str, Any]) -> dict[str, Any]:
