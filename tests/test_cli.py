@@ -174,3 +174,23 @@ def _tables(url: str) -> list[tuple[str, str]]:
             "select schemaname, tablename from pg_tables"
             " where schemaname not in ('pg_catalog', 'information_schema') order by 1, 2"
         ).fetchall()
+
+
+def test_config_show_names_each_origin_and_masks_secrets() -> None:
+    run = run_cli(
+        "--database-url", f"postgresql://nurse:{CANARY}@db.example/wc", "--env", "production",
+        "config", "show", "--json",
+        env={"WCPERF_THROTTLE": "lock_waits=2:30", "WCPERF_CACHE_SECRET": f"{CANARY}-cache"},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    shown = json.loads(run.stdout)
+    assert shown["database_url"] == {
+        "value": "postgresql://nurse:***@db.example/wc",
+        "from": "--database-url",
+    }
+    assert shown["pool.max_size"] == {"value": 20, "from": "--env"}
+    assert shown["bulk.throttle.lock_waits"] == {"value": "2:30", "from": "$WCPERF_THROTTLE"}
+    assert shown["monitor.targets.p95_ms"] == {"value": 500.0, "from": "default"}
+    assert CANARY not in run.stdout + run.stderr
+    table = run_cli("config", "show")
+    assert table.returncode == 0 and "bulk.throttle.lock_waits" in table.stdout

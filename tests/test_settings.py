@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from wcperf.errors import ConfigError
-from wcperf.settings import Settings, mask_url, redact
+from wcperf.settings import Settings
+from wcperf.urls import check, mask_url, redact
 
 
 def test_database_url_prefers_wcperf_variable() -> None:
@@ -58,7 +59,7 @@ def test_application_name_names_the_command() -> None:
 )
 def test_bad_settings_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError) as info:
-        Settings.from_env(env)
+        check(Settings.from_env(env))
     assert "s3cret" not in str(info.value)
 
 
@@ -87,3 +88,41 @@ def test_mask_url(url: str | None, shown: str) -> None:
 
 def test_redact_removes_password_from_messages() -> None:
     assert redact("auth failed for s3cret", "postgresql://u:s3cret@h/x") == "auth failed for ***"
+
+
+def test_every_default_lives_in_the_tree_and_says_where_it_came_from() -> None:
+    s = Settings.from_env(
+        {"WCPERF_THROTTLE": "active_backends=8:64", "WCPERF_N_PLUS_ONE_WINDOW_S": "2.5"},
+        env="production",
+    )
+    shown = {name: (value, origin) for name, value, origin in s.shown()}
+    assert shown["bulk.throttle.active_backends"] == ("8:64", "$WCPERF_THROTTLE")
+    assert shown["bulk.throttle.lock_waits"] == ("1:20", "default")
+    assert shown["monitor.n_plus_one_window_s"] == (2.5, "$WCPERF_N_PLUS_ONE_WINDOW_S")
+    assert shown["pool.max_size"] == (20, "--env")
+    assert shown["env"] == ("production", "--env")
+    assert shown["index.lock_timeout_ms"] == (2000, "default")
+    assert shown["cache.ttl_s.medication_catalogue"] == (1800, "default")
+    assert s.bulk.throttle["active_backends"] == (8.0, 64.0)
+
+
+def test_the_cache_secret_is_never_shown() -> None:
+    s = Settings.from_env({"WCPERF_CACHE_SECRET": "s3cret-canary-value"})
+    shown = {name: (value, origin) for name, value, origin in s.shown()}
+    assert shown["cache_secret"] == ("(given)", "$WCPERF_CACHE_SECRET")
+    assert "s3cret-canary-value" not in repr(s.shown())
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"WCPERF_THROTTLE": "no_such_signal=1"},
+        {"WCPERF_THROTTLE": "active_backends=nan"},
+        {"WCPERF_MAX_WORKLOAD": "0"},
+        {"WCPERF_N_PLUS_ONE_WINDOW_S": "-1"},
+        {"WCPERF_N_PLUS_ONE": "many"},
+    ],
+)
+def test_bad_tree_values_are_refused(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        Settings.from_env(env)

@@ -1,4 +1,7 @@
-"""One Settings object, read from the environment and overridden by CLI flags.
+"""One Settings tree, read from the environment and overridden by CLI flags: it owns
+every default wcperf has (servers, pool, targets, throttle thresholds, cache TTLs,
+N+1 detection, lock timeouts, ports), and remembers where each value came from, so
+`wcperf config show` can say. No other module keeps a copy of a default.
 
 Resolution order for each server: an explicit flag, then the environment
 (`WCPERF_DATABASE_URL`, falling back to `DATABASE_URL`; `REDIS_URL`); for
@@ -10,21 +13,106 @@ A PostgreSQL setting may be a URL or a libpq keyword string (`host=db dbname=wc`
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from wcperf.errors import ConfigError
-from wcperf.observe.targets import Targets
-from wcperf.redact import mask, remember, remember_url, shown
 
 ENVIRONMENTS = ("production", "development")
 EMBEDDED = "embedded"
 DEFAULT_DATABASE = "wcperf"
+
+
+@dataclass(frozen=True)
+class Targets:
+    """SPEC.md's figures to beat; alerts and the loadtest verdict are judged against them."""
+
+    p50_ms: float = 100.0
+    p95_ms: float = 500.0
+    p99_ms: float = 1000.0
+    cache_hit_pct: float = 80.0
+    pool_utilisation_pct: float = 80.0  # warning above
+    pool_critical_pct: float = 95.0  # critical above
+    pool_waiting: int = 5  # "high wait queue" above
+    n_plus_one: int = 0
+
+    @classmethod
+    def parse(cls, text: str | None, base: Targets | None = None) -> Targets:
+        """`p95_ms=300,cache_hit_pct=85` over the defaults."""
+        targets = base or cls()
+        if not text:
+            return targets
+        names = {f.name: f.type for f in fields(cls)}
+        changes: dict[str, float | int] = {}
+        for part in text.split(","):
+            key, sep, raw = part.strip().partition("=")
+            if not sep or key not in names:
+                raise ConfigError(f"unknown target {key!r}; known: {', '.join(names)}")
+            try:
+                changes[key] = int(raw) if names[key] in ("int", int) else float(raw)
+            except ValueError:
+                raise ConfigError(f"target {key} must be a number, not {raw!r}") from None
+        return replace(targets, **changes)  # type: ignore[arg-type]  # each name typed above
+
+
+# Backpressure: each signal's (pause, abort) threshold, None for off (SPEC.md).
+THROTTLE_LIMITS: dict[str, tuple[float | None, float | None]] = {
+    "pool_waiting": (1, None),
+    "pool_util_pct": (80, None),
+    "others_waiting": (6, 50),
+    "others_util_pct": (95, None),
+    "live_p99_ratio": (1.5, None),
+    "active_backends": (16, 128),
+    "lock_waits": (1, 20),
+    "autovacuum": (None, None),
+    "replica_lag_s": (10, 300),
+}
+
+# Seconds a cached read lives, by kind (SPEC.md).
+CACHE_TTL_S: dict[str, int] = {
+    "student_detail": 600,
+    "grade_list": 300,
+    "medication_catalogue": 1800,
+    "user_profile": 900,
+    "health_summary": 300,
+    "appointment_calendar": 300,
+    "emergency_contact_stats": 600,
+}
+
+
+@dataclass(frozen=True)
+class BulkSettings:
+    """Bulk jobs: thresholds over THROTTLE_LIMITS, the workload limit, batch pacing."""
+
+    # each signal's (pause, abort) threshold: THROTTLE_LIMITS under $WCPERF_THROTTLE
+    throttle: dict[str, tuple[float | None, float | None]] = field(
+        default_factory=lambda: dict(THROTTLE_LIMITS)
+    )
+    max_workload: int = 750  # active students a nurse may have after a reassignment
+    target_batch_ms: float = 200.0
+    lock_timeout_ms: int = 2_000  # per batch: a nurse's query never queues behind us
+    atomic_timeout_ms: int = 3_600_000
+    max_retries: int = 10
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """Online index builds."""
+
+    lock_timeout_ms: int = 2_000
+    attempts: int = 6
+    wait_for_builds_s: float = 1800.0  # for a build a killed run left going
+
+
+@dataclass(frozen=True)
+class PortSettings:
+    metrics: int = 9187  # `monitor serve`
+    load_master: int = 5557  # locust's
 
 
 @dataclass(frozen=True)
@@ -64,7 +152,12 @@ class Settings:
     cache_secret: str | None = None
     pool: PoolSettings = field(default_factory=PoolSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    bulk: BulkSettings = field(default_factory=BulkSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
+    ports: PortSettings = field(default_factory=PortSettings)
     command: str = "cli"
+    # where each value came from, by dotted name: "$VAR", "--flag", or absent for default
+    origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def application_name(self) -> str:
@@ -72,52 +165,179 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        env_vars = os.environ if environ is None else environ
-        env = (env_vars.get("WCPERF_ENV") or "development").strip().lower()
+        """The tree from `environ` (the process's by default), then the flags given as
+        keyword arguments (None means not given). URLs are checked and their secrets
+        remembered for masking by `wcperf.urls.check`, which the CLI runs on the result."""
+        r = _Reader(os.environ if environ is None else environ)
+        env = (r.get("WCPERF_ENV", "env") or "development").strip().lower()
         if env not in ENVIRONMENTS:
             raise ConfigError(f"WCPERF_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
-        pool_size = 20 if env == "production" else 10
-        if raw := env_vars.get("WCPERF_POOL_SIZE"):
+        pool_size = _pool_size(env)
+        if raw := r.get("WCPERF_POOL_SIZE", "pool.max_size"):
             pool_size = _positive_int("WCPERF_POOL_SIZE", raw)
+        elif env != "development":
+            r.origins["pool.max_size"] = "$WCPERF_ENV"
+        if r.env.get("WCPERF_HOME"):
+            r.origins["home"] = "$WCPERF_HOME"
+        elif r.env.get("XDG_DATA_HOME"):
+            r.origins["home"] = "$XDG_DATA_HOME"
+        pg_environment = libpq_environment(r.env)
+        if pg_environment:
+            r.origins["pg_environment"] = "$PG*"
+        d_monitor, d_bulk = MonitorSettings(), BulkSettings()
         settings = cls(
-            database_url=env_vars.get("WCPERF_DATABASE_URL")
-            or env_vars.get("DATABASE_URL")
-            or None,
-            redis_url=env_vars.get("REDIS_URL") or None,
-            pg_environment=libpq_environment(env_vars),
+            database_url=r.get("WCPERF_DATABASE_URL", "database_url")
+            or r.get("DATABASE_URL", "database_url"),
+            redis_url=r.get("REDIS_URL", "redis_url"),
+            pg_environment=pg_environment,
             env=env,
-            home=default_home(env_vars),
+            home=default_home(r.env),
             local_pg=_address(
-                "WCPERF_LOCAL_PG", env_vars.get("WCPERF_LOCAL_PG"), ("127.0.0.1", 5432)
+                "WCPERF_LOCAL_PG", r.get("WCPERF_LOCAL_PG", "local_pg"), ("127.0.0.1", 5432)
             ),
             local_redis=_address(
-                "WCPERF_LOCAL_REDIS", env_vars.get("WCPERF_LOCAL_REDIS"), ("127.0.0.1", 6379)
+                "WCPERF_LOCAL_REDIS",
+                r.get("WCPERF_LOCAL_REDIS", "local_redis"),
+                ("127.0.0.1", 6379),
             ),
-            redis_prefix=_prefix(env_vars.get("WCPERF_REDIS_PREFIX") or "wcperf:"),
-            cache_secret=env_vars.get("WCPERF_CACHE_SECRET") or None,
+            redis_prefix=_prefix(r.get("WCPERF_REDIS_PREFIX", "redis_prefix") or "wcperf:"),
+            cache_secret=r.get("WCPERF_CACHE_SECRET", "cache_secret"),
             pool=PoolSettings(max_size=pool_size),
             monitor=MonitorSettings(
-                slow_ms=_number("WCPERF_SLOW_MS", env_vars.get("WCPERF_SLOW_MS"), 500.0),
-                n_plus_one_threshold=int(
-                    _number("WCPERF_N_PLUS_ONE", env_vars.get("WCPERF_N_PLUS_ONE"), 5)
+                slow_ms=_number(
+                    "WCPERF_SLOW_MS", r.get("WCPERF_SLOW_MS", "monitor.slow_ms"), d_monitor.slow_ms
                 ),
-                targets=Targets.parse(env_vars.get("WCPERF_TARGETS")),
+                n_plus_one_threshold=_positive_int(
+                    "WCPERF_N_PLUS_ONE",
+                    r.get("WCPERF_N_PLUS_ONE", "monitor.n_plus_one_threshold")
+                    or str(d_monitor.n_plus_one_threshold),
+                ),
+                n_plus_one_window_s=_number(
+                    "WCPERF_N_PLUS_ONE_WINDOW_S",
+                    r.get("WCPERF_N_PLUS_ONE_WINDOW_S", "monitor.n_plus_one_window_s"),
+                    d_monitor.n_plus_one_window_s,
+                ),
+                targets=Targets.parse(r.get("WCPERF_TARGETS", "monitor.targets")),
             ),
+            bulk=BulkSettings(
+                throttle=parse_throttle(r.get("WCPERF_THROTTLE", "bulk.throttle")),
+                max_workload=_positive_int(
+                    "WCPERF_MAX_WORKLOAD",
+                    r.get("WCPERF_MAX_WORKLOAD", "bulk.max_workload") or str(d_bulk.max_workload),
+                ),
+            ),
+            origins=r.origins,
         )
         given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
         if "env" in given and given["env"] != settings.env:
             env = str(given["env"])
             if env not in ENVIRONMENTS:
                 raise ConfigError(f"--env must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
-            if not env_vars.get("WCPERF_POOL_SIZE"):
-                given["pool"] = replace(settings.pool, max_size=20 if env == "production" else 10)
-        settings = replace(settings, **given)
-        remember(settings.cache_secret)
-        for url, keywords in ((settings.database_url, True), (settings.redis_url, False)):
-            if url and url != EMBEDDED:
-                remember_url(url)
-                validate_url(url, keywords=keywords)
-        return settings
+            if not r.env.get("WCPERF_POOL_SIZE"):
+                given["pool"] = replace(settings.pool, max_size=_pool_size(env))
+                r.origins["pool.max_size"] = "--env"
+        for name in given.keys() & FLAGS.keys():
+            r.origins[name] = FLAGS[name]
+        return replace(settings, **given)
+
+    def shown(self) -> list[tuple[str, Any, str]]:
+        """Every setting as (dotted name, value, where it came from): what `config show`
+        prints. The cache secret is never shown, only whether it was given."""
+        rows: list[tuple[str, Any, str]] = []
+
+        def walk(prefix: str, node: Any) -> None:
+            for f in fields(node):
+                if f.name in ("origins", "command"):
+                    continue
+                name, value = f"{prefix}{f.name}", getattr(node, f.name)
+                if hasattr(value, "__dataclass_fields__"):
+                    walk(f"{name}.", value)
+                    continue
+                if name == "cache_secret":
+                    value = "(given)" if value else "(none: kept in wcperf's home)"
+                elif isinstance(value, Path):
+                    value = str(value)
+                elif isinstance(value, tuple) and len(value) == 2 and name.startswith("local_"):
+                    value = f"{value[0]}:{value[1]}"
+                elif isinstance(value, dict):  # the throttle: one row per signal
+                    given = self.origins.get(name, "default")
+                    rows.extend(
+                        (f"{name}.{k}", ":".join("-" if v is None else f"{v:g}" for v in pair),
+                         given if pair != THROTTLE_LIMITS.get(k) else "default")
+                        for k, pair in value.items()
+                    )  # fmt: skip
+                    continue
+                origin = self.origins.get(name)
+                if origin is None:  # a section given whole, such as "$WCPERF_TARGETS"
+                    origin = next(
+                        (o for k, o in self.origins.items() if name.startswith(k + ".")), "default"
+                    )
+                rows.append((name, value, origin))
+
+        walk("", self)
+        rows += [(f"cache.ttl_s.{k}", v, "default") for k, v in CACHE_TTL_S.items()]
+        return rows
+
+
+def parse_throttle(
+    specs: list[str] | str | None,
+    base: Mapping[str, tuple[float | None, float | None]] | None = None,
+) -> dict[str, tuple[float | None, float | None]]:
+    """`active_backends=8:64,autovacuum=1:-` over `base` (the built-in limits): pause:abort
+    per signal, `-` for off; an abort left out is off."""
+    limits = dict(THROTTLE_LIMITS if base is None else base)
+    parts: list[str] = []
+    for spec in [specs] if isinstance(specs, str) else specs or []:
+        parts += [p.strip() for p in spec.split(",") if p.strip()]
+    for part in parts:
+        name, sep, raw = part.partition("=")
+        if not sep or name not in THROTTLE_LIMITS:
+            raise ConfigError(
+                f"unknown throttle signal {name!r}; known: {', '.join(THROTTLE_LIMITS)}"
+            )
+        pause_raw, _, abort_raw = raw.partition(":")
+        limits[name] = (
+            _threshold(name, pause_raw),
+            _threshold(name, abort_raw) if abort_raw else None,
+        )
+    return limits
+
+
+def _threshold(name: str, raw: str) -> float | None:
+    if raw.strip() in ("", "-", "off"):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(
+            f"throttle {name}: {raw!r} is not a number (use pause:abort, '-' for off)"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"throttle {name}: thresholds must be above 0")
+    return value
+
+
+FLAGS = {"database_url": "--database-url", "redis_url": "--redis-url", "env": "--env"}
+
+
+class _Reader:
+    """Environment variables, noting which setting each one set."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.origins: dict[str, str] = {}
+
+    def get(self, var: str, setting: str) -> str | None:
+        raw = self.env.get(var)
+        if not raw:
+            return None
+        self.origins.setdefault(setting, f"${var}")
+        return raw
+
+
+def _pool_size(env: str) -> int:
+    """SPEC.md: 20 connections in production, 10 otherwise."""
+    return 20 if env == "production" else 10
 
 
 _HOST = re.compile(r"^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])$")  # a name, IPv4, or [IPv6]
@@ -219,56 +439,3 @@ def parse_address(name: str, raw: str, default_port: int | None = None) -> tuple
         form = "HOST:PORT" if default_port is None else "HOST or HOST:PORT"
         raise ConfigError(f"{name} must be {form}, not {raw!r}")
     return host, int(port)
-
-
-_SCHEMES = {
-    "postgresql",
-    "postgres",
-    "postgresql+psycopg",
-    "redis",
-    "rediss",
-    "unix",
-}
-
-
-def is_keywords(value: str) -> bool:
-    """A libpq keyword string (`host=db dbname=wc`) rather than a URL."""
-    return "://" not in value and "=" in value
-
-
-def validate_url(url: str, *, keywords: bool = False) -> None:
-    """Refuse a URL (or, for PostgreSQL, a keyword string) we could not use, before
-    anything connects."""
-    if keywords and is_keywords(url):
-        from psycopg import ProgrammingError
-        from psycopg.conninfo import conninfo_to_dict
-
-        try:
-            conninfo_to_dict(url)
-        except ProgrammingError:
-            raise ConfigError(f"malformed connection string: {mask_url(url)}") from None
-        return
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
-    except ValueError:
-        raise ConfigError(f"malformed URL: {mask_url(url)}") from None
-    if parts.scheme not in _SCHEMES:
-        raise ConfigError(
-            f"malformed URL: {mask_url(url)} (scheme must be postgresql:// or redis://, "
-            "or give a libpq keyword string such as 'host=db dbname=wc')"
-        )
-
-
-def mask_url(url: str | None) -> str:
-    """A URL or keyword string fit to print: passwords masked, controls escaped."""
-    if not url:
-        return "(none)"
-    remember_url(url)
-    return shown(url)
-
-
-def redact(text: str, url: str | None) -> str:
-    """A server or driver message about `url`, with its password (in any form) masked."""
-    remember_url(url)
-    return mask(text)

@@ -20,16 +20,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from wcperf.errors import ConfigError
+from wcperf.settings import CACHE_TTL_S
 
-TTL_S = {  # SPEC.md
-    "student_detail": 600,
-    "grade_list": 300,
-    "medication_catalogue": 1800,
-    "user_profile": 900,
-    "health_summary": 300,
-    "appointment_calendar": 300,
-    "emergency_contact_stats": 600,
-}
+TTL_S = CACHE_TTL_S  # by kind, from the settings tree (SPEC.md)
 _KIND = re.compile(r"^[a-z][a-z0-9_]*$")
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from wcperf import __version__
 from wcperf.cli import bulk as bulk_cli
 from wcperf.cli import cache as cache_cli
+from wcperf.cli import config as config_cli
 from wcperf.cli import db as db_cli
 from wcperf.cli import demo as demo_cli
 from wcperf.cli import loadtest as loadtest_cli
@@ -23,6 +24,7 @@ from wcperf.errors import EXIT_USAGE, WcperfError, database_message
 from wcperf.redact import install as install_masking
 from wcperf.redact import shown
 from wcperf.settings import Settings
+from wcperf.urls import check
 
 app = typer.Typer(
     name="wcperf",
@@ -71,7 +73,7 @@ def root(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    settings = Settings.from_env(database_url=database_url, redis_url=redis_url, env=env)
+    settings = check(Settings.from_env(database_url=database_url, redis_url=redis_url, env=env))
     ctx.obj = CliState(settings=settings, debug=debug, quiet=quiet)
 
 
@@ -82,6 +84,7 @@ app.add_typer(monitor_cli.app, name="monitor")
 app.command("seed")(seed_cli.seed)
 app.add_typer(cache_cli.app, name="cache")
 app.add_typer(db_cli.app, name="db")
+app.add_typer(config_cli.app, name="config")
 app.command("demo")(demo_cli.demo)
 
 

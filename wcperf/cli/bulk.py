@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import sys
 from collections.abc import Callable, Iterator
@@ -40,7 +39,8 @@ from wcperf.jobs.transfer import Transfer, read_ids
 from wcperf.observe.observer import Observer
 from wcperf.redact import mask as mask_secrets
 from wcperf.redact import shown
-from wcperf.settings import mask_url
+from wcperf.settings import BulkSettings
+from wcperf.urls import mask_url
 
 app = typer.Typer(
     help="Year-end and staffing bulk jobs in keyset batches, each its own transaction with "
@@ -49,6 +49,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 BREAKDOWN_ROWS = 25
+_BULK = BulkSettings()  # the settings tree's defaults
 
 _THROTTLE_HELP = (
     "Backpressure thresholds as SIGNAL=PAUSE:ABORT ('-' for off), e.g. active_backends=8:64. "
@@ -66,6 +67,7 @@ def parse_batch_size(raw: str) -> int | None:
 
 
 def run_options(
+    ctx: typer.Context,
     batch_size: str,
     target_batch_ms: float,
     sleep_ms: float,
@@ -82,7 +84,7 @@ def run_options(
         sleep_ms=limits.number("--sleep-ms", sleep_ms, 0, limits.MAX_SLEEP_MS),
         atomic=atomic,
         backpressure=not no_backpressure,
-        thresholds=Thresholds.parse(throttle, Thresholds.parse(os.environ.get("WCPERF_THROTTLE"))),
+        thresholds=Thresholds.parse(throttle, Thresholds.of(state(ctx).settings.bulk.throttle)),
     )
 
 
@@ -96,7 +98,9 @@ def _batch_size() -> Any:
 
 
 def _target() -> Any:
-    return typer.Option(200.0, "--target-batch-ms", min=10, help="Aimed-for time of one batch.")
+    return typer.Option(
+        _BULK.target_batch_ms, "--target-batch-ms", min=10, help="Aimed-for time of one batch."
+    )
 
 
 def _sleep() -> Any:
@@ -365,7 +369,9 @@ def grade_transition(
     Soft-deleted and inactive students are never moved; a student already promoted for
     the year (wcperf's ledger) is skipped, so re-running changes nobody twice.
     """
-    options = run_options(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
+    options = run_options(
+        ctx, batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle
+    )
     kind = GradeTransition()
     args = kind.args(school_year, school, as_user, confirmed=yes)
     _job_command(ctx, lambda c: kind.plan(c, args), options, dry_run, json_out)
@@ -388,7 +394,8 @@ def nurse_reassign(
         "--max-workload",
         min=1,
         help="Most active students any target nurse may have after the move "
-        "(default: $WCPERF_MAX_WORKLOAD, else 750; the platform keeps no such limit).",
+        f"(default: $WCPERF_MAX_WORKLOAD, else {_BULK.max_workload}; the platform keeps no"
+        " such limit).",
     ),
     as_user: str | None = _as_user(),
     dry_run: bool = _dry_run(),
@@ -401,18 +408,13 @@ def nurse_reassign(
     json_out: bool = _json(),
 ) -> None:
     """Move a nurse's active students to one nurse or balance them; refuse over the limit."""
-    options = run_options(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
+    options = run_options(
+        ctx, batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle
+    )
     kind = NurseReassign()
     args = kind.args(from_nurse, to_nurse, balance, max_workload, as_user)
-    limit = _default_workload()
+    limit = state(ctx).settings.bulk.max_workload
     _job_command(ctx, lambda c: kind.plan(c, args, limit), options, dry_run, json_out)
-
-
-def _default_workload() -> int:
-    raw = os.environ.get("WCPERF_MAX_WORKLOAD", "750")
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError("WCPERF_MAX_WORKLOAD must be a whole number of students, at least 1")
-    return int(raw)
 
 
 @app.command("transfer")
@@ -449,7 +451,9 @@ def transfer(
 
     Every listed id must be an active student (checked in one query) or nothing is written.
     """
-    options = run_options(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
+    options = run_options(
+        ctx, batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle
+    )
     ids = read_ids(students) if students is not None else None
     kind = Transfer()
     args = kind.args(to_school, ids, from_school, grade, as_user)
@@ -474,7 +478,9 @@ def revert(
     A row changed since the job wrote it is counted and left alone. Batched, resumable
     and audited like any job: the same command again resumes an interrupted revert.
     """
-    options = run_options(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
+    options = run_options(
+        ctx, batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle
+    )
     kind = Revert()
     args = kind.args(job_id)
     _job_command(ctx, lambda c: kind.plan(c, args), options, dry_run, json_out)
@@ -567,7 +573,9 @@ def resume(
     json_out: bool = _json(),
 ) -> None:
     """Un-pause a live job, or continue an interrupted, failed or aborted one right here."""
-    options = run_options(batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle)
+    options = run_options(
+        ctx, batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle
+    )
     with database(ctx, "bulk") as db:
         job = launch.with_conn(db, lambda c: store.get(c, job_id))
         if job.alive:

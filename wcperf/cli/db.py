@@ -13,7 +13,8 @@ from wcperf.db.embedded import EmbeddedPostgres, EmbeddedRedis
 from wcperf.db.servers import resolve_postgres, resolve_redis
 from wcperf.errors import WcperfError
 from wcperf.redact import shown
-from wcperf.settings import DEFAULT_DATABASE, mask_url
+from wcperf.settings import DEFAULT_DATABASE
+from wcperf.urls import mask_url
 
 app = typer.Typer(
     help="Embedded PostgreSQL and Redis in wcperf's home (WCPERF_HOME, else "

@@ -28,7 +28,7 @@ from wcperf.redact import shown
 from wcperf.seed.district import SCALES
 from wcperf.seed.load import district_counts, seeded_by_wcperf
 from wcperf.seed.load import seed as load_district
-from wcperf.settings import mask_url
+from wcperf.urls import mask_url
 from wcperf.views.tables import percentile_table
 
 

@@ -23,6 +23,7 @@ from wcperf.migrate.online_index import (
 from wcperf.migrate.verify import verify as verify_plans
 from wcperf.platform.indexes import BY_NAME
 from wcperf.redact import shown
+from wcperf.settings import IndexSettings
 
 INDEX_REVISION = "0002_performance_indexes"
 
@@ -33,15 +34,16 @@ app = typer.Typer(
     invoke_without_command=True,
 )
 
+_INDEX = IndexSettings()  # the tree's defaults
 LOCK_TIMEOUT = typer.Option(
-    2000,
+    _INDEX.lock_timeout_ms,
     "--lock-timeout",
     min=50,
     metavar="MS",
     help="Give up one lock wait after this long, then retry.",
 )
 ATTEMPTS = typer.Option(
-    6,
+    _INDEX.attempts,
     "--attempts",
     min=1,
     help="Tries per index before giving up (backoff doubles from 1 s, at most 30 s).",

@@ -13,6 +13,7 @@ from wcperf.db import admin
 from wcperf.observe.collect import collect
 from wcperf.observe.prometheus import check_bind, server
 from wcperf.observe.snapshot import Snapshot
+from wcperf.settings import PortSettings
 from wcperf.views import live as live_view
 from wcperf.views.tables import frame
 
@@ -74,7 +75,7 @@ def snapshot(ctx: typer.Context, json_out: bool = typer.Option(False, "--json"))
 def serve(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", help="Address to bind."),
-    port: int = typer.Option(9187, min=1, max=65535),
+    port: int = typer.Option(PortSettings().metrics, min=1, max=65535),
     token: str | None = typer.Option(
         None,
         envvar="WCPERF_METRICS_TOKEN",

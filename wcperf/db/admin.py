@@ -16,7 +16,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from wcperf.errors import ConfigError, ConnectError
-from wcperf.settings import mask_url, redact
+from wcperf.urls import mask_url, redact
 
 CONNECT_TIMEOUT_S = 5
 

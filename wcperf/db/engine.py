@@ -24,7 +24,8 @@ from sqlalchemy.pool import NullPool
 
 from wcperf.db.admin import CONNECT_TIMEOUT_S, connect_error, libpq_url
 from wcperf.errors import ConnectError
-from wcperf.settings import Settings, mask_url
+from wcperf.settings import Settings
+from wcperf.urls import mask_url
 
 
 def driver(conn: Connection) -> psycopg.Connection[tuple[Any, ...]]:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from wcperf.db.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedUnavailable
-from wcperf.settings import DEFAULT_DATABASE, EMBEDDED, Settings, mask_url
+from wcperf.settings import DEFAULT_DATABASE, EMBEDDED, Settings
+from wcperf.urls import mask_url
 
 CONFIGURED = "configured"
 ENVIRONMENT = "environment"  # libpq's PG* variables

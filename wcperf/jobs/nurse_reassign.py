@@ -25,6 +25,9 @@ from wcperf.jobs.base import BatchResult, Breakdown, Plan, as_user, one, parse_u
 from wcperf.jobs.claims import Claims
 from wcperf.jobs.store import Job
 from wcperf.jobs.undo import NIL, Undo
+from wcperf.settings import BulkSettings
+
+_BULK = BulkSettings()  # the settings tree's defaults
 
 _NURSE = (
     'select id, "schoolId", role, "isActive", "deletedAt" is null as live from users'
@@ -111,7 +114,9 @@ class NurseReassign:
             raise ConfigError(f"{what} {nurse_id} is not a nurse (a user with role NURSE)")
         return row
 
-    def plan(self, conn: Connection, args: dict[str, Any], default_max: int = 750) -> Plan:
+    def plan(
+        self, conn: Connection, args: dict[str, Any], default_max: int = _BULK.max_workload
+    ) -> Plan:
         by = args.get("as_user")
         as_user(conn, uuid.UUID(by) if by else None)
         source = self._nurse(conn, args["from_nurse"], "--from")

@@ -29,6 +29,7 @@ from wcperf.jobs.signals import SignalReader
 from wcperf.jobs.states import JobStatus, Request, RunState, Verdict
 from wcperf.jobs.store import Job
 from wcperf.jobs.throttle import GO, Backoff, BatchSizer, Decision, Thresholds, decide, state_dict
+from wcperf.settings import BulkSettings
 
 RETRYABLE = (
     pg_errors.LockNotAvailable,
@@ -45,19 +46,22 @@ class Throttled(WcperfError):
     exit_code = EXIT_STOPPED
 
 
+_BULK = BulkSettings()  # the settings tree's defaults
+
+
 @dataclass(frozen=True)
 class RunOptions:
     batch_size: int | None = None  # fixed; None adapts to target_batch_ms
-    target_batch_ms: float = 200.0
+    target_batch_ms: float = _BULK.target_batch_ms
     min_batch: int = 100
     max_batch: int = 50_000
     sleep_ms: float = 0.0  # rest between batches, on top of any backpressure rest
     atomic: bool = False
     backpressure: bool = True
     thresholds: Thresholds = field(default_factory=Thresholds)
-    lock_timeout_ms: int = 2_000
-    atomic_timeout_ms: int = 3_600_000
-    max_retries: int = 10
+    lock_timeout_ms: int = _BULK.lock_timeout_ms
+    atomic_timeout_ms: int = _BULK.atomic_timeout_ms
+    max_retries: int = _BULK.max_retries
 
 
 @dataclass

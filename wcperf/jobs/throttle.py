@@ -17,11 +17,13 @@ The reason is always a sentence of figures, so the display can say why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from wcperf.errors import ConfigError
 from wcperf.jobs.states import SHOWN, Verdict
+from wcperf.settings import THROTTLE_LIMITS, parse_throttle
 
 
 @dataclass(frozen=True)
@@ -30,20 +32,20 @@ class Limit:
     abort: float | None
 
 
+_READS = {  # how each signal reads in a reason
+    "pool_waiting": "our pool: {v:g} requests waiting",
+    "pool_util_pct": "our pool: {v:.0f} % in use",
+    "others_waiting": "other wcperf pools: {v:g} requests waiting",
+    "others_util_pct": "another wcperf pool: {v:.0f} % in use",
+    "live_p99_ratio": "other wcperf processes' P99 {v:.2f}x its level before the job",
+    "active_backends": "database: {v:g} active backends",
+    "lock_waits": "{v:g} sessions waiting on locks on the job's tables",
+    "autovacuum": "autovacuum on {v:g} of the job's tables",
+    "replica_lag_s": "replica lag {v:.1f} s",
+}
+# name: (how it reads, default limits from the settings tree)
 SIGNALS: dict[str, tuple[str, Limit]] = {
-    # name: (how it reads, default limits)
-    "pool_waiting": ("our pool: {v:g} requests waiting", Limit(1, None)),
-    "pool_util_pct": ("our pool: {v:.0f} % in use", Limit(80, None)),
-    "others_waiting": ("other wcperf pools: {v:g} requests waiting", Limit(6, 50)),
-    "others_util_pct": ("another wcperf pool: {v:.0f} % in use", Limit(95, None)),
-    "live_p99_ratio": (
-        "other wcperf processes' P99 {v:.2f}x its level before the job",
-        Limit(1.5, None),
-    ),
-    "active_backends": ("database: {v:g} active backends", Limit(16, 128)),
-    "lock_waits": ("{v:g} sessions waiting on locks on the job's tables", Limit(1, 20)),
-    "autovacuum": ("autovacuum on {v:g} of the job's tables", Limit(None, None)),
-    "replica_lag_s": ("replica lag {v:.1f} s", Limit(10, 300)),
+    name: (_READS[name], Limit(*limits)) for name, limits in THROTTLE_LIMITS.items()
 }
 SLOW_FROM = 0.5  # share of the pause threshold where slowing starts
 MAX_REST = 4.0  # rest = up to this many times the batch's own time
@@ -55,35 +57,15 @@ class Thresholds:
     limits: dict[str, Limit] = field(default_factory=lambda: {k: v[1] for k, v in SIGNALS.items()})
 
     @classmethod
+    def of(cls, limits: Mapping[str, tuple[float | None, float | None]]) -> Thresholds:
+        """From the settings tree's (pause, abort) pairs (`Settings.bulk.throttle`)."""
+        return cls({k: Limit(*v) for k, v in limits.items()})
+
+    @classmethod
     def parse(cls, specs: list[str] | str | None, base: Thresholds | None = None) -> Thresholds:
         """`active_backends=8:64,autovacuum=1:-`: pause:abort per signal, `-` for off."""
-        limits = dict((base or cls()).limits)
-        parts: list[str] = []
-        for spec in [specs] if isinstance(specs, str) else specs or []:
-            parts += [p.strip() for p in spec.split(",") if p.strip()]
-        for part in parts:
-            name, sep, raw = part.partition("=")
-            if not sep or name not in SIGNALS:
-                raise ConfigError(f"unknown throttle signal {name!r}; known: {', '.join(SIGNALS)}")
-            pause_raw, _, abort_raw = raw.partition(":")
-            limits[name] = Limit(
-                _threshold(name, pause_raw), _threshold(name, abort_raw) if abort_raw else None
-            )
-        return replace(cls(), limits=limits)
-
-
-def _threshold(name: str, raw: str) -> float | None:
-    if raw.strip() in ("", "-", "off"):
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(
-            f"throttle {name}: {raw!r} is not a number (use pause:abort, '-' for off)"
-        ) from None
-    if value <= 0:
-        raise ConfigError(f"throttle {name}: thresholds must be above 0")
-    return value
+        start = {k: (v.pause, v.abort) for k, v in (base or cls()).limits.items()}
+        return cls.of(parse_throttle(specs, start))
 
 
 @dataclass

@@ -29,6 +29,7 @@ from wcperf.errors import WcperfError
 from wcperf.load import orphan
 from wcperf.load.scenario import Scenario
 from wcperf.observe import histogram as hdr
+from wcperf.settings import PortSettings
 
 PERCENTILES = (50, 95, 99)
 
@@ -146,7 +147,7 @@ def faults_line(faults: dict[str, float]) -> str | None:
     return "rode through: " + "; ".join(said) if said else None
 
 
-DEFAULT_PORT = 5557  # locust's
+DEFAULT_PORT = PortSettings().load_master  # locust's
 
 
 @dataclass(frozen=True)

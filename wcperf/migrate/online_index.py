@@ -29,6 +29,7 @@ from psycopg import errors, sql
 from wcperf.errors import WcperfError
 from wcperf.platform import WCPERF_SCHEMA
 from wcperf.platform.indexes import BY_NAME, IndexSpec
+from wcperf.settings import IndexSettings
 
 
 class IndexStatus(StrEnum):
@@ -42,6 +43,7 @@ class IndexStatus(StrEnum):
 
 PRESENT, INVALID, MISSING, DIFFERS = IndexStatus
 AUTO = "auto"
+_INDEX = IndexSettings()  # the settings tree's defaults
 BUILT_TABLE = sql.SQL("{}.built_indexes").format(sql.Identifier(WCPERF_SCHEMA))
 
 
@@ -57,8 +59,8 @@ class PrivilegeError(WcperfError):
 
 @dataclass(frozen=True)
 class BuildPolicy:
-    lock_timeout_ms: int = 2_000
-    attempts: int = 6
+    lock_timeout_ms: int = _INDEX.lock_timeout_ms
+    attempts: int = _INDEX.attempts
     backoff_s: float = 1.0  # doubles each retry
     backoff_max_s: float = 30.0
     build_timeout: str = "2h"  # statement_timeout for one build; the pool's 30 s would kill it
@@ -70,7 +72,7 @@ class BuildPolicy:
     # How long to wait for an index build already running on the same table (a
     # killed run's backend goes on building): building or dropping beside it would
     # only deadlock with it.
-    wait_for_builds_s: float = 1800.0
+    wait_for_builds_s: float = _INDEX.wait_for_builds_s
 
     def session_sql(self) -> list[str]:
         stmts = [

@@ -29,6 +29,9 @@ from wcperf.errors import WcperfError
 from wcperf.observe import histogram as hdr
 from wcperf.observe.fingerprint import Fingerprint, Fingerprinter
 from wcperf.observe.snapshot import NPlusOne, QueryStats, SlowQuery, bucket_of
+from wcperf.settings import MonitorSettings
+
+_MONITOR = MonitorSettings()  # the settings tree's defaults
 
 
 class NPlusOneError(WcperfError):
@@ -96,8 +99,8 @@ class NPlusOneDetector:
 
     def __init__(
         self,
-        threshold: int = 5,
-        window_s: float = 1.0,
+        threshold: int = _MONITOR.n_plus_one_threshold,
+        window_s: float = _MONITOR.n_plus_one_window_s,
         strict: bool = False,
         keep: int = 100,
         clock: Any = time.monotonic,
@@ -171,9 +174,9 @@ def _param_types(parameters: Any) -> list[str]:
 class QueryMonitor:
     def __init__(
         self,
-        slow_ms: float = 500.0,
-        n_plus_one_threshold: int = 5,
-        n_plus_one_window_s: float = 1.0,
+        slow_ms: float = _MONITOR.slow_ms,
+        n_plus_one_threshold: int = _MONITOR.n_plus_one_threshold,
+        n_plus_one_window_s: float = _MONITOR.n_plus_one_window_s,
         strict: bool = False,
         slow_keep: int = 100,
     ) -> None:

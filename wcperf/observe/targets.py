@@ -5,41 +5,11 @@ Messages hold figures, sources and normalised statements only: never a value.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-
-from wcperf.errors import ConfigError
 from wcperf.observe import histogram as hdr
 from wcperf.observe.snapshot import Alert, Snapshot
+from wcperf.settings import Targets
 
-
-@dataclass(frozen=True)
-class Targets:
-    p50_ms: float = 100.0
-    p95_ms: float = 500.0
-    p99_ms: float = 1000.0
-    cache_hit_pct: float = 80.0
-    pool_utilisation_pct: float = 80.0  # warning above
-    pool_critical_pct: float = 95.0  # critical above
-    pool_waiting: int = 5  # "high wait queue" above
-    n_plus_one: int = 0
-
-    @classmethod
-    def parse(cls, text: str | None, base: Targets | None = None) -> Targets:
-        """`p95_ms=300,cache_hit_pct=85` over the defaults."""
-        targets = base or cls()
-        if not text:
-            return targets
-        names = {f.name: f.type for f in fields(cls)}
-        changes: dict[str, float | int] = {}
-        for part in text.split(","):
-            key, sep, raw = part.strip().partition("=")
-            if not sep or key not in names:
-                raise ConfigError(f"unknown target {key!r}; known: {', '.join(names)}")
-            try:
-                changes[key] = int(raw) if names[key] in ("int", int) else float(raw)
-            except ValueError:
-                raise ConfigError(f"target {key} must be a number, not {raw!r}") from None
-        return replace(targets, **changes)  # type: ignore[arg-type]  # each name typed above
+__all__ = ["Targets", "evaluate"]
 
 
 def evaluate(snap: Snapshot, t: Targets) -> list[Alert]:
