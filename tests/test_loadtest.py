@@ -114,6 +114,7 @@ def test_fifty_users_really_run_at_once(bulk_url: str, tmp_path: Path) -> None:
         while proc.poll() is None:
             (sleeping,) = conn.execute(
                 "select count(*) from pg_stat_activity where state = 'active'"
+                " and datname = current_database()"
                 " and application_name like 'wcperf:loadtest:%%' and query like '%%pg_sleep%%'"
             ).fetchone()
             most = max(most, sleeping)
@@ -380,6 +381,7 @@ def test_a_redis_outage_and_lost_connections_are_reported(bulk_url: str, tmp_pat
             conn.execute(
                 "select pg_terminate_backend(pid) from pg_stat_activity"
                 " where application_name like 'wcperf:loadtest%' and state = 'idle'"
+                " and datname = current_database()"
             )
         stdout, stderr = run.communicate(timeout=120)
     finally:

@@ -276,7 +276,8 @@ def _kill_migrate_mid_build(url: str, blocker: psycopg.Connection) -> int:
             while pid is None and time.monotonic() < deadline:
                 row = watcher.execute("""select p.pid from pg_stat_progress_create_index p
                     join pg_stat_activity a on a.pid = p.pid
-                    where a.application_name = 'wcperf:migrate'""").fetchone()
+                    where a.application_name = 'wcperf:migrate'
+                      and a.datname = current_database()""").fetchone()
                 pid = row[0] if row else None
                 time.sleep(0.05)
         assert pid is not None, "the build never started"

@@ -18,7 +18,9 @@ from wcperf.settings import Settings
 def _sessions(db: Database, app: str) -> int:
     with db.pool.connection() as conn:
         row = conn.execute(
-            "select count(*) from pg_stat_activity where application_name = %s", (app,)
+            "select count(*) from pg_stat_activity"
+            " where application_name = %s and datname = current_database()",
+            (app,),
         ).fetchone()
     assert row is not None
     return int(row[0])

@@ -26,22 +26,27 @@ from wcperf.observe.collect import published
 MIN_SAMPLES = 200  # fewer queries in a window say nothing about a P99
 RATIO_ALPHA = 0.5  # weight of the newest window in the smoothed latency ratio
 
+# Locks and vacuums are matched by table OID and database: a database cloned from
+# another on the same server has the same OIDs.
 _DATABASE = """
+with here as (select oid from pg_database where datname = current_database())
 select
   (select count(*) from pg_stat_activity
     where datname = current_database() and backend_type = 'client backend'
       and state = 'active' and pid <> pg_backend_pid()) as active_backends,
   (select count(distinct w.pid) from pg_locks w
     where not w.granted
-      and (w.relation = any(%(oids)s)
+      and ((w.relation = any(%(oids)s) and w.database = (select oid from here))
            or (w.locktype = 'transactionid' and exists (
                  select 1 from pg_locks h join pg_locks r on r.pid = h.pid
                   where h.locktype = 'transactionid' and h.granted
                     and h.transactionid = w.transactionid
-                    and r.granted and r.relation = any(%(oids)s))))) as lock_waits,
+                    and r.granted and r.relation = any(%(oids)s)
+                    and r.database = (select oid from here))))) as lock_waits,
   (select count(distinct v.relid) from pg_stat_progress_vacuum v
      join pg_stat_activity a on a.pid = v.pid
-    where a.backend_type = 'autovacuum worker' and v.relid = any(%(oids)s)) as autovacuum,
+    where a.backend_type = 'autovacuum worker' and v.relid = any(%(oids)s)
+      and v.datid = (select oid from here)) as autovacuum,
   (select count(*) from pg_stat_replication) as replicas,
   (select coalesce(max(extract(epoch from greatest(write_lag, flush_lag, replay_lag))), 0)
      from pg_stat_replication) as replica_lag_s

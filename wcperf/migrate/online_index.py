@@ -473,6 +473,8 @@ select p.pid, a.application_name, p.phase
 from pg_stat_progress_create_index p
 join pg_stat_activity a on a.pid = p.pid
 where p.relid = %s::regclass and p.pid <> pg_backend_pid()
+  -- a database cloned from this one has the same table OIDs
+  and p.datid = (select oid from pg_database where datname = current_database())
 """
 
 

@@ -54,6 +54,7 @@ select c.relname as index, t.relname as "table", p.phase,
   from pg_stat_progress_create_index p
   left join pg_class c on c.oid = p.index_relid
   left join pg_class t on t.oid = p.relid
+ where p.datid = (select oid from pg_database where datname = current_database())
 """
 
 
