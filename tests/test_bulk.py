@@ -25,6 +25,7 @@ from wcperf.jobs.grade_transition import GradeTransition
 from wcperf.jobs.nurse_reassign import NurseReassign, balance
 from wcperf.jobs.revert import Revert
 from wcperf.jobs.runner import Outcome, Progress, Runner, RunOptions, Throttled
+from wcperf.jobs.signals import SignalReader, table_oids
 from wcperf.jobs.throttle import Thresholds, decide
 from wcperf.jobs.transfer import Transfer
 from wcperf.observe.observer import Observer
@@ -626,6 +627,42 @@ def test_lock_waits_on_the_jobs_tables_pause_it(bulk_db: Database, bulk_url: str
     finally:
         holder.close()
         waiter.close()
+
+
+def test_lock_waits_in_a_clone_of_the_database_are_not_this_jobs(
+    bulk_db: Database, bulk_template: str
+) -> None:
+    """A database cloned on the same server has the same table OIDs; its lock waits (and
+    vacuums, and index builds) must not pause a job here."""
+    twin = admin.with_database(bulk_template, f"wcperf_twin_{uuid.uuid4().hex[:6]}")
+    admin.clone_database(bulk_template, twin)
+    holder = psycopg.connect(admin.libpq_url(twin))
+    waiter = psycopg.connect(admin.libpq_url(twin), autocommit=True)
+    touch = 'update students set "updatedAt" = now() where id = %s'
+    try:
+        last = rows(twin, "select id from students order by id desc limit 1")[0][0]
+        holder.execute(touch, (last,))
+        blocked = threading.Thread(target=lambda: waiter.execute(touch, (last,)), daemon=True)
+        blocked.start()
+        time.sleep(0.5)
+        here = admin.connect(bulk_db.url, autocommit=True)
+        there = admin.connect(twin, autocommit=True)
+        try:
+            assert table_oids(here, ("students",)) == table_oids(there, ("students",))
+            read_here = SignalReader(bulk_db, here, ("students",)).read()
+            with Database(twin, bulk_db.settings) as twin_db:
+                read_there = SignalReader(twin_db, there, ("students",)).read()
+        finally:
+            here.close()
+            there.close()
+        assert read_there["lock_waits"] == 1  # the wait is real, and seen where it is
+        assert read_here["lock_waits"] == 0
+        holder.rollback()
+        blocked.join(10)
+    finally:
+        holder.close()
+        waiter.close()
+        admin.drop_database(twin)
 
 
 def test_abort_threshold_stops_and_atomic_refuses_under_pressure(bulk_db: Database) -> None:
