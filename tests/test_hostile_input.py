@@ -232,7 +232,7 @@ def test_a_real_bug_says_how_to_report_it() -> None:
     code = (
         "import sys; from wcperf.cli import app as a\n"
         "def boom(*_a, **_k): raise LookupError('x')\n"
-        "a.app = boom\n"
+        "a.run = boom\n"
         "a.main(['bulk', 'list'])\n"
     )
     result = subprocess.run(

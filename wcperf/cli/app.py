@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import psycopg
 import typer
+import typer.main
 from sqlalchemy.exc import DBAPIError
 
 from wcperf import __version__
-from wcperf.cli import bulk as bulk_cli
-from wcperf.cli import cache as cache_cli
-from wcperf.cli import config as config_cli
-from wcperf.cli import db as db_cli
-from wcperf.cli import demo as demo_cli
-from wcperf.cli import loadtest as loadtest_cli
-from wcperf.cli import migrate as migrate_cli
-from wcperf.cli import monitor as monitor_cli
-from wcperf.cli import seed as seed_cli
 from wcperf.cli.context import CliState, err
 from wcperf.errors import EXIT_USAGE, WcperfError, database_message
 from wcperf.redact import install as install_masking
@@ -77,15 +72,70 @@ def root(
     ctx.obj = CliState(settings=settings, debug=debug, quiet=quiet)
 
 
-app.add_typer(migrate_cli.app, name="migrate")
-app.add_typer(bulk_cli.app, name="bulk")
-app.command("loadtest")(loadtest_cli.loadtest)
-app.add_typer(monitor_cli.app, name="monitor")
-app.command("seed")(seed_cli.seed)
-app.add_typer(cache_cli.app, name="cache")
-app.add_typer(db_cli.app, name="db")
-app.add_typer(config_cli.app, name="config")
-app.command("demo")(demo_cli.demo)
+# Each command group is imported when it is used, not before: a command pays for its
+# own libraries only (`wcperf bulk status` never loads alembic, locust or numpy), and
+# `--help` at the root imports them all to list them. name: (module, attribute).
+COMMANDS = {
+    "migrate": ("wcperf.cli.migrate", "app"),
+    "bulk": ("wcperf.cli.bulk", "app"),
+    "loadtest": ("wcperf.cli.loadtest", "loadtest"),
+    "monitor": ("wcperf.cli.monitor", "app"),
+    "seed": ("wcperf.cli.seed", "seed"),
+    "cache": ("wcperf.cli.cache", "app"),
+    "db": ("wcperf.cli.db", "app"),
+    "config": ("wcperf.cli.config", "app"),
+    "demo": ("wcperf.cli.demo", "demo"),
+}
+
+
+def load_command(name: str) -> Any:
+    """The click command behind `wcperf NAME`, built from its module on first use."""
+    module, attribute = COMMANDS[name]
+    found = getattr(importlib.import_module(module), attribute)
+    # Built as a child of a group, as `add_typer` / `command` on the root would build
+    # it: a group stays a group even with one command, and takes no completion options.
+    parent = typer.Typer(add_completion=False)
+    parent.callback()(_nothing)
+    if isinstance(found, typer.Typer):
+        parent.add_typer(found, name=name)
+    else:
+        parent.command(name)(found)
+    return typer.main.get_command(parent).commands[name]  # type: ignore[attr-defined]
+
+
+def _nothing() -> None:
+    """The callback that makes a lone command's parent a group."""
+
+
+class _LazyCommands(Mapping[str, Any]):
+    """The root group's command table, filled as commands are looked up."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in COMMANDS:
+            raise KeyError(name)
+        if name not in self._built:
+            self._built[name] = load_command(name)
+        return self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(COMMANDS)
+
+    def __len__(self) -> int:
+        return len(COMMANDS)
+
+
+def command() -> Any:
+    """The whole command line as one click group, its subcommands loaded lazily."""
+    root = typer.main.get_command(app)
+    root.commands = _LazyCommands()  # type: ignore[attr-defined]
+    return root
+
+
+def run(args: list[str]) -> Any:
+    return command().main(args=args, prog_name="wcperf", standalone_mode=False)
 
 
 REPORT = "please report it, with the command and the traceback from --debug"
@@ -113,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or bool(os.environ.get("WCPERF_DEBUG"))
     install_masking()
     try:
-        code = app(args=args, prog_name="wcperf", standalone_mode=False)
+        code = run(args)
     except typer.TyperException as exc:
         _usage(exc)
     except typer.Abort:
