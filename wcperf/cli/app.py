@@ -78,7 +78,7 @@ def root(
 COMMANDS = {
     "migrate": ("wcperf.cli.migrate", "app"),
     "bulk": ("wcperf.cli.bulk", "app"),
-    "loadtest": ("wcperf.cli.loadtest", "loadtest"),
+    "loadtest": ("wcperf.cli.loadtest", "app"),
     "monitor": ("wcperf.cli.monitor", "app"),
     "seed": ("wcperf.cli.seed", "seed"),
     "cache": ("wcperf.cli.cache", "app"),

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from wcperf import limits
 from wcperf.cli.context import announce, err, out, postgres, redis_endpoint, state
@@ -26,10 +27,23 @@ from wcperf.redact import mask, shown
 from wcperf.settings import parse_address
 
 EXIT_MISSED = 1
-USAGE = (
-    "wcperf loadtest list | SCENARIO [--users N --spawn-rate R --duration 60s --processes N "
-    "--master BIND[:PORT] --expect-workers N | --worker HOST[:PORT] "
-    "--json out.json --html report.html] | compare BEFORE.json AFTER.json"
+
+
+class _RunByDefault(TyperGroup):
+    """`wcperf loadtest SCENARIO ...` is `wcperf loadtest run SCENARIO ...`: anything that
+    is not a subcommand's name (or the group's --help) goes to `run`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_RunByDefault,
+    help="Replay a load scenario and judge it against its targets (`run`, the default: "
+    "`wcperf loadtest school-day` runs it), list the bundled scenarios, compare two runs.",
+    no_args_is_help=True,
 )
 
 
@@ -46,10 +60,11 @@ def writable(flag: str, path: Path | None) -> None:
         raise ConfigError(f"{flag} {shown(path)}: not writable")
 
 
-def loadtest(
+@app.command("run")
+def run(
     ctx: typer.Context,
-    what: list[str] = typer.Argument(
-        ..., metavar="list | SCENARIO | compare BEFORE AFTER", show_default=False
+    name: str = typer.Argument(
+        ..., metavar="SCENARIO", help="A bundled scenario's name (see `list`) or a TOML file."
     ),
     users: int | None = typer.Option(None, "--users", min=1, help="Simulated users."),
     spawn_rate: float | None = typer.Option(None, "--spawn-rate", min=0.001, help="Users/s."),
@@ -108,17 +123,7 @@ def loadtest(
     While it runs it publishes Snapshots: `wcperf monitor live` in another terminal
     shows it.
     """
-    if what == ["list"]:
-        _list()
-        return
-    if what[0] == "compare":
-        if len(what) != 3:
-            raise ConfigError("compare takes two result files: compare BEFORE.json AFTER.json")
-        _compare(Path(what[1]), Path(what[2]))
-        return
-    if len(what) != 1:
-        raise ConfigError(f"usage: {USAGE}")
-    scenario = scenarios.load(scenarios.resolve(what[0])).with_overrides(
+    scenario = scenarios.load(scenarios.resolve(name)).with_overrides(
         users=None if users is None else limits.whole("--users", users, 1, limits.MAX_USERS),
         spawn_rate=None
         if spawn_rate is None
@@ -247,7 +252,9 @@ class _Ticker:
             self.client.close()
 
 
-def _list() -> None:
+@app.command("list")
+def list_scenarios() -> None:
+    """The bundled scenarios: users, measured time and task weights."""
     rows = []
     for path in scenarios.available():
         s = scenarios.load(path)
@@ -268,7 +275,12 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
-def _compare(before_path: Path, after_path: Path) -> None:
+@app.command("compare")
+def compare_results(
+    before_path: Path = typer.Argument(..., metavar="BEFORE.json", show_default=False),
+    after_path: Path = typer.Argument(..., metavar="AFTER.json", show_default=False),
+) -> None:
+    """Two `run --json` results side by side: P50, P95 and P99 per operation, changes."""
     rows = compare(_read(before_path), _read(after_path))
 
     def cell(d: dict[str, Any]) -> str:
