@@ -16,8 +16,13 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/wcperf demo
 
+# Independent tests run side by side; the few whose figures need the machine to
+# themselves run after them, alone.
+TEST_WORKERS ?= 4
+
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not alone"
+	$(BIN)/python -m pytest -m alone
 
 bench: install
 	$(BIN)/python -m tests.bench.run

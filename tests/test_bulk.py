@@ -716,6 +716,7 @@ def test_thresholds_decide_slow_pause_and_abort() -> None:
         Thresholds.parse("lock_waits=x")
 
 
+@pytest.mark.alone  # a latency ratio
 def test_live_latency_is_judged_against_its_level_before_the_job(
     bulk_db: Database, settings: Settings, redis_url: str, redis_prefix: str
 ) -> None:

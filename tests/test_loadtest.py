@@ -40,6 +40,7 @@ def scenario(tmp_path: Path, name: str, **fields: object) -> Path:
     return path
 
 
+@pytest.mark.alone  # every target met: its figures need the machine
 def test_school_day_measures_every_operation_and_writes_json_and_html(
     bulk_url: str, tmp_path: Path
 ) -> None:
@@ -99,6 +100,7 @@ def test_an_impossible_target_exits_1_and_a_broken_file_exits_2(
     assert len(lines) == 1 and "tasks[0].op: unknown operation 'point_raed'" in lines[0]
 
 
+@pytest.mark.alone  # 50 connections at once
 def test_fifty_users_really_run_at_once(bulk_url: str, tmp_path: Path) -> None:
     """psycopg imported after gevent's patch: 50 sleeping queries are in flight together."""
     path = scenario(tmp_path, "sleepers", users=50, op="sleep_200ms", duration="4s", think=0)
@@ -350,10 +352,28 @@ def test_kill_9_of_loadtest_leaves_no_worker_and_no_temp_folder(
     parent.kill()
     parent.wait(10)
     deadline = time.monotonic() + 20
-    while children() and time.monotonic() < deadline:
+    while (children() or list(temp.iterdir())) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert children() == []
     assert list(temp.iterdir()) == []  # nothing left behind
+
+
+def _users_running(url: str, application: str, timeout_s: float = 90) -> None:
+    """Until the load's users have run a student_detail read (its join to the nurse; the
+    worker's sampling reads students too, before any user starts): however slowly this
+    machine starts processes, what comes next happens while they run."""
+    deadline = time.monotonic() + timeout_s
+    with admin.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "select count(*) from pg_stat_activity where datname = current_database()"
+                " and application_name = %s and query ilike '%%join users as nurse%%'",
+                (application,),
+            ).fetchone()
+            if row and row[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"no {application} user ran a query within {timeout_s} s")
 
 
 def test_a_redis_outage_and_lost_connections_are_reported(bulk_url: str, tmp_path: Path) -> None:
@@ -373,7 +393,8 @@ def test_a_redis_outage_and_lost_connections_are_reported(bulk_url: str, tmp_pat
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        time.sleep(3)
+        _users_running(bulk_url, "wcperf:loadtest:faults")  # measured from the start
+        time.sleep(0.5)
         server.stop()
         time.sleep(1.5)
         server.start()

@@ -99,6 +99,7 @@ def test_idle_connections_beyond_the_warm_two_are_closed(
         assert db.figures().open == 2
 
 
+@pytest.mark.alone  # the cap depends on free connections
 def test_a_pool_larger_than_the_server_can_spare_is_cut_and_says_so(
     database_url: str, settings: Settings
 ) -> None:

@@ -51,7 +51,11 @@ def guard(poll_s: float = 0.5) -> None:
 
     def leave(code: int) -> None:
         if folder and orphaned():
-            shutil.rmtree(folder, ignore_errors=True)
+            for _ in range(5):  # siblings remove it at the same moment: until it is gone
+                shutil.rmtree(folder, ignore_errors=True)
+                if not os.path.exists(folder):
+                    break
+                time.sleep(0.05)
         os._exit(code)
 
     signal.signal(signal.SIGTERM, lambda *_: leave(143))
