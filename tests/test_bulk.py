@@ -564,7 +564,7 @@ def test_all_pool_connections_held_pauses_with_the_reason_then_resumes(
         with admin.connect(bulk_url) as conn:  # the pool is full: a direct connection
             shown = store.get(conn, job_id)
         assert shown.shown_status == "paused" and "requests waiting" in shown.throttle["reason"]
-        assert runner.snapshot_state()[f"job {job_id}"]["state"] == "paused"
+        assert runner.snapshot_state()[f"job {job_id}"].state == "paused"
         done_while_held = paused.rows_done
         time.sleep(0.5)
         assert watch.seen[-1].rows_done == done_while_held  # no batch ran meanwhile
@@ -683,17 +683,18 @@ def test_throttle_state_reaches_the_published_snapshot(
     job_id = start(bulk_db, grade_plan(bulk_db))
     runner = Runner(bulk_db, GradeTransition(), job_id, RunOptions(batch_size=2000))
     observer = Observer(bulk_db, settings)
-    observer.extras["throttle"] = runner.snapshot_state
+    observer.throttle_state = runner.snapshot_state
     runner.run()
     snap = observer.snapshot()
-    assert snap.throttle is not None
     entry = snap.throttle[f"job {job_id}"]
-    assert entry["kind"] == "grade-transition" and entry["state"] == "running"
-    assert entry["rows_done"] == entry["rows_total"] > 0
-    assert set(entry["signals"]) >= {"pool_waiting", "active_backends", "lock_waits"}
+    assert entry.kind == "grade-transition" and entry.state == "running"
+    assert entry.rows_done == entry.rows_total > 0
+    assert set(entry.signals) >= {"pool_waiting", "active_backends", "lock_waits"}
     # Through JSON (as published) and into `monitor live`'s frame.
     again = Snapshot.from_json(snap.to_json())
-    again.throttle[f"job {job_id}"] |= {"state": "paused", "reason": "our pool: 4 requests waiting"}
+    assert again.throttle == snap.throttle  # typed both ways
+    paused = again.throttle[f"job {job_id}"]
+    paused.state, paused.reason = "paused", "our pool: 4 requests waiting"
     console = Console(record=True, width=200)
     console.print(frame(again))
     text = console.export_text()

@@ -253,7 +253,7 @@ def test_reads_answer_with_redis_unreachable(db: Database) -> None:
             hp.add_health_record(s, S[11], "CHECKUP", date(2026, 11, 23))  # no Redis to bump: fine
         assert dead.counts["l2_errors"] >= 1 and dead.counts["l1_hits"] == 1
         assert dead.mode().startswith("L1 only")
-        assert dead.stats()["tiers"]["l2"]["errors"] >= 1
+        assert dead.stats().tiers["l2"].errors >= 1
     finally:
         dead.close()
 
@@ -504,7 +504,8 @@ def test_cache_stats_reach_the_snapshot_and_the_monitor(
             hp.medication_search(s, dosage_form="tablet", cache=cache)
     snap = Observer(db, settings, cache_stats=cache.stats).snapshot()
     assert snap.cache is not None
-    assert snap.cache["tiers"]["l1"]["hits"] == 2 and snap.cache["misses"] == 1
+    assert snap.cache is not None
+    assert snap.cache.tiers["l1"].hits == 2 and snap.cache.misses == 1
     console = Console(file=io.StringIO(), width=160)
     console.print(cache_table(snap))
     shown = console.file.getvalue()  # type: ignore[attr-defined]

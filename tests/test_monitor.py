@@ -21,7 +21,7 @@ from wcperf.observe.collect import collect
 from wcperf.observe.fingerprint import fingerprint
 from wcperf.observe.prometheus import check_bind, exposition, server
 from wcperf.observe.query_monitor import QueryMonitor
-from wcperf.observe.snapshot import Snapshot
+from wcperf.observe.snapshot import CacheFigures, CacheTier, Snapshot
 from wcperf.observe.targets import Targets
 
 PUBLISHER = """
@@ -84,7 +84,9 @@ def test_exposition_parses_and_carries_the_figures() -> None:
     for us in (900, 1_500, 120_000, 2_000_000):
         m.record("select * from students where id = %(id)s", us)
     snap = Snapshot(
-        taken_at=0, queries=m.queries(), cache={"tiers": {"l1": {"hits": 9, "misses": 1}}}
+        taken_at=0,
+        queries=m.queries(),
+        cache=CacheFigures(tiers={"l1": CacheTier(hits=9, misses=1)}),
     )
     families = {f.name: f for f in text_string_to_metric_families(exposition(lambda: snap))}
     (count,) = families["wcperf_queries"].samples

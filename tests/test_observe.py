@@ -22,7 +22,7 @@ from wcperf.observe.observer import Observer
 from wcperf.observe.pool_monitor import MINUTES_KEPT, PoolMonitor
 from wcperf.observe.prometheus import exposition
 from wcperf.observe.query_monitor import NPlusOneDetector, NPlusOneError, QueryMonitor
-from wcperf.observe.snapshot import Snapshot, merge
+from wcperf.observe.snapshot import CacheFigures, CacheTier, Snapshot, merge
 from wcperf.observe.targets import Targets, evaluate
 from wcperf.settings import Settings
 
@@ -247,16 +247,18 @@ def test_targets_are_configurable_and_judged_on_merged_latency() -> None:
     strict = Targets.parse("p95_ms=300,p50_ms=40")
     assert {a.code for a in evaluate(snap, strict)} == {"p50", "p95"}
     assert {a.severity for a in evaluate(snap, strict) if a.code == "p95"} == {"critical"}
-    snap.cache = {"hits": 70, "misses": 30}
+    snap.cache = CacheFigures(hits=70, misses=30)
     assert "cache_hit_rate" in {a.code for a in evaluate(snap, Targets())}
 
 
 def test_snapshot_round_trips_through_json() -> None:
     m = QueryMonitor(slow_ms=0.0)
     m.record("select * from students where id = %(id)s", 1234)
-    snap = Snapshot(taken_at=1.0, queries=m.queries(), cache={"hits": 3})
+    cache = CacheFigures(hits=3, tiers={"l1": CacheTier(hits=3, entries=1)})
+    snap = Snapshot(taken_at=1.0, queries=m.queries(), cache=cache)
     again = Snapshot.from_json(snap.to_json())
     assert again.to_dict() == snap.to_dict()
+    assert again.cache == cache  # a typed section, both ways
     assert json.loads(snap.to_json(derived=True))["queries"][0]["p50_ms"] == pytest.approx(
         1.234, rel=0.001
     )

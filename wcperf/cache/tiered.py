@@ -49,6 +49,7 @@ from wcperf.cache.placing import placed
 from wcperf.cache.scopes import written
 from wcperf.db.engine import Database
 from wcperf.observe.fingerprint import Fingerprinter
+from wcperf.observe.snapshot import CacheFigures, CacheTier
 
 T = TypeVar("T")
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
@@ -513,36 +514,38 @@ class QueryCache:
             return CacheMode.REDIS_DOWN
         return CacheMode.TIERED
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> CacheFigures:
+        """This process's figures: the Snapshot's cache section."""
         c = self.counts
-        return {
-            "mode": self.mode(),
-            "hits": c["l1_hits"] + c["l2_hits"] + c["coalesced"],
-            "misses": c["loads"],
-            "loads": c["loads"],
-            "bumps": c["bumps"],
-            "redis_outages": self.outage_figures(),
-            "tiers": {
-                "l1": {
-                    "hits": c["l1_hits"],
-                    "misses": c["l1_misses"],
-                    "entries": len(self.l1),
-                    "bytes": self.l1.bytes,
-                    "evictions": self.l1.evictions,
-                    "errors": 0,
-                    "stale": c["l1_stale"],
-                    "coalesced": c["coalesced"],
-                },
-                "l2": {
-                    "hits": c["l2_hits"],
-                    "misses": c["l2_misses"],
-                    "writes": c["l2_writes"],  # entries live in Redis: `wcperf cache stats`
-                    "errors": c["l2_errors"],
-                    "tampered": c["l2_tampered"],
-                    "lock_waits": c["lock_waits"],
-                },
+        outages = self.outage_figures()
+        return CacheFigures(
+            mode=self.mode(),
+            hits=c["l1_hits"] + c["l2_hits"] + c["coalesced"],
+            misses=c["loads"],
+            loads=c["loads"],
+            bumps=c["bumps"],
+            redis_outages=int(outages["count"]),
+            redis_outage_s=float(outages["seconds"]),
+            tiers={
+                "l1": CacheTier(
+                    hits=c["l1_hits"],
+                    misses=c["l1_misses"],
+                    entries=len(self.l1),
+                    bytes=self.l1.bytes,
+                    evictions=self.l1.evictions,
+                    stale=c["l1_stale"],
+                    coalesced=c["coalesced"],
+                ),
+                "l2": CacheTier(  # its entries live in Redis: `wcperf cache stats`
+                    hits=c["l2_hits"],
+                    misses=c["l2_misses"],
+                    writes=c["l2_writes"],
+                    errors=c["l2_errors"],
+                    tampered=c["l2_tampered"],
+                    lock_waits=c["lock_waits"],
+                ),
             },
-        }
+        )
 
     def close(self) -> None:
         self._stop.set()

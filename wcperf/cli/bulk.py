@@ -282,7 +282,7 @@ def _run(
             on_progress=display,
             bump=cache.bump if cache is not None else None,
         )
-        observer.extras["throttle"] = runner.snapshot_state
+        observer.throttle_state = runner.snapshot_state
         with observer:
             outcome = runner.run()
     _report(outcome, json_out)

@@ -11,7 +11,7 @@ from wcperf.cli.context import announce, err, out, redis_endpoint, settings_for
 from wcperf.cli.render import emit_json, table
 from wcperf.errors import ConnectError
 from wcperf.observe.collect import published
-from wcperf.observe.snapshot import merge
+from wcperf.observe.snapshot import CacheFigures, merge
 
 app = typer.Typer(
     help="The two-tier query cache (in-process L1 over Redis L2).", no_args_is_help=True
@@ -41,9 +41,16 @@ def stats(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) ->
         snaps = published(client, settings.redis_prefix)
     finally:
         client.close()
-    cache = merge(snaps, 0).cache or {}
+    cache = merge(snaps, 0).cache or CacheFigures()
     if json_out:
-        emit_json({"redis": held, "published": cache, "publishers": len(snaps), "ttl_s": TTL_S})
+        emit_json(
+            {
+                "redis": held,
+                "published": cache.serialize(),
+                "publishers": len(snaps),
+                "ttl_s": TTL_S,
+            }
+        )
         return
     out.print(
         table(
@@ -56,17 +63,16 @@ def stats(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) ->
             or [["(empty)", 0, 0, "-"]],
         )
     )
-    tiers = cache.get("tiers") or {}
     rows = []
-    for name, t in tiers.items():
-        lookups = t.get("hits", 0) + t.get("misses", 0)
+    for name, t in cache.tiers.items():
+        lookups = t.hits + t.misses
         rows.append(
             [
                 name,
-                f"{t.get('hits', 0):,}",
-                f"{t.get('misses', 0):,}",
-                f"{100 * t.get('hits', 0) / lookups:.0f} %" if lookups else "-",
-                f"{t.get('errors', 0):,}",
+                f"{t.hits:,}",
+                f"{t.misses:,}",
+                f"{100 * t.hits / lookups:.0f} %" if lookups else "-",
+                f"{t.errors:,}",
             ]
         )
     out.print(

@@ -136,7 +136,8 @@ def demo(
             )
         )
         out.print(percentile_table(seen, limit=5, buckets=False))
-        l1_hits = int(((seen.cache or {}).get("tiers") or {}).get("l1", {}).get("hits", 0))
+        l1 = seen.cache.tiers.get("l1") if seen.cache else None
+        l1_hits = l1.hits if l1 else 0
         out.print(
             table(
                 f"hot paths through the query cache ({l1_hits:,} L1 hits; {cache.mode()})",

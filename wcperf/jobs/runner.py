@@ -29,6 +29,7 @@ from wcperf.jobs.signals import SignalReader
 from wcperf.jobs.states import JobStatus, Request, RunState, Verdict
 from wcperf.jobs.store import Job
 from wcperf.jobs.throttle import GO, Backoff, BatchSizer, Decision, Thresholds, decide, state_dict
+from wcperf.observe.snapshot import JobState
 from wcperf.settings import BulkSettings
 
 RETRYABLE = (
@@ -146,16 +147,21 @@ class Runner:
         self._started = time.monotonic()
 
     # -- what the Snapshot and the display show ------------------------------------
-    def snapshot_state(self) -> dict[str, Any]:
-        job = self.job
+    def snapshot_state(self) -> dict[str, JobState]:
+        """The Snapshot's throttle section: this job, how far, and why it is held back."""
+        job, t = self.job, self.throttle
         return {
-            f"job {self.job_id}": {
-                **self.throttle,
-                "kind": self.kind.name,
-                "rows_done": job.rows_done if job else 0,
-                "rows_total": job.rows_total if job else 0,
-                "batch_size": self.batch_size(),
-            }
+            f"job {self.job_id}": JobState(
+                kind=self.kind.name,
+                state=str(t.get("state", RunState.STARTING)),
+                reason=str(t.get("reason") or ""),
+                rows_done=job.rows_done if job else 0,
+                rows_total=job.rows_total if job else 0,
+                batch_size=self.batch_size(),
+                pressure=float(t.get("pressure", 0.0)),
+                signals=dict(t.get("signals") or {}),
+                notes=list(t.get("notes") or []),
+            )
         }
 
     def batch_size(self) -> int:

@@ -268,7 +268,7 @@ class Load:
                 for op, h in self.histograms.items()
             },
             "queries": queries,
-            "cache": snap.cache,
+            "cache": snap.cache.serialize() if snap.cache else None,
             "pool": {
                 "max_size": figures.max_size,
                 "peak_in_use": self.peak["in_use"],

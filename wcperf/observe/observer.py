@@ -19,7 +19,7 @@ from typing import Any
 from wcperf.db.engine import Database
 from wcperf.observe.pool_monitor import PoolMonitor
 from wcperf.observe.query_monitor import QueryMonitor
-from wcperf.observe.snapshot import Snapshot, Source
+from wcperf.observe.snapshot import CacheFigures, JobState, Snapshot, Source
 from wcperf.observe.targets import evaluate
 from wcperf.settings import Settings
 
@@ -39,7 +39,7 @@ class Observer:
         redis_url: str | None = None,
         strict: bool = False,
         interval_s: float = 1.0,
-        cache_stats: Callable[[], dict[str, Any]] | None = None,
+        cache_stats: Callable[[], CacheFigures] | None = None,
     ) -> None:
         m = settings.monitor
         self.settings = settings
@@ -52,9 +52,9 @@ class Observer:
         self.pool = PoolMonitor(db, self.source, health_interval_s=m.health_interval_s)
         self.db = db
         self.interval_s = interval_s
-        self.extras: dict[str, Callable[[], dict[str, Any] | None]] = {}  # cache, throttle
-        if cache_stats is not None:
-            self.extras["cache"] = cache_stats
+        self.cache_stats = cache_stats
+        # a bulk job's runner: its state, by "job N", for the throttle section
+        self.throttle_state: Callable[[], dict[str, JobState]] | None = None
         self.publish_errors = 0
         self._redis: Any = None
         if redis_url:
@@ -77,8 +77,10 @@ class Observer:
             slow.source = self.source
         for n_plus_one in snap.n_plus_one:
             n_plus_one.source = self.source
-        for name, fn in self.extras.items():
-            setattr(snap, name, fn())
+        if self.cache_stats is not None:
+            snap.cache = self.cache_stats()
+        if self.throttle_state is not None:
+            snap.throttle = self.throttle_state()
         snap.alerts = evaluate(snap, self.targets)
         for alert in snap.alerts:
             alert.source = alert.source or self.source

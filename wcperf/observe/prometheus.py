@@ -106,13 +106,13 @@ class SnapshotCollector:
         for (severity, code), n in sorted(tally.items()):
             alerts.add_metric([severity, code], n)
         yield alerts
-        tiers = (snap.cache or {}).get("tiers") or {}
+        tiers = snap.cache.tiers if snap.cache else {}
         if tiers:
             hits = CounterMetricFamily("wcperf_cache_hits", "Cache hits", labels=["tier"])
             misses = CounterMetricFamily("wcperf_cache_misses", "Cache misses", labels=["tier"])
             for tier, c in tiers.items():
-                hits.add_metric([tier], c.get("hits", 0))
-                misses.add_metric([tier], c.get("misses", 0))
+                hits.add_metric([tier], c.hits)
+                misses.add_metric([tier], c.misses)
             yield from (hits, misses)
         if snap.database is not None:
             sessions = GaugeMetricFamily(

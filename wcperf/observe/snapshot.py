@@ -129,6 +129,87 @@ class Alert:
 
 
 @dataclass
+class CacheTier:
+    """One tier's counters. `entries`, `bytes` and `evictions` are L1's alone (Redis's
+    own entries are `wcperf cache stats`'); None where a tier has no such figure."""
+
+    hits: int = 0
+    misses: int = 0
+    entries: int | None = None
+    bytes: int | None = None
+    evictions: int | None = None
+    errors: int = 0
+    stale: int = 0
+    coalesced: int = 0
+    writes: int = 0
+    tampered: int = 0
+    lock_waits: int = 0
+
+    def extend(self, other: CacheTier) -> None:
+        """Another process's counters added to these (locust's `StatsEntry.extend`)."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if theirs is not None:
+                setattr(self, f.name, (mine or 0) + theirs)
+
+
+@dataclass
+class CacheFigures:
+    """The query cache's section of a Snapshot."""
+
+    mode: str = ""  # which tiers serve reads just now
+    hits: int = 0  # all tiers, and single-flight waits that got a value
+    misses: int = 0  # loads from the database
+    loads: int = 0
+    bumps: int = 0
+    redis_outages: int = 0
+    redis_outage_s: float = 0.0
+    tiers: dict[str, CacheTier] = field(default_factory=dict)
+
+    @property
+    def hit_rate_pct(self) -> float | None:
+        lookups = self.hits + self.misses
+        return round(100 * self.hits / lookups, 1) if lookups else None
+
+    def extend(self, other: CacheFigures) -> None:
+        """Another process's figures added to these; the mode is the newest one's."""
+        for name in ("hits", "misses", "loads", "bumps", "redis_outages", "redis_outage_s"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.mode = other.mode or self.mode
+        for name, tier in other.tiers.items():
+            self.tiers.setdefault(name, CacheTier(entries=None)).extend(tier)
+
+    def serialize(self) -> dict[str, Any]:
+        return asdict(self) | {"hit_rate_pct": self.hit_rate_pct}
+
+    @classmethod
+    def unserialize(cls, data: dict[str, Any]) -> CacheFigures:
+        names = {f.name for f in fields(cls)} - {"tiers"}
+        figures = cls(**{k: v for k, v in data.items() if k in names})
+        tier_names = {f.name for f in fields(CacheTier)}
+        figures.tiers = {
+            name: CacheTier(**{k: v for k, v in raw.items() if k in tier_names})
+            for name, raw in (data.get("tiers") or {}).items()
+        }
+        return figures
+
+
+@dataclass
+class JobState:
+    """A bulk job at work, as its runner shows it: how far, and why it is held back."""
+
+    kind: str
+    state: str  # a RunState word: running, slowed, paused, retrying, ...
+    reason: str = ""
+    rows_done: int = 0
+    rows_total: int = 0
+    batch_size: int = 0
+    pressure: float = 0.0
+    signals: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class DatabaseView:
     """What PostgreSQL and Redis say themselves; gathered by `monitor`, not by workers."""
 
@@ -152,8 +233,8 @@ class Snapshot:
     slow: list[SlowQuery] = field(default_factory=list)
     n_plus_one: list[NPlusOne] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
-    cache: dict[str, Any] | None = None  # filled by the query cache
-    throttle: dict[str, Any] | None = None  # bulk jobs: "job N" -> state, reason, signals
+    cache: CacheFigures | None = None  # the query cache's, where one runs
+    throttle: dict[str, JobState] = field(default_factory=dict)  # "job N" -> its state
     database: DatabaseView | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -170,6 +251,8 @@ class Snapshot:
     # -- JSON -------------------------------------------------------------------
     def to_dict(self, *, derived: bool = False) -> dict[str, Any]:
         data = asdict(self)
+        if self.cache is not None:
+            data["cache"] = self.cache.serialize()
         if derived:
             data["top_slow"] = [q.fingerprint for q in self.top_slow()]
             data["top_frequent"] = [q.fingerprint for q in self.top_frequent()]
@@ -205,8 +288,8 @@ class Snapshot:
             slow=[build(SlowQuery, s) for s in data.get("slow", [])],
             n_plus_one=[build(NPlusOne, n) for n in data.get("n_plus_one", [])],
             alerts=[build(Alert, a) for a in data.get("alerts", [])],
-            cache=data.get("cache"),
-            throttle=data.get("throttle"),
+            cache=CacheFigures.unserialize(data["cache"]) if data.get("cache") else None,
+            throttle={k: build(JobState, v) for k, v in (data.get("throttle") or {}).items()},
             database=build(DatabaseView, db) if db else None,
             notes=list(data.get("notes", [])),
         )
@@ -227,10 +310,11 @@ def merge(snapshots: list[Snapshot], taken_at: float, slow_keep: int = 100) -> S
         merged.slow += snap.slow
         merged.n_plus_one += snap.n_plus_one
         merged.notes += snap.notes
-        if snap.throttle:
-            merged.throttle = {**(merged.throttle or {}), **snap.throttle}
-        if snap.cache:
-            merged.cache = _merge_counts(merged.cache, snap.cache)
+        merged.throttle.update(snap.throttle)
+        if snap.cache is not None:
+            if merged.cache is None:
+                merged.cache = CacheFigures()
+            merged.cache.extend(snap.cache)
         for q in snap.queries:
             into = by_fp.get(q.fingerprint)
             if into is None:
@@ -250,24 +334,3 @@ def merge(snapshots: list[Snapshot], taken_at: float, slow_keep: int = 100) -> S
     merged.queries = sorted(by_fp.values(), key=lambda q: q.total_us, reverse=True)
     merged.slow = sorted(merged.slow, key=lambda s: s.at)[-slow_keep:]
     return merged
-
-
-def _merge_counts(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]:
-    """Cache stats add up field by field; anything not a number keeps the newest."""
-    if not a:
-        return dict(b)
-    out = dict(a)
-    for k, v in b.items():
-        mine = out.get(k)
-        if isinstance(v, dict) and isinstance(mine, dict):
-            out[k] = _merge_counts(mine, v)  # per-tier figures add up too
-        elif (
-            isinstance(v, int | float)
-            and not isinstance(v, bool)
-            and isinstance(mine, int | float)
-            and not isinstance(mine, bool)
-        ):
-            out[k] = mine + v
-        else:
-            out[k] = v
-    return out

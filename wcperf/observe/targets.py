@@ -76,20 +76,17 @@ def evaluate(snap: Snapshot, t: Targets) -> list[Alert]:
                     pool.source,
                 )
             )
-    cache = snap.cache or {}
-    lookups = int(cache.get("hits", 0)) + int(cache.get("misses", 0))
-    if lookups:
-        rate = 100.0 * int(cache.get("hits", 0)) / lookups
-        if rate < t.cache_hit_pct:
-            alerts.append(
-                Alert(
-                    "warning",
-                    "cache_hit_rate",
-                    f"cache hit rate {rate:.0f} % is under the {t.cache_hit_pct:g} % target",
-                    rate,
-                    t.cache_hit_pct,
-                )
+    rate = snap.cache.hit_rate_pct if snap.cache else None
+    if rate is not None and rate < t.cache_hit_pct:
+        alerts.append(
+            Alert(
+                "warning",
+                "cache_hit_rate",
+                f"cache hit rate {rate:.0f} % is under the {t.cache_hit_pct:g} % target",
+                rate,
+                t.cache_hit_pct,
             )
+        )
     if len(snap.n_plus_one) > t.n_plus_one:
         for d in snap.n_plus_one[-5:]:
             alerts.append(

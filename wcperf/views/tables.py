@@ -166,15 +166,16 @@ def cache_table(snap: Snapshot) -> Table:
         "evictions",
         "errors",
     )
-    tiers = (snap.cache or {}).get("tiers") or {}
+    tiers = snap.cache.tiers if snap.cache else {}
     for name, c in tiers.items():
-        lookups = c.get("hits", 0) + c.get("misses", 0)
-        rate = f"{100 * c.get('hits', 0) / lookups:.0f} %" if lookups else "-"
+        lookups = c.hits + c.misses
+        rate = f"{100 * c.hits / lookups:.0f} %" if lookups else "-"
         t.add_row(
             name,
-            *(f"{c.get(k, 0):,}" for k in ("hits", "misses")),
+            f"{c.hits:,}",
+            f"{c.misses:,}",
             rate,
-            *(f"{c[k]:,}" if k in c else "-" for k in ("entries", "bytes", "evictions", "errors")),
+            *("-" if v is None else f"{v:,}" for v in (c.entries, c.bytes, c.evictions, c.errors)),
         )
     redis = snap.database.redis if snap.database else None
     if redis:
@@ -201,15 +202,14 @@ def throttle_table(snap: Snapshot) -> Table | Text:
         return Text("")
     t = _table("bulk jobs", "job", "kind", "rows", "batch", "state", "why")
     for name, job in sorted(snap.throttle.items()):
-        state = str(job.get("state", "-"))
-        style = {"paused": "yellow", "aborted": "bold red", "slowed": "yellow"}.get(state, "")
+        style = {"paused": "yellow", "aborted": "bold red", "slowed": "yellow"}.get(job.state, "")
         t.add_row(
             name,
-            str(job.get("kind", "-")),
-            f"{job.get('rows_done', 0):,}/{job.get('rows_total', 0):,}",
-            f"{job.get('batch_size', 0):,}",
-            Text(state, style=style),
-            _short(str(job.get("reason") or "-"), 90),
+            job.kind,
+            f"{job.rows_done:,}/{job.rows_total:,}",
+            f"{job.batch_size:,}",
+            Text(job.state, style=style),
+            _short(job.reason or "-", 90),
         )
     return t
 
