@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
+import functools
+import inspect
 import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import typer
 from rich.progress import (
@@ -20,8 +22,6 @@ from rich.progress import (
 from sqlalchemy import Connection
 
 from wcperf import limits
-from wcperf.cache.keys import load_secret
-from wcperf.cache.tiered import QueryCache
 from wcperf.cli.context import announce, database, err, out, redis_endpoint, state
 from wcperf.cli.render import emit_json, table
 from wcperf.db.engine import Database
@@ -31,12 +31,11 @@ from wcperf.jobs.base import Plan
 from wcperf.jobs.grade_transition import GradeTransition
 from wcperf.jobs.nurse_reassign import NurseReassign
 from wcperf.jobs.revert import Revert
-from wcperf.jobs.runner import EXIT_STOPPED, Outcome, Runner, RunOptions
+from wcperf.jobs.runner import EXIT_STOPPED, Outcome, RunOptions
 from wcperf.jobs.runner import Progress as JobProgress
 from wcperf.jobs.states import JobStatus, Request
 from wcperf.jobs.throttle import SIGNALS, Thresholds
 from wcperf.jobs.transfer import Transfer, read_ids
-from wcperf.observe.observer import Observer
 from wcperf.redact import mask as mask_secrets
 from wcperf.redact import shown
 from wcperf.settings import BulkSettings
@@ -134,6 +133,65 @@ def _json() -> Any:
     return typer.Option(False, "--json", help="Print a machine-readable summary on stdout.")
 
 
+@dataclass(frozen=True)
+class JobRun:
+    """What the shared options of a job command ask for."""
+
+    options: RunOptions
+    dry_run: bool
+    json_out: bool
+
+
+def job_options(*, dry_run: bool = True) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a job command the options every job command shares, declared here once.
+
+    The command's own parameters come first; the shared ones follow (`--dry-run` when
+    asked for, then the run's pacing, backpressure and `--json`), and the command
+    receives them parsed, as `run: JobRun`.
+    """
+
+    def shared() -> list[inspect.Parameter]:
+        specs: list[tuple[str, Any, Any]] = [
+            ("atomic", bool, _atomic()),
+            ("batch_size", str, _batch_size()),
+            ("target_batch_ms", float, _target()),
+            ("sleep_ms", float, _sleep()),
+            ("no_backpressure", bool, _no_bp()),
+            ("throttle", list[str] | None, _throttle()),
+            ("json_out", bool, _json()),
+        ]
+        if dry_run:
+            specs.insert(0, ("dry_run", bool, _dry_run()))
+        kw = inspect.Parameter.KEYWORD_ONLY
+        return [inspect.Parameter(n, kw, default=o, annotation=a) for n, a, o in specs]
+
+    def wrap(fn: Callable[..., None]) -> Callable[..., None]:
+        hints = get_type_hints(fn)
+        own = [
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in inspect.signature(fn).parameters.values()
+            if p.name != "run"
+        ]
+        extra = shared()
+
+        @functools.wraps(fn)
+        def command(**kwargs: Any) -> None:
+            got = {p.name: kwargs.pop(p.name) for p in extra}
+            ctx = kwargs["ctx"]
+            options = run_options(
+                ctx, got["batch_size"], got["target_batch_ms"], got["sleep_ms"],
+                got["atomic"], got["no_backpressure"], got["throttle"],
+            )  # fmt: skip
+            fn(**kwargs, run=JobRun(options, got.get("dry_run", False), got["json_out"]))
+
+        params = own + extra
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+        return command
+
+    return wrap
+
+
 # -- shared flow ------------------------------------------------------------------------
 def _command_line() -> str:
     """The command as typed, for the audit row: URLs masked, --reason's free text dropped."""
@@ -176,35 +234,6 @@ def _print_plan(plan: Plan, json_out: bool, dry_run: bool) -> None:
         out.print(table(title, b.columns, rows))
     for note in plan.notes:
         out.print(f"note: {shown(note)}", markup=False)
-
-
-@contextlib.contextmanager
-def _services(
-    ctx: typer.Context, db: Database
-) -> Iterator[tuple[str | None, Any, QueryCache | None]]:
-    """Redis for other pools' snapshots and cache bumps; without it, the job still runs."""
-    endpoint = redis_endpoint(ctx, "bulk")
-    announce(ctx, endpoint)
-    if endpoint.url is None:
-        err.print(
-            f"no Redis ({shown(endpoint.note)}): other wcperf pools unseen, no cache bumps",
-            style="yellow",
-            markup=False,
-        )
-        yield None, None, None
-        return
-    import redis
-
-    client = redis.Redis.from_url(endpoint.url, socket_timeout=0.5, socket_connect_timeout=0.5)
-    s = db.settings
-    cache = QueryCache(
-        endpoint.url, secret=load_secret(s.cache_secret, s.home), prefix=s.redis_prefix
-    )
-    try:
-        yield endpoint.url, client, cache
-    finally:
-        cache.close()
-        client.close()
 
 
 class _Display:
@@ -268,23 +297,16 @@ class _Display:
 def _run(
     ctx: typer.Context, db: Database, job: store.Job, options: RunOptions, json_out: bool
 ) -> None:
-    kind = launch.KINDS[job.kind]
-    with _services(ctx, db) as (redis_url, client, cache), _Display(json_out) as display:
-        observer = Observer(db, db.settings, redis_url=redis_url)
-        runner = Runner(
-            db,
-            kind,
-            job.id,
-            options,
-            redis_client=client,
-            prefix=db.settings.redis_prefix,
-            own_source=observer.source,
-            on_progress=display,
-            bump=cache.bump if cache is not None else None,
+    endpoint = redis_endpoint(ctx, "bulk")
+    announce(ctx, endpoint)
+    if endpoint.url is None:
+        err.print(
+            f"no Redis ({shown(endpoint.note)}): other wcperf pools unseen, no cache bumps",
+            style="yellow",
+            markup=False,
         )
-        observer.throttle_state = runner.snapshot_state
-        with observer:
-            outcome = runner.run()
+    with _Display(json_out) as display:
+        outcome = launch.run(db, job, options, redis_url=endpoint.url, on_progress=display)
     _report(outcome, json_out)
 
 
@@ -306,13 +328,8 @@ def _report(outcome: Outcome, json_out: bool) -> None:
         raise typer.Exit(EXIT_STOPPED)
 
 
-def _job_command(
-    ctx: typer.Context,
-    make_plan: Callable[[Connection], Plan],
-    options: RunOptions,
-    dry_run: bool,
-    json_out: bool,
-) -> None:
+def _job_command(ctx: typer.Context, make_plan: Callable[[Connection], Plan], run: JobRun) -> None:
+    options, dry_run, json_out = run.options, run.dry_run, run.json_out
     with database(ctx, "bulk") as db:
         plan = launch.plan(db, make_plan)
         if dry_run:
@@ -343,6 +360,7 @@ def _as_user() -> Any:
 
 
 @app.command("grade-transition")
+@job_options()
 def grade_transition(
     ctx: typer.Context,
     school_year: int = typer.Option(
@@ -355,29 +373,21 @@ def grade_transition(
     yes: bool = typer.Option(
         False, "--yes", help="Needed for a school year that ended before last year."
     ),
-    dry_run: bool = _dry_run(),
-    atomic: bool = _atomic(),
-    batch_size: str = _batch_size(),
-    target_batch_ms: float = _target(),
-    sleep_ms: float = _sleep(),
-    no_backpressure: bool = _no_bp(),
-    throttle: list[str] | None = _throttle(),
-    json_out: bool = _json(),
+    *,
+    run: JobRun,
 ) -> None:
     """Move every active student one step along Pre-K, K, 1 ... 12, Graduate, once per year.
 
     Soft-deleted and inactive students are never moved; a student already promoted for
     the year (wcperf's ledger) is skipped, so re-running changes nobody twice.
     """
-    options = run_options(
-        ctx, batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle
-    )
     kind = GradeTransition()
     args = kind.args(school_year, school, as_user, confirmed=yes)
-    _job_command(ctx, lambda c: kind.plan(c, args), options, dry_run, json_out)
+    _job_command(ctx, lambda c: kind.plan(c, args), run)
 
 
 @app.command("nurse-reassign")
+@job_options()
 def nurse_reassign(
     ctx: typer.Context,
     from_nurse: str = typer.Option(
@@ -398,26 +408,18 @@ def nurse_reassign(
         " such limit).",
     ),
     as_user: str | None = _as_user(),
-    dry_run: bool = _dry_run(),
-    atomic: bool = _atomic(),
-    batch_size: str = _batch_size(),
-    target_batch_ms: float = _target(),
-    sleep_ms: float = _sleep(),
-    no_backpressure: bool = _no_bp(),
-    throttle: list[str] | None = _throttle(),
-    json_out: bool = _json(),
+    *,
+    run: JobRun,
 ) -> None:
     """Move a nurse's active students to one nurse or balance them; refuse over the limit."""
-    options = run_options(
-        ctx, batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle
-    )
     kind = NurseReassign()
     args = kind.args(from_nurse, to_nurse, balance, max_workload, as_user)
     limit = state(ctx).settings.bulk.max_workload
-    _job_command(ctx, lambda c: kind.plan(c, args, limit), options, dry_run, json_out)
+    _job_command(ctx, lambda c: kind.plan(c, args, limit), run)
 
 
 @app.command("transfer")
+@job_options()
 def transfer(
     ctx: typer.Context,
     to_school: str = typer.Option(
@@ -438,52 +440,35 @@ def transfer(
         None, "--reason", help="Kept in the transfer history only; never printed or logged."
     ),
     as_user: str | None = _as_user(),
-    dry_run: bool = _dry_run(),
-    atomic: bool = _atomic(),
-    batch_size: str = _batch_size(),
-    target_batch_ms: float = _target(),
-    sleep_ms: float = _sleep(),
-    no_backpressure: bool = _no_bp(),
-    throttle: list[str] | None = _throttle(),
-    json_out: bool = _json(),
+    *,
+    run: JobRun,
 ) -> None:
     """Move students to another school, unassign their nurse, record the transfer history.
 
     Every listed id must be an active student (checked in one query) or nothing is written.
     """
-    options = run_options(
-        ctx, batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle
-    )
     ids = read_ids(students) if students is not None else None
     kind = Transfer()
     args = kind.args(to_school, ids, from_school, grade, as_user)
-    _job_command(ctx, lambda c: kind.plan(c, args, ids, reason), options, dry_run, json_out)
+    _job_command(ctx, lambda c: kind.plan(c, args, ids, reason), run)
 
 
 @app.command("revert")
+@job_options()
 def revert(
     ctx: typer.Context,
     job_id: int = typer.Argument(..., metavar="JOB", help="The job whose changes to undo."),
-    dry_run: bool = _dry_run(),
-    atomic: bool = _atomic(),
-    batch_size: str = _batch_size(),
-    target_batch_ms: float = _target(),
-    sleep_ms: float = _sleep(),
-    no_backpressure: bool = _no_bp(),
-    throttle: list[str] | None = _throttle(),
-    json_out: bool = _json(),
+    *,
+    run: JobRun,
 ) -> None:
     """Put back exactly what job JOB changed, from what it recorded in wcperf's schema.
 
     A row changed since the job wrote it is counted and left alone. Batched, resumable
     and audited like any job: the same command again resumes an interrupted revert.
     """
-    options = run_options(
-        ctx, batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle
-    )
     kind = Revert()
     args = kind.args(job_id)
-    _job_command(ctx, lambda c: kind.plan(c, args), options, dry_run, json_out)
+    _job_command(ctx, lambda c: kind.plan(c, args), run)
 
 
 # -- control from another terminal -------------------------------------------------------
@@ -561,21 +546,14 @@ def abort(ctx: typer.Context, job_id: int = typer.Argument(..., metavar="JOB")) 
 
 
 @app.command()
+@job_options(dry_run=False)
 def resume(
     ctx: typer.Context,
     job_id: int = typer.Argument(..., metavar="JOB"),
-    atomic: bool = _atomic(),
-    batch_size: str = _batch_size(),
-    target_batch_ms: float = _target(),
-    sleep_ms: float = _sleep(),
-    no_backpressure: bool = _no_bp(),
-    throttle: list[str] | None = _throttle(),
-    json_out: bool = _json(),
+    *,
+    run: JobRun,
 ) -> None:
     """Un-pause a live job, or continue an interrupted, failed or aborted one right here."""
-    options = run_options(
-        ctx, batch_size, target_batch_ms, sleep_ms, atomic, no_backpressure, throttle
-    )
     with database(ctx, "bulk") as db:
         job = launch.with_conn(db, lambda c: store.get(c, job_id))
         if job.alive:
@@ -587,7 +565,7 @@ def resume(
         if job.status == JobStatus.DONE:
             raise RefusedError(f"bulk job {job_id} is done; nothing to resume")
         launch.reopen(db, job)
-        _run(ctx, db, job, options, json_out)
+        _run(ctx, db, job, run.options, run.json_out)
 
 
 @app.command("set")

@@ -1,8 +1,15 @@
-"""From a plan to a job row: the same command again resumes the job it started."""
+"""From a plan to a job row, and from a job row to a run with everything it needs.
+
+The same command again resumes the job it started. `run` wires what a run uses
+(the Redis that carries other pools' snapshots and the cache's generations, the
+query cache whose scopes each batch bumps, the Observer that publishes the job's
+state) so the CLI, tests and Python callers start a job the same way.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import Connection
@@ -13,6 +20,7 @@ from wcperf.jobs import store
 from wcperf.jobs.base import JobKind, Plan
 from wcperf.jobs.claims import Claims
 from wcperf.jobs.revert import REVERTIBLE, Revert
+from wcperf.jobs.runner import Outcome, Progress, Runner, RunOptions
 
 KINDS: dict[str, JobKind] = {**REVERTIBLE, Revert.name: Revert()}
 LAUNCH_LOCK = 0  # the second key of the launcher's lock; job ids (the leases') start at 1
@@ -67,3 +75,55 @@ def with_conn(db: Database, fn: Callable[[Any], Any]) -> Any:
     """Run `fn` on a pooled psycopg connection, committed at the end (control, listing)."""
     with db.pool.connection() as conn:
         return fn(conn)
+
+
+@contextlib.contextmanager
+def _redis(db: Database, redis_url: str | None) -> Iterator[tuple[Any, Any]]:
+    """(client, cache) on `redis_url`, or (None, None): without Redis a job still runs,
+    blind to other pools and bumping no cache."""
+    if redis_url is None:
+        yield None, None
+        return
+    import redis
+
+    from wcperf.cache.keys import load_secret
+    from wcperf.cache.tiered import QueryCache
+
+    s = db.settings
+    client = redis.Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    cache = QueryCache(redis_url, secret=load_secret(s.cache_secret, s.home), prefix=s.redis_prefix)
+    try:
+        yield client, cache
+    finally:
+        cache.close()
+        client.close()
+
+
+def run(
+    db: Database,
+    job: store.Job,
+    options: RunOptions,
+    *,
+    redis_url: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> Outcome:
+    """Run (or go on with) `job` to its end: done, aborted, or an exception that leaves
+    it resumable. Its state is published like any working wcperf process's."""
+    from wcperf.observe.observer import Observer
+
+    with _redis(db, redis_url) as (client, cache):
+        observer = Observer(db, db.settings, redis_url=redis_url)
+        runner = Runner(
+            db,
+            KINDS[job.kind],
+            job.id,
+            options,
+            redis_client=client,
+            prefix=db.settings.redis_prefix,
+            own_source=observer.source,
+            on_progress=on_progress,
+            bump=cache.bump if cache is not None else None,
+        )
+        observer.throttle_state = runner.snapshot_state
+        with observer:
+            return runner.run()
