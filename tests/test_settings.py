@@ -121,6 +121,9 @@ def test_the_cache_secret_is_never_shown() -> None:
         {"WCPERF_MAX_WORKLOAD": "0"},
         {"WCPERF_N_PLUS_ONE_WINDOW_S": "-1"},
         {"WCPERF_N_PLUS_ONE": "many"},
+        {"WCPERF_TARGETS": "pool_waiting=5.5"},
+        {"WCPERF_TARGETS": "p99_ms=inf"},
+        {"WCPERF_TARGETS": "p99_ms=nan"},
     ],
 )
 def test_bad_tree_values_are_refused(env: dict[str, str]) -> None:

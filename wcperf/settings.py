@@ -40,24 +40,39 @@ class Targets:
     pool_critical_pct: float = 95.0  # critical above
     pool_waiting: int = 5  # "high wait queue" above
     n_plus_one: int = 0
+    error_pct: float = 1.0  # a load run's failed operations, in % (the verdict's alone)
 
     @classmethod
     def parse(cls, text: str | None, base: Targets | None = None) -> Targets:
         """`p95_ms=300,cache_hit_pct=85` over the defaults."""
-        targets = base or cls()
         if not text:
-            return targets
-        names = {f.name: f.type for f in fields(cls)}
-        changes: dict[str, float | int] = {}
+            return base or cls()
+        names = {f.name for f in fields(cls)}
+        given: dict[str, float] = {}
         for part in text.split(","):
             key, sep, raw = part.strip().partition("=")
             if not sep or key not in names:
                 raise ConfigError(f"unknown target {key!r}; known: {', '.join(names)}")
             try:
-                changes[key] = int(raw) if names[key] in ("int", int) else float(raw)
+                given[key] = float(raw)
             except ValueError:
                 raise ConfigError(f"target {key} must be a number, not {raw!r}") from None
-        return replace(targets, **changes)  # type: ignore[arg-type]  # each name typed above
+            if not math.isfinite(given[key]):
+                raise ConfigError(f"target {key} must be a finite number, not {raw!r}")
+            if given[key] != int(given[key]) and cls.whole(key):
+                raise ConfigError(f"target {key} must be a whole number, not {raw!r}")
+        return cls.of(given, base)
+
+    @classmethod
+    def of(cls, given: Mapping[str, float], base: Targets | None = None) -> Targets:
+        """Named figures over `base` (or the defaults), each in its field's type."""
+        changes = {k: int(v) if cls.whole(k) else float(v) for k, v in given.items()}
+        return replace(base or cls(), **changes)  # type: ignore[arg-type]  # typed per field
+
+    @classmethod
+    def whole(cls, name: str) -> bool:
+        """The target counts things (a whole number), not a measure."""
+        return {f.name: f.type for f in fields(cls)}[name] in ("int", int)
 
 
 # Backpressure: each signal's (pause, abort) threshold, None for off (SPEC.md).

@@ -21,6 +21,7 @@ from tests.bench.common import bench_database, save, student_keys
 from wcperf.db import admin
 from wcperf.load import scenario as scenarios
 from wcperf.load.replay import replay
+from wcperf.load.result import document
 
 POINT = """
 users = {clients}
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
             path = Path(tmp) / "point-read.toml"
             path.write_text(POINT.format(clients=args.clients, seconds=args.seconds))
             point = scenarios.load(path)
-            ours = {n: replay(point, url, processes=n) for n in (1, 2)}
+            ours = {n: document(replay(point, url, processes=n)) for n in (1, 2)}
         results["point_read"] = {
             "pgbench_tps": floor,
             **{f"wcperf_rps_{n}p": r["overall"]["rps"] for n, r in ours.items()},
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         day = scenarios.load(scenarios.resolve("school-day")).with_overrides(
             users=args.users, spawn_rate=50.0, duration_s=30.0
         )
-        result = replay(day, url, processes=2)
+        result = document(replay(day, url, processes=2))
         o, pool, cache = result["overall"], result["pool"], result["cache"]
         results["school_day"] = {k: v for k, v in o.items() if k != "hdr"} | {
             "pool": pool,

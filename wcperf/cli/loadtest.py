@@ -19,6 +19,7 @@ from wcperf.load import scenario as scenarios
 from wcperf.load.guard import check_writes
 from wcperf.load.replay import DEFAULT_PORT, Master, faults_line, join, replay
 from wcperf.load.report import html
+from wcperf.load.result import document
 from wcperf.load.verdict import compare, judge
 from wcperf.observe import histogram as hdr
 from wcperf.observe.collect import published
@@ -166,7 +167,7 @@ def run(
         endpoint.url, settings.redis_prefix, scenario, state(ctx).quiet, timed=leader is None
     )
     try:
-        result = replay(
+        snap = replay(
             scenario,
             url,
             processes=processes,
@@ -177,14 +178,15 @@ def run(
         )
     finally:
         ticker.close()
-    result["verdict"] = judge(result, scenario.targets)
+    verdict = judge(snap, scenario.targets, scenario.judged)
+    result = document(snap, verdict)
     # Reports pass through the same masking as everything printed.
     if json_path is not None:
         json_path.write_text(mask(json.dumps(result, indent=1)), encoding="utf-8")
     if html_path is not None:
         html_path.write_text(mask(html(result)), encoding="utf-8")
-    _summary(result)
-    if not result["verdict"]["passed"]:
+    _summary(result, faults_line(snap.load.faults) if snap.load else None)
+    if not verdict.passed:
         raise typer.Exit(EXIT_MISSED)
 
 
@@ -301,7 +303,7 @@ def compare_results(
     )
 
 
-def _summary(result: dict[str, Any]) -> None:
+def _summary(result: dict[str, Any], faults: str | None) -> None:
     o = result["overall"]
     out.print(
         table(
@@ -335,8 +337,8 @@ def _summary(result: dict[str, Any]) -> None:
         f"mean wait {p['mean_wait_ms']} ms · N+1 detections {len(result['n_plus_one'])}",
         markup=False,
     )
-    if line := faults_line(result.get("faults") or {}):
-        out.print(line, style="yellow", markup=False)
+    if faults:
+        out.print(faults, style="yellow", markup=False)
     for check in result["verdict"]["checks"]:
         mark = {True: "met", False: "MISSED", None: "no data"}[check["passed"]]
         out.print(f"  {check['target']:<22} {check['value']!s:>10} vs {check['limit']:g}: {mark}")

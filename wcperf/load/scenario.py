@@ -32,6 +32,7 @@ from wcperf import limits
 from wcperf.errors import ConfigError
 from wcperf.load.operations import OPERATIONS, WRITES
 from wcperf.load.verdict import TARGETS
+from wcperf.settings import Targets
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -59,9 +60,10 @@ class Scenario:
     duration_s: float
     think_time_ms: tuple[int, int]
     tasks: tuple[Task, ...]
-    targets: dict[str, float] = field(default_factory=dict)
+    targets: Targets = field(default_factory=Targets)
     path: Path | None = None
     warmup_s: float = 0.0
+    judged: tuple[str, ...] = ()  # the targets the scenario names: its verdict checks these
 
     def with_overrides(self, **given: Any) -> Scenario:
         """The scenario with command-line values (users, spawn rate, duration) where given."""
@@ -187,7 +189,8 @@ def parse(data: dict[str, Any], path: Path | None = None) -> Scenario:
         if key not in TARGETS:
             known = ", ".join(sorted(TARGETS))
             raise bad(f"targets.{key}", f"unknown target (known: {known})")
-        targets[key] = number(f"targets.{key}", value, float, 0, limits.MAX_TARGET)
+        kind = int if Targets.whole(key) else float
+        targets[key] = number(f"targets.{key}", value, kind, 0, limits.MAX_TARGET)
     name = data.get("name", path.stem if path else "scenario")
     if not isinstance(name, str) or not name:
         raise bad("name", "must be a non-empty string")
@@ -199,7 +202,8 @@ def parse(data: dict[str, Any], path: Path | None = None) -> Scenario:
         duration,
         (think[0], think[1]),
         tuple(tasks),
-        targets,
+        Targets.of(targets),
         path,
         warmup,
+        tuple(targets),
     )

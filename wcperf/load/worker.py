@@ -29,7 +29,6 @@ os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_poll")
 import locust  # noqa: I001 - patches the standard library: first, before psycopg
 import gevent
 
-import json
 import random
 import sys
 import time
@@ -43,13 +42,21 @@ from sqlalchemy.orm import Session
 
 from wcperf.cache.keys import load_secret
 from wcperf.cache.tiered import QueryCache
-from wcperf.db.engine import Database
+from wcperf.db.engine import Database, PoolFigures
 from wcperf.db.servers import resolve_redis
 from wcperf.errors import error_cause
 from wcperf.load import scenario as scenarios
 from wcperf.load.operations import OPERATIONS, WRITES, Sample
 from wcperf.observe import histogram as hdr
 from wcperf.observe.observer import Observer
+from wcperf.observe.snapshot import (
+    Faults,
+    LoadPool,
+    LoadRun,
+    OperationStats,
+    QueryStats,
+    Snapshot,
+)
 from wcperf.settings import Settings
 from wcperf.load import orphan
 
@@ -196,7 +203,7 @@ class Load:
         self.users = 0
         self.warmup_s = 0.0
         self._watcher: Any = None
-        self._before: dict[str, Any] = {}
+        self._before: dict[str, QueryStats] = {}
         self._pool_before = self.db.figures()
         self._started = time.monotonic()
 
@@ -234,75 +241,56 @@ class Load:
         self._started = time.monotonic()
         self.phase.measure()
 
-    def result(self) -> dict[str, Any]:
-        """The measurement ends: users start nothing more; what was measured, as JSON."""
+    def result(self) -> Snapshot:
+        """The measurement ends: users start nothing more; what was measured, as a Snapshot
+        of the measured window (its queries, cache and pool counted from `measure`)."""
         elapsed = time.monotonic() - self._started
         self.phase.done = True
         snap = self.observer.snapshot()
         figures = self.db.figures()
-        queries = []
-        for q in snap.queries:
-            old = self._before.get(q.fingerprint)
-            counts = hdr.counts(q.hdr)
-            if old is not None:
-                counts = hdr.window(counts, hdr.counts(old.hdr))
-            count = q.count - (old.count if old else 0)
-            if count:
-                queries.append(
-                    {
-                        "fingerprint": q.fingerprint,
-                        "normalized": q.normalized,
-                        "count": count,
-                        "errors": q.errors - (old.errors if old else 0),
-                        "hdr": hdr.encode(hdr.from_counts(counts)),
-                    }
-                )
+        queries = [q.since(self._before.get(q.fingerprint)) for q in snap.queries]
         before = self._pool_before
-        return {
-            "scenario": self.scenario.name,
-            "users": self.users,
-            "seconds": round(elapsed, 3),
-            "warmup_s": self.warmup_s,
-            "operations": {
-                op: {"errors": self.errors[op], "cause": self.causes.get(op), "hdr": hdr.encode(h)}
+        snap.queries = [q for q in queries if q.count]
+        snap.load = LoadRun(
+            self.scenario.name,
+            users=self.users,
+            seconds=round(elapsed, 3),
+            warmup_s=self.warmup_s,
+            operations={
+                op: OperationStats(op, self.errors[op], self.causes.get(op), hdr.encode(h))
                 for op, h in self.histograms.items()
             },
-            "queries": queries,
-            "cache": snap.cache.serialize() if snap.cache else None,
-            "pool": {
-                "max_size": figures.max_size,
-                "peak_in_use": self.peak["in_use"],
-                "peak_waiting": self.peak["waiting"],
-                "requests": figures.requests - before.requests,
-                "requests_queued": figures.requests_queued - before.requests_queued,
-                "wait_ms_total": figures.wait_ms_total - before.wait_ms_total,
-                "timeouts": figures.timeouts - before.timeouts,
-            },
-            "n_plus_one": [
-                {"normalized": n.normalized, "call_site": n.call_site, "count": n.count}
-                for n in snap.n_plus_one
-            ],
-            "faults": self._faults(figures),
-        }
+            pool=LoadPool(
+                max_size=figures.max_size,
+                peak_in_use=self.peak["in_use"],
+                peak_waiting=self.peak["waiting"],
+                requests=figures.requests - before.requests,
+                requests_queued=figures.requests_queued - before.requests_queued,
+                wait_ms_total=figures.wait_ms_total - before.wait_ms_total,
+                timeouts=figures.timeouts - before.timeouts,
+            ),
+            faults=self._faults(figures),
+        )
+        return snap
 
-    def _faults(self, figures: Any) -> dict[str, float]:
+    def _faults(self, figures: PoolFigures) -> Faults:
         """What the run rode through while measured: Redis outages, database reconnects."""
         before = self._pool_before
         outages = {"count": 0, "seconds": 0.0}
         if self.cache is not None:
             now, then = self.cache.outage_figures(), self._outages_before
             outages = {k: now[k] - then[k] for k in outages}
-        return {
-            "redis_outages": outages["count"],
-            "redis_outage_s": round(outages["seconds"], 3),
-            "db_connections_lost": figures.connections_lost - before.connections_lost,
-            "db_connection_errors": figures.connections_errors - before.connections_errors,
-        }
+        return Faults(
+            redis_outages=int(outages["count"]),
+            redis_outage_s=round(outages["seconds"], 3),
+            db_connections_lost=figures.connections_lost - before.connections_lost,
+            db_connection_errors=figures.connections_errors - before.connections_errors,
+        )
 
 
 def run(
     path: Path, users: int, spawn_rate: float, duration_s: float, warmup_s: float, seed: int
-) -> dict[str, Any]:
+) -> Snapshot:
     """Alone, with locust's local runner."""
     with Load(path, seed) as load:
         load.users, load.warmup_s = users, warmup_s
@@ -364,7 +352,7 @@ def join(path: Path, master_host: str, master_port: int, seed: int) -> None:
             load.users = runner.user_count  # what locust gave this worker, all spawned by now
             result = load.result()
             load.phase.drain()  # before the master's quit stops the users
-            runner.send_message(RESULT, result)
+            runner.send_message(RESULT, result.to_dict())
 
         runner.register_message(CHECK, on_check)
         runner.register_message(MEASURE, on_measure, concurrent=True)
@@ -381,7 +369,7 @@ def main() -> None:
     out = Path(sys.argv[3])
     users, spawn_rate = int(sys.argv[4]), float(sys.argv[5])
     duration_s, warmup_s, seed = float(sys.argv[6]), float(sys.argv[7]), int(sys.argv[8])
-    out.write_text(json.dumps(run(path, users, spawn_rate, duration_s, warmup_s, seed)))
+    out.write_text(run(path, users, spawn_rate, duration_s, warmup_s, seed).to_json())
 
 
 if __name__ == "__main__":

@@ -62,6 +62,25 @@ class QueryStats:
     def p(self, pct: float) -> float:
         return hdr.percentile_ms(self.hdr, pct)
 
+    def since(self, before: QueryStats | None) -> QueryStats:
+        """What this statement did after an earlier reading of the same counters."""
+        if before is None:
+            return self
+        h = hdr.from_counts(hdr.window(hdr.counts(self.hdr), hdr.counts(before.hdr)))
+        count = self.count - before.count
+        return QueryStats(
+            self.fingerprint,
+            self.normalized,
+            self.table,
+            count=count,
+            errors=self.errors - before.errors,
+            total_us=self.total_us - before.total_us,
+            min_us=int(h.get_min_value()) if count else 0,
+            max_us=int(h.get_max_value()) if count else 0,
+            buckets={b: n - before.buckets.get(b, 0) for b, n in self.buckets.items()},
+            histogram=hdr.encode(h),
+        )
+
 
 @dataclass
 class SlowQuery:
@@ -210,6 +229,128 @@ class JobState:
 
 
 @dataclass
+class OperationStats:
+    """One scenario operation as its users timed it, end to end (locust's `StatsEntry`)."""
+
+    name: str
+    errors: int = 0
+    first_error: str | None = None  # an error's kind and where, never its values
+    histogram: str = ""  # HDR, encoded
+
+    @property
+    def hdr(self) -> HdrHistogram:
+        return hdr.decode(self.histogram)
+
+    @property
+    def count(self) -> int:
+        return int(self.hdr.get_total_count())
+
+    def extend(self, other: OperationStats) -> None:
+        """Another process's timings added to these, bucket by bucket."""
+        self.histogram = hdr.encode(hdr.merge([self.histogram, other.histogram]))
+        self.errors += other.errors
+        self.first_error = self.first_error or other.first_error
+
+
+@dataclass
+class LoadPool:
+    """The pool over a measured window: peaks and what queued, not one reading."""
+
+    max_size: int = 0
+    peak_in_use: int = 0
+    peak_waiting: int = 0
+    requests: int = 0
+    requests_queued: int = 0
+    wait_ms_total: float = 0.0
+    timeouts: int = 0
+
+    def extend(self, other: LoadPool) -> None:
+        """Another process's pool beside this one: sizes, peaks and counts add up."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    @property
+    def mean_wait_ms(self) -> float:
+        queued = self.requests_queued
+        return round(self.wait_ms_total / queued, 1) if queued else 0.0
+
+    @property
+    def peak_utilisation_pct(self) -> float:
+        return round(100 * self.peak_in_use / self.max_size, 1) if self.max_size else 0.0
+
+
+@dataclass
+class Faults:
+    """What a measured run rode through."""
+
+    redis_outages: int = 0
+    redis_outage_s: float = 0.0
+    db_connections_lost: int = 0
+    db_connection_errors: int = 0
+
+    def extend(self, other: Faults) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass
+class LoadRun:
+    """A load scenario's measured window in one process, or merged over many."""
+
+    scenario: str
+    users: int = 0
+    processes: int = 1
+    seconds: float = 0.0
+    warmup_s: float = 0.0
+    operations: dict[str, OperationStats] = field(default_factory=dict)
+    pool: LoadPool = field(default_factory=LoadPool)
+    faults: Faults = field(default_factory=Faults)
+
+    def overall(self) -> HdrHistogram:
+        return hdr.merge([o.histogram for o in self.operations.values()])
+
+    @property
+    def errors(self) -> int:
+        return sum(o.errors for o in self.operations.values())
+
+    def extend(self, other: LoadRun) -> None:
+        """Another worker's share: users and processes add, the window is the longest."""
+        self.users += other.users
+        self.processes += other.processes
+        self.seconds = max(self.seconds, other.seconds)
+        self.warmup_s = max(self.warmup_s, other.warmup_s)
+        for name, op in other.operations.items():
+            self.operations.setdefault(name, OperationStats(name)).extend(op)
+        self.pool.extend(other.pool)
+        self.faults.extend(other.faults)
+
+    def serialize(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def unserialize(cls, data: dict[str, Any]) -> LoadRun:
+        return cls(
+            scenario=data["scenario"],
+            users=data.get("users", 0),
+            processes=data.get("processes", 1),
+            seconds=data.get("seconds", 0.0),
+            warmup_s=data.get("warmup_s", 0.0),
+            operations={
+                name: _build(OperationStats, raw)
+                for name, raw in (data.get("operations") or {}).items()
+            },
+            pool=_build(LoadPool, data.get("pool") or {}),
+            faults=_build(Faults, data.get("faults") or {}),
+        )
+
+
+def _build(kind: type, raw: dict[str, Any]) -> Any:
+    """A record from its JSON, ignoring fields a newer or older wcperf added."""
+    names = {f.name for f in fields(kind)}
+    return kind(**{k: v for k, v in raw.items() if k in names})
+
+
+@dataclass
 class DatabaseView:
     """What PostgreSQL and Redis say themselves; gathered by `monitor`, not by workers."""
 
@@ -236,6 +377,7 @@ class Snapshot:
     cache: CacheFigures | None = None  # the query cache's, where one runs
     throttle: dict[str, JobState] = field(default_factory=dict)  # "job N" -> its state
     database: DatabaseView | None = None
+    load: LoadRun | None = None  # a load scenario's measured window, where one ran
     notes: list[str] = field(default_factory=list)
 
     # -- derived figures --------------------------------------------------------
@@ -270,10 +412,7 @@ class Snapshot:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Snapshot:
-        def build(kind: type, raw: dict[str, Any]) -> Any:
-            names = {f.name for f in fields(kind)}
-            return kind(**{k: v for k, v in raw.items() if k in names})
-
+        build = _build
         pools = []
         for raw in data.get("pools", []):
             pool = build(PoolStats, raw)
@@ -291,6 +430,7 @@ class Snapshot:
             cache=CacheFigures.unserialize(data["cache"]) if data.get("cache") else None,
             throttle={k: build(JobState, v) for k, v in (data.get("throttle") or {}).items()},
             database=build(DatabaseView, db) if db else None,
+            load=LoadRun.unserialize(data["load"]) if data.get("load") else None,
             notes=list(data.get("notes", [])),
         )
 
@@ -311,6 +451,10 @@ def merge(snapshots: list[Snapshot], taken_at: float, slow_keep: int = 100) -> S
         merged.n_plus_one += snap.n_plus_one
         merged.notes += snap.notes
         merged.throttle.update(snap.throttle)
+        if snap.load is not None:
+            if merged.load is None:
+                merged.load = LoadRun(snap.load.scenario, processes=0)
+            merged.load.extend(snap.load)
         if snap.cache is not None:
             if merged.cache is None:
                 merged.cache = CacheFigures()

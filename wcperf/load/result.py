@@ -1,0 +1,86 @@
+"""A load run's Snapshot as the document `loadtest --json` writes, the HTML report and
+`loadtest compare` read: figures derived once, here, from the merged Snapshot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from wcperf.errors import WcperfError
+from wcperf.load.verdict import Verdict, error_pct
+from wcperf.observe import histogram as hdr
+from wcperf.observe.snapshot import Snapshot
+
+PERCENTILES = (50, 95, 99)
+
+
+def _figures(h: HdrHistogram, errors: int, seconds: float) -> dict[str, Any]:
+    count = int(h.get_total_count())
+    return {
+        "count": count,
+        "errors": errors,
+        "rps": round(count / seconds, 1) if seconds else 0.0,
+        **{f"p{p}_ms": hdr.percentile_ms(h, p) for p in PERCENTILES},
+        "max_ms": h.get_max_value() / 1000 if count else 0.0,
+        "hdr": hdr.encode(h),
+    }
+
+
+def document(snap: Snapshot, verdict: Verdict | None = None) -> dict[str, Any]:
+    """The run's figures as plain JSON: overall and per operation, per SQL fingerprint,
+    cache, pool, N+1, faults, and the verdict when there is one."""
+    run = snap.load
+    if run is None:
+        raise WcperfError("this Snapshot holds no load run")
+    seconds = run.seconds
+    operations = {
+        name: _figures(op.hdr, op.errors, seconds)
+        | ({"first_error": op.first_error} if op.first_error else {})
+        for name, op in run.operations.items()
+    }
+    pool = run.pool
+    cache = snap.cache
+    doc: dict[str, Any] = {
+        "scenario": run.scenario,
+        "users": run.users,
+        "processes": run.processes,
+        "seconds": seconds,
+        "warmup_s": run.warmup_s,
+        "overall": _figures(run.overall(), run.errors, seconds)
+        | {"error_pct": error_pct(snap) or 0.0},
+        "operations": operations,
+        "queries": [
+            {"fingerprint": q.fingerprint, "normalized": q.normalized}
+            | _figures(q.hdr, q.errors, seconds)
+            for q in sorted(snap.queries, key=lambda q: q.count, reverse=True)
+        ],
+        "cache": {
+            "hits": cache.hits if cache else 0,
+            "misses": cache.misses if cache else 0,
+            "hit_rate_pct": cache.hit_rate_pct if cache else None,
+        },
+        "pool": {
+            "processes": run.processes,
+            "max_size": pool.max_size,
+            "peak_in_use": pool.peak_in_use,
+            "peak_waiting": pool.peak_waiting,
+            "requests_queued": pool.requests_queued,
+            "timeouts": pool.timeouts,
+            "mean_wait_ms": pool.mean_wait_ms,
+            "peak_utilisation_pct": pool.peak_utilisation_pct,
+        },
+        "n_plus_one": [
+            {"normalized": n.normalized, "call_site": n.call_site, "count": n.count}
+            for n in snap.n_plus_one
+        ],
+        "faults": {
+            "redis_outages": run.faults.redis_outages,
+            "redis_outage_s": round(run.faults.redis_outage_s, 3),
+            "db_connections_lost": run.faults.db_connections_lost,
+            "db_connection_errors": run.faults.db_connection_errors,
+        },
+    }
+    if verdict is not None:
+        doc["verdict"] = verdict.serialize()
+    return doc
