@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +13,12 @@ from wcperf import limits
 from wcperf.cli.context import announce, err, out, postgres, redis_endpoint, state
 from wcperf.cli.render import table
 from wcperf.errors import ConfigError
+from wcperf.load import launch
 from wcperf.load import scenario as scenarios
 from wcperf.load.guard import check_writes
-from wcperf.load.replay import DEFAULT_PORT, Master, faults_line, join, replay
-from wcperf.load.report import html
-from wcperf.load.result import document
-from wcperf.load.verdict import compare, judge
-from wcperf.observe import histogram as hdr
-from wcperf.observe.collect import published
-from wcperf.observe.snapshot import merge
-from wcperf.redact import mask, shown
+from wcperf.load.replay import DEFAULT_PORT, Master
+from wcperf.load.verdict import compare
+from wcperf.redact import shown
 from wcperf.settings import parse_address
 
 EXIT_MISSED = 1
@@ -46,19 +40,6 @@ app = typer.Typer(
     "`wcperf loadtest school-day` runs it), list the bundled scenarios, compare two runs.",
     no_args_is_help=True,
 )
-
-
-def writable(flag: str, path: Path | None) -> None:
-    """Refuse an output path that cannot be written, before the work that fills it."""
-    if path is None:
-        return
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise ConfigError(f"{flag} {shown(path)} is a folder; give a file name")
-    if not folder.is_dir():
-        raise ConfigError(f"{flag} {shown(path)}: the folder {shown(folder)} does not exist")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ConfigError(f"{flag} {shown(path)}: not writable")
 
 
 @app.command("run")
@@ -135,7 +116,7 @@ def run(
     if master and worker:
         raise ConfigError("--master and --worker are two ends: give one")
     for flag, path in (("--json", json_path), ("--html", html_path)):
-        writable(flag, path)  # before any user runs or any synthetic row is written
+        launch.writable(flag, path)  # before any user runs or any synthetic row is written
     leader = None
     if master:
         host, port = parse_address("--master", master, DEFAULT_PORT)
@@ -148,45 +129,34 @@ def run(
         )
     endpoint = redis_endpoint(ctx, "loadtest")
     announce(ctx, endpoint)
-    # The children resolve nothing themselves: they use the Redis this command chose.
-    child_env = {"REDIS_URL": endpoint.url} if endpoint.url else {}
     if worker:
         master_at = parse_address("--worker", worker, DEFAULT_PORT)
         err.print(
             f"{processes} worker(s) joining the master at {shown(worker)}; it starts the users",
             markup=False,
         )
-        join(scenario, url, master_at, processes=processes, seed=seed, env=child_env)
+        launch.join(
+            scenario, url, master_at, processes=processes, seed=seed, redis_url=endpoint.url
+        )
         err.print(
             f"{processes} worker(s) done; the master at {shown(worker)} has the result",
             markup=False,
         )
         return
-    # A master's clock starts when its workers have come: no total to count towards.
-    ticker = _Ticker(
-        endpoint.url, settings.redis_prefix, scenario, state(ctx).quiet, timed=leader is None
+    quiet = state(ctx).quiet
+    outcome = launch.run(
+        scenario,
+        url,
+        processes=processes,
+        seed=seed,
+        master=leader,
+        redis_url=endpoint.url,
+        redis_prefix=settings.redis_prefix,
+        progress=None if quiet else lambda line: err.print(line, markup=False, highlight=False),
     )
-    try:
-        snap = replay(
-            scenario,
-            url,
-            processes=processes,
-            seed=seed,
-            tick=ticker,
-            master=leader,
-            env=child_env,
-        )
-    finally:
-        ticker.close()
-    verdict = judge(snap, scenario.targets, scenario.judged)
-    result = document(snap, verdict)
-    # Reports pass through the same masking as everything printed.
-    if json_path is not None:
-        json_path.write_text(mask(json.dumps(result, indent=1)), encoding="utf-8")
-    if html_path is not None:
-        html_path.write_text(mask(html(result)), encoding="utf-8")
-    _summary(result, faults_line(snap.load.faults) if snap.load else None)
-    if not verdict.passed:
+    launch.write_reports(outcome, json_path, html_path)
+    _summary(outcome.document, outcome.faults)
+    if not outcome.verdict.passed:
         raise typer.Exit(EXIT_MISSED)
 
 
@@ -194,64 +164,6 @@ def _warmup(raw: str | None) -> float | None:
     if raw is None:
         return None
     return 0.0 if raw.strip() in ("0", "0s") else scenarios.parse_duration(raw, "--warmup")
-
-
-class _Ticker:
-    """A compact live line from the workers' published Snapshots, every two seconds."""
-
-    def __init__(
-        self,
-        redis_url: str | None,
-        prefix: str,
-        s: scenarios.Scenario,
-        quiet: bool,
-        *,
-        timed: bool = True,
-    ) -> None:
-        self.prefix, self.scenario, self.quiet, self.timed = prefix, s, quiet, timed
-        self.command = f"loadtest:{s.name}"
-        self.client: Any = None
-        if redis_url and not quiet:
-            import redis
-
-            self.client = redis.Redis.from_url(redis_url, socket_timeout=0.5)
-        self.last = (0.0, 0)
-
-    def __call__(self, elapsed: float) -> None:
-        if self.quiet or elapsed - self.last[0] < 2:
-            return
-        total = self.scenario.warmup_s + self.scenario.duration_s
-        if self.timed:
-            phase = " warming up" if elapsed < self.scenario.warmup_s else ""
-            line = f"{elapsed:5.0f}/{total:.0f} s{phase}"
-        else:
-            line = f"{elapsed:5.0f} s"
-        if self.client is not None:
-            try:
-                snaps = [
-                    s
-                    for s in published(self.client, self.prefix)
-                    if any(src.command == self.command for src in s.sources)
-                ]
-                snap = merge(snaps, time.time())
-                overall = snap.overall()
-                count = overall.get_total_count()
-                rate = (count - self.last[1]) / max(elapsed - self.last[0], 0.001)
-                waiting = sum(p.waiting for p in snap.pools)
-                line += (
-                    f" · {rate:,.0f} queries/s · P99 {hdr.percentile_ms(overall, 99):.1f} ms"
-                    f" · pool waiting {waiting}"
-                )
-                self.last = (elapsed, count)
-            except Exception as exc:
-                line += f" · (no live figures: {type(exc).__name__})"
-        else:
-            self.last = (elapsed, 0)
-        err.print(line, markup=False, highlight=False)
-
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
 
 
 @app.command("list")

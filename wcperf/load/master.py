@@ -14,6 +14,10 @@ so the caller merges them exactly. RESULT.json is the list of the workers' parts
 
 from __future__ import annotations
 
+from wcperf.load import orphan
+
+orphan.arm()  # before the slow imports, as in wcperf.load.worker
+
 import json
 import sys
 import time
@@ -25,7 +29,6 @@ import locust  # patches the standard library before wcperf's modules bring psyc
 from locust.env import Environment
 from locust.runners import STATE_MISSING
 
-from wcperf.load import orphan
 from wcperf.load import scenario as scenarios
 from wcperf.load.worker import CHECK, CHECKED, FAILED, MEASURE, REPORT, RESULT, USER_CLASS
 

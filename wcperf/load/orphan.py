@@ -31,41 +31,57 @@ def preexec() -> Callable[[], None] | None:
     if not sys.platform.startswith("linux"):
         return None
 
-    def arm() -> None:
+    def ask() -> None:
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
-    return arm
+    return ask
+
+
+def _parent() -> int | None:
+    raw = os.environ.get(PARENT)
+    return int(raw) if raw and raw.isdigit() else None
+
+
+def _orphaned(parent: int) -> bool:
+    return os.getppid() != parent
+
+
+def _leave(parent: int, code: int) -> None:
+    folder = os.environ.get(FOLDER)
+    if folder and _orphaned(parent):
+        for _ in range(5):  # siblings remove it at the same moment: until it is gone
+            shutil.rmtree(folder, ignore_errors=True)
+            if not os.path.exists(folder):
+                break
+            time.sleep(0.05)
+    os._exit(code)
+
+
+def arm() -> None:
+    """In a child, first thing, before its slow imports (locust, gevent, psycopg take a
+    second or more on a busy machine): the parent's death signal, which would otherwise
+    kill it with the default action and leave the run's folder behind, now cleans up."""
+    parent = _parent()
+    if parent is None:
+        return
+    signal.signal(signal.SIGTERM, lambda *_: _leave(parent, 143))
+    if _orphaned(parent):  # the parent died before we got here
+        _leave(parent, 3)
 
 
 def guard(poll_s: float = 0.5) -> None:
-    """In a child: exit, cleaning the run's folder, once the parent is gone."""
-    raw = os.environ.get(PARENT)
-    if not raw or not raw.isdigit():
+    """In a child: exit, cleaning the run's folder, once the parent is gone (also when
+    its death signal was missed)."""
+    parent = _parent()
+    if parent is None:
         return
-    parent = int(raw)
-    folder = os.environ.get(FOLDER)
-
-    def orphaned() -> bool:
-        return os.getppid() != parent
-
-    def leave(code: int) -> None:
-        if folder and orphaned():
-            for _ in range(5):  # siblings remove it at the same moment: until it is gone
-                shutil.rmtree(folder, ignore_errors=True)
-                if not os.path.exists(folder):
-                    break
-                time.sleep(0.05)
-        os._exit(code)
-
-    signal.signal(signal.SIGTERM, lambda *_: leave(143))
-    if orphaned():  # the parent died before we got here
-        leave(3)
+    arm()
 
     def watch() -> None:
-        while not orphaned():
+        while not _orphaned(parent):
             time.sleep(poll_s)
-        leave(3)
+        _leave(parent, 3)
 
     threading.Thread(target=watch, name="wcperf-parent-watch", daemon=True).start()
 

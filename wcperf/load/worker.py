@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import os
 
+from wcperf.load import orphan
+
+orphan.arm()  # before the slow imports: a parent that dies meanwhile is still cleaned up
 os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_poll")
 
 import locust  # noqa: I001 - patches the standard library: first, before psycopg
@@ -58,7 +61,6 @@ from wcperf.observe.snapshot import (
     Snapshot,
 )
 from wcperf.settings import Settings
-from wcperf.load import orphan
 
 
 # The master's messages to its workers, and their answers.
