@@ -22,7 +22,7 @@ from sqlalchemy import func, insert, literal, select, text
 from sqlalchemy.orm import Session
 
 from tests.conftest import DISTRICT, REPO, live_students, run_cli
-from wcperf.cache import scopes, tiered
+from wcperf.cache import generations, scopes
 from wcperf.cache.keys import cache_key, key_digest
 from wcperf.cache.tiered import QueryCache
 from wcperf.db.engine import Database
@@ -113,7 +113,10 @@ def test_a_committed_write_makes_the_next_read_fresh_here_and_elsewhere(
             # The other process's L1 learns of the bump by pub/sub; wait for that, then read.
             deadline = time.monotonic() + 5
             depends = scopes.rows("health_records", studentId=S[7])
-            while other._local(depends) != cache._local(depends) and time.monotonic() < deadline:
+            while (
+                other.generations.local(depends) != cache.generations.local(depends)
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.01)
             assert hp.health_timeline(s, S[7], cache=other) == fresh
     finally:
@@ -681,16 +684,16 @@ def test_a_process_keeps_a_bounded_set_of_generation_names(
     db: Database, cache: QueryCache, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Row buckets beyond the bound are forgotten and learned afresh: still hits, still fresh."""
-    monkeypatch.setattr(tiered, "MAX_NAMES", 3)
+    monkeypatch.setattr(generations, "MAX_NAMES", 3)
     with Session(db.engine) as s:
         seven = hp.health_timeline(s, S[7], cache=cache)
         for student in (S[8], S[9]):
             hp.health_timeline(s, student, cache=cache)
-        assert sum("." in n for n in cache._gens) == 3
+        assert sum("." in n for n in cache.generations.values) == 3
         client = redis_lib.Redis.from_url(redis_url)
-        cache._refresh(client)
+        cache.generations.refresh(client)
         client.close()
-        assert not any("." in n for n in cache._gens)
+        assert not any("." in n for n in cache.generations.values)
         assert _loads(cache, lambda: hp.health_timeline(s, S[7], cache=cache)) == 0
         hp.add_health_record(s, S[7], "INJURY", date(2026, 11, 24))
         assert len(hp.health_timeline(s, S[7], cache=cache)) == len(seven) + 1
