@@ -18,7 +18,8 @@ from wcperf.db import admin
 from wcperf.db.engine import Database
 from wcperf.errors import RefusedError
 from wcperf.migrate import alembic_driver
-from wcperf.migrate.online_index import IndexEvent, MigrationHooks
+from wcperf.migrate.build_watch import IndexEvent
+from wcperf.migrate.online_index import MigrationHooks
 from wcperf.platform.indexes import PERFORMANCE_INDEXES
 from wcperf.settings import Settings
 

@@ -23,12 +23,8 @@ from tests.platform_dump import schema
 from wcperf.db import admin
 from wcperf.db.engine import Database
 from wcperf.migrate import alembic_driver
-from wcperf.migrate.online_index import (
-    BuildPolicy,
-    IndexEvent,
-    LockBudgetExceeded,
-    MigrationHooks,
-)
+from wcperf.migrate.build_watch import IndexEvent
+from wcperf.migrate.online_index import BuildPolicy, LockBudgetExceeded, MigrationHooks
 from wcperf.settings import Settings
 
 SPEC_INDEXES = {
@@ -239,13 +235,21 @@ def test_a_lock_that_frees_within_the_budget_is_waited_out(
     district_url: str, settings: Settings, blocker: psycopg.Connection
 ) -> None:
     blocker.execute("lock table health_records in share mode")  # the first table built
-    threading.Timer(1.0, blocker.rollback).start()
     events: list[IndexEvent] = []
+
+    def listen(event: IndexEvent) -> None:
+        events.append(event)
+        if event.kind == "retry" and sum(e.kind == "retry" for e in events) == 2:
+            blocker.rollback()  # the lock frees after two attempts, within the budget of 8
+
     _upgrade(
-        district_url, settings, BuildPolicy(lock_timeout_ms=200, attempts=8, backoff_s=0.1), events
+        district_url,
+        settings,
+        BuildPolicy(lock_timeout_ms=200, attempts=8, backoff_s=0.1),
+        listener=listen,
     )
     retries = [e for e in events if e.kind == "retry"]
-    assert retries and all("wcperf-test-blocker" in e.detail for e in retries)
+    assert len(retries) == 2 and all("wcperf-test-blocker" in e.detail for e in retries)
     assert _all_valid(district_url, settings)
 
 

@@ -22,7 +22,9 @@ from wcperf.jobs import launch
 from wcperf.jobs.base import Plan
 from wcperf.jobs.grade_transition import GradeTransition
 from wcperf.migrate import alembic_driver
-from wcperf.migrate.online_index import PRESENT, Listener, MigrationHooks
+from wcperf.migrate.build_watch import Listener
+from wcperf.migrate.index_state import PRESENT
+from wcperf.migrate.online_index import MigrationHooks
 from wcperf.migrate.verify import Verdict, verify
 from wcperf.observe.observer import Observer
 from wcperf.observe.snapshot import Snapshot

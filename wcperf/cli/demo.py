@@ -13,7 +13,7 @@ from wcperf.cli.context import announce, database, err, out, redis_endpoint
 from wcperf.cli.render import pairs, table
 from wcperf.db.engine import Database
 from wcperf.errors import RefusedError
-from wcperf.migrate.online_index import IndexEvent
+from wcperf.migrate.build_watch import IndexEvent
 from wcperf.redact import shown
 from wcperf.urls import mask_url
 from wcperf.views.tables import percentile_table

@@ -12,14 +12,10 @@ from wcperf.cli.render import emit_json, pairs, table
 from wcperf.db.engine import Database
 from wcperf.migrate import alembic_driver
 from wcperf.migrate.alembic_driver import STATE_REVISION
-from wcperf.migrate.online_index import (
-    PRESENT,
-    BuildPolicy,
-    IndexEvent,
-    IndexState,
-    MigrationHooks,
-    plan_drop,
-)
+from wcperf.migrate.build_watch import IndexEvent
+from wcperf.migrate.index_plan import plan_drop
+from wcperf.migrate.index_state import PRESENT, IndexState
+from wcperf.migrate.online_index import BuildPolicy, MigrationHooks
 from wcperf.migrate.verify import verify as verify_plans
 from wcperf.platform.indexes import BY_NAME
 from wcperf.redact import shown

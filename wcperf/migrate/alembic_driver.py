@@ -27,15 +27,13 @@ from sqlalchemy.exc import DBAPIError
 
 from wcperf.db.engine import driver
 from wcperf.errors import RefusedError, WcperfError
+from wcperf.migrate.index_plan import plan_create
+from wcperf.migrate.index_state import IndexState, built_records, index_states
 from wcperf.migrate.online_index import (
     HOOKS_KEY,
-    IndexState,
     MigrationHooks,
     OnlineIndexBuilder,
     PrivilegeError,
-    built_records,
-    index_states,
-    plan_create,
 )
 from wcperf.platform import PLATFORM_TABLES, WCPERF_SCHEMA
 from wcperf.platform.ddl import missing_tables

@@ -7,44 +7,53 @@ queueing every nurse's query behind its lock request; `indisvalid` is confirmed
 afterwards. Each table that gained an index is ANALYZEd once, after its last one.
 Re-running after a crash at any point converges on every index valid.
 
-A second connection polls `pg_stat_progress_create_index` and `pg_blocking_pids`
-while a build runs. Blockers are described by pid, application, state and age,
-never by their query text, which can carry PHI.
+The builder and the revision body live here; what the live database holds is
+`index_state`, the statements a migration runs are `index_plan`, and what a build
+reports while it runs (progress, blockers, from a second connection) is `build_watch`.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any
 
 import psycopg
 from psycopg import errors, sql
 
 from wcperf.errors import WcperfError
-from wcperf.platform import WCPERF_SCHEMA
-from wcperf.platform.indexes import BY_NAME, IndexSpec
+from wcperf.migrate.build_watch import (
+    TABLE_LOCKERS_SQL,
+    Blocker,
+    IndexEvent,
+    Listener,
+    NullPoller,
+    PollConnect,
+    Poller,
+    blockers_of,
+)
+from wcperf.migrate.index_plan import (
+    analyze_sql,
+    plan_create,
+    plan_drop,
+    record_sql,
+    rename_sql,
+)
+from wcperf.migrate.index_state import (
+    DIFFERS,
+    INVALID,
+    PRESENT,
+    IndexState,
+    built_records,
+    index_states,
+)
+from wcperf.platform.indexes import IndexSpec
 from wcperf.settings import IndexSettings
 
-
-class IndexStatus(StrEnum):
-    """What the live database holds for one declared index (shown as these words)."""
-
-    PRESENT = "present"  # valid and equivalent, under its name or another
-    INVALID = "INVALID"  # what an interrupted concurrent build leaves
-    MISSING = "missing"
-    DIFFERS = "differs"  # valid, but not the definition declared
-
-
-PRESENT, INVALID, MISSING, DIFFERS = IndexStatus
 AUTO = "auto"
 _INDEX = IndexSettings()  # the settings tree's defaults
-BUILT_TABLE = sql.SQL("{}.built_indexes").format(sql.Identifier(WCPERF_SCHEMA))
 
 
 class LockBudgetExceeded(WcperfError):
@@ -100,290 +109,6 @@ def _setting(value: str) -> str:
     return value.strip()
 
 
-@dataclass(frozen=True)
-class IndexState:
-    name: str
-    state: IndexStatus
-    table: str | None = None
-    definition: str = ""  # the live index as pg_get_indexdef prints it
-    expected: str = ""  # what an equivalent one reads after USING
-    found_as: str = ""  # an equivalent index under another name serves instead
-    built: bool = False  # wcperf built it (recorded in its schema); else it was found
-    size_bytes: int = 0
-    scans: int = 0
-
-    @property
-    def origin(self) -> str:
-        if self.state == MISSING:
-            return "-"
-        return "built by wcperf" if self.built else "found"
-
-
-# Every index on the spec's table, and the one of the spec's name wherever it is.
-_STATE_SQL = """
-select c.relname, i.indisvalid, i.indisunique, t.relname, pg_relation_size(c.oid),
-       coalesce(s.idx_scan, 0), pg_get_indexdef(c.oid),
-       regexp_replace(pg_get_indexdef(c.oid), '^.*? USING ', 'USING ')
-  from pg_index i
-  join pg_class c on c.oid = i.indexrelid
-  join pg_class t on t.oid = i.indrelid
-  left join pg_stat_user_indexes s on s.indexrelid = c.oid
- where c.relnamespace = current_schema()::regnamespace
-   and (t.relname = %(table)s or c.relname = %(name)s)
-"""
-_EXPECTED_SQL = """
-select %(method)s || ' (' || (select string_agg(quote_ident(col), ', ' order by n)
-                                from unnest(%(columns)s::text[]) with ordinality u(col, n)) || ')'
-"""
-_BUILT_SQL = sql.SQL(
-    "select name, table_name, definition, replaced_definition from {} order by built_at, name"
-).format(BUILT_TABLE)
-
-
-def built_records(conn: psycopg.Connection) -> dict[str, tuple[str, str, str | None]]:
-    """{name: (table, definition, replaced definition)} of what wcperf built; {} before 0001."""
-    row = conn.execute(
-        "select to_regclass(%s) is not null", (f"{WCPERF_SCHEMA}.built_indexes",)
-    ).fetchone()
-    if not row or not row[0]:
-        return {}
-    return {r[0]: (r[1], r[2], r[3]) for r in conn.execute(_BUILT_SQL)}
-
-
-def expected_tail(conn: psycopg.Connection, spec: IndexSpec) -> str:
-    row = conn.execute(
-        _EXPECTED_SQL, {"method": f"USING {spec.method}", "columns": list(spec.columns)}
-    ).fetchone()
-    assert row is not None
-    return str(row[0])
-
-
-def index_states(conn: psycopg.Connection, specs: Iterable[IndexSpec]) -> dict[str, IndexState]:
-    """Each spec's live index, classified: present (valid and equivalent), missing, an
-    INVALID leftover, or a valid index of that name with another definition."""
-    built = built_records(conn)
-    states: dict[str, IndexState] = {}
-    for spec in specs:
-        expected = expected_tail(conn, spec)
-        rows = conn.execute(_STATE_SQL, {"table": spec.table, "name": spec.name}).fetchall()
-        own = next((r for r in rows if r[0] == spec.name), None)
-
-        def same(r: tuple[Any, ...], expected: str = expected, table: str = spec.table) -> bool:
-            return bool(r[1]) and not r[2] and r[3] == table and r[7] == expected
-
-        built_here = spec.name in built
-        if own is not None:
-            _name, valid, _, table, size, scans, definition, _ = own
-            state = PRESENT if same(own) else DIFFERS if valid else INVALID
-            states[spec.name] = IndexState(
-                spec.name, state, table, definition, expected, built=built_here,
-                size_bytes=size, scans=scans,
-            )  # fmt: skip
-            continue
-        twin = next((r for r in rows if same(r)), None)
-        if twin is not None:
-            states[spec.name] = IndexState(
-                spec.name, PRESENT, twin[3], twin[6], expected, found_as=twin[0],
-                built=built_here, size_bytes=twin[4], scans=twin[5],
-            )  # fmt: skip
-        else:
-            states[spec.name] = IndexState(
-                spec.name, MISSING, spec.table, expected=expected, built=built_here
-            )
-    return states
-
-
-# -- the plan: what SQL would run ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class Step:
-    spec: IndexSpec | None
-    sql: sql.Composed
-    why: str
-
-    def text(self) -> str:
-        return self.sql.as_string(None)
-
-
-def _record_sql(spec: IndexSpec, replaced: str | None) -> sql.Composed:
-    """Written before the build: whatever a crash leaves, wcperf knows the index is its own."""
-    return sql.SQL(
-        "INSERT INTO {} AS b (name, table_name, definition, replaced_definition, built_at)"
-        " VALUES ({}, {}, {}, {}, now()) ON CONFLICT (name) DO UPDATE SET"
-        " definition = excluded.definition,"
-        " replaced_definition = coalesce(b.replaced_definition, excluded.replaced_definition),"
-        " built_at = now()"
-    ).format(
-        BUILT_TABLE,
-        sql.Literal(spec.name),
-        sql.Literal(spec.table),
-        sql.Literal(spec.definition()),
-        sql.Literal(replaced),
-    )
-
-
-def _forget_sql(name: str) -> sql.Composed:
-    return sql.SQL("DELETE FROM {} WHERE name = {}").format(BUILT_TABLE, sql.Literal(name))
-
-
-def _rename_sql(old: str, new: str) -> sql.Composed:
-    return sql.SQL("ALTER INDEX {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
-
-
-def _analyze_sql(table: str) -> sql.Composed:
-    return sql.SQL("ANALYZE {}").format(sql.Identifier(table))
-
-
-_DEFINITION = re.compile(r"^CREATE (UNIQUE )?INDEX (\S+) ON ")
-
-
-def _recreate_sql(definition: str, name: str) -> sql.Composed:
-    """The server's own text of an index it had, built online under `name`."""
-    found = _DEFINITION.match(definition)
-    if found is None:
-        raise WcperfError(f"cannot rebuild index {name}: unrecognised definition")
-    head = sql.SQL("CREATE {}INDEX CONCURRENTLY IF NOT EXISTS {} ON ").format(
-        sql.SQL(found.group(1) or ""), sql.Identifier(name)
-    )
-    return head + sql.SQL(definition[found.end() :])
-
-
-def plan_create(
-    specs: Iterable[IndexSpec],
-    states: dict[str, IndexState],
-    *,
-    replace_differing: bool = False,
-) -> list[Step]:
-    """Statements an upgrade runs, given each index's state (missing if unknown)."""
-    steps: list[Step] = []
-    touched: list[str] = []
-    for spec in specs:
-        st = states.get(spec.name, IndexState(spec.name, MISSING))
-        if st.state == PRESENT or (st.state == DIFFERS and not replace_differing):
-            continue
-        if st.state == DIFFERS:
-            tmp = spec.temporary_name
-            steps += [
-                Step(spec, _record_sql(spec, st.definition), "record: replacing the platform's"),
-                Step(spec, spec.drop_sql(tmp), "a leftover of an interrupted swap"),
-                Step(spec, spec.create_sql(tmp), "build the expected definition beside it"),
-                Step(spec, spec.drop_sql(), "drop the differing one (its twin serves)"),
-                Step(spec, _rename_sql(tmp, spec.name), "take its name"),
-            ]
-        else:
-            steps.append(Step(spec, _record_sql(spec, None), "record: built by wcperf"))
-            if st.state == INVALID:
-                steps.append(Step(spec, spec.drop_sql(), "left INVALID by an interrupted build"))
-            steps.append(Step(spec, spec.create_sql(), "build online"))
-        if spec.table not in touched:
-            touched.append(spec.table)
-    steps += [Step(None, _analyze_sql(table), "fresh statistics") for table in touched]
-    return steps
-
-
-def plan_drop(built: dict[str, tuple[str, str, str | None]]) -> list[Step]:
-    """Only what wcperf built, newest first; a swapped index gets the platform's back."""
-    steps: list[Step] = []
-    for name, (_table, _definition, replaced) in reversed(list(built.items())):
-        spec = BY_NAME.get(name)
-        if spec is None:
-            continue  # not an index this version knows: leave it, and its record
-        if replaced:
-            tmp = spec.temporary_name
-            steps += [
-                Step(spec, spec.drop_sql(tmp), "a leftover of an interrupted swap"),
-                Step(spec, _recreate_sql(replaced, tmp), "rebuild the platform's definition"),
-                Step(spec, spec.drop_sql(), "drop wcperf's"),
-                Step(spec, _rename_sql(tmp, name), "give the platform's its name back"),
-            ]
-        else:
-            steps.append(Step(spec, spec.drop_sql(), "built by wcperf: drop online"))
-        steps.append(Step(spec, _forget_sql(name), "no longer wcperf's"))
-    return steps
-
-
-# -- what the builder reports ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Blocker:
-    pid: int
-    application: str
-    state: str
-    seconds: float
-
-    def describe(self) -> str:
-        return (
-            f"pid {self.pid} ({self.application or 'no application_name'}, {self.state}, "
-            f"{self.seconds:.0f} s)"
-        )
-
-
-@dataclass(frozen=True)
-class BuildProgress:
-    phase: str
-    blocks_done: int = 0
-    blocks_total: int = 0
-    tuples_done: int = 0
-    tuples_total: int = 0
-    blockers: tuple[Blocker, ...] = ()
-
-    @property
-    def fraction(self) -> float | None:
-        """Rough share of the whole concurrent build done; None while waiting."""
-        p = self.phase
-        blocks = self.blocks_done / self.blocks_total if self.blocks_total else 0.0
-        tuples = self.tuples_done / self.tuples_total if self.tuples_total else 0.0
-        if p.startswith("building index: scanning table"):
-            return 0.05 + 0.45 * blocks
-        if p.startswith("building index: sorting"):
-            return 0.5
-        if p.startswith("building index: loading tuples"):
-            return 0.5 + 0.1 * tuples
-        if p.startswith("index validation: scanning index"):
-            return 0.6 + 0.1 * blocks
-        if p.startswith("index validation: sorting"):
-            return 0.7
-        if p.startswith("index validation: scanning table"):
-            return 0.7 + 0.25 * blocks
-        return None
-
-
-@dataclass(frozen=True)
-class IndexEvent:
-    kind: str  # start|progress|dropped|retry|waiting|done|skipped|differs|analyze|analyzed
-    spec: IndexSpec | None
-    detail: str = ""
-    progress: BuildProgress | None = None
-    seconds: float = 0.0
-    size_bytes: int = 0
-    table: str = ""
-
-
-Listener = Callable[[IndexEvent], None]
-PollConnect = Callable[[], AbstractContextManager[psycopg.Connection]]
-
-
-_PROGRESS_SQL = """
-select p.phase, p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total
-  from pg_stat_progress_create_index p where p.pid = %s
-"""
-_BLOCKERS_SQL = """
-select a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
-       extract(epoch from now() - coalesce(a.xact_start, a.backend_start))
-  from pg_stat_activity a where a.pid = any(pg_blocking_pids(%s))
-"""
-_TABLE_LOCKERS_SQL = """
-select distinct a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
-       extract(epoch from now() - coalesce(a.xact_start, a.backend_start))
-  from pg_locks l join pg_stat_activity a on a.pid = l.pid
- where l.relation = %s::regclass and l.granted and a.pid <> pg_backend_pid()
-   and l.mode in ('ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock',
-                  'ExclusiveLock', 'AccessExclusiveLock')
-"""
-
-
 # Other client sessions of this database busy now or within the last second. This
 # migration's own connections (the pool's, the poller's) carry its application_name.
 _TRAFFIC_SQL = """
@@ -393,60 +118,6 @@ select count(*) from pg_stat_activity
    and (state in ('active', 'idle in transaction')
         or state_change > now() - interval '1 second')
 """
-
-
-def _blockers(rows: Iterable[tuple]) -> tuple[Blocker, ...]:
-    return tuple(Blocker(int(p), str(a), str(s), float(t or 0)) for p, a, s, t in rows)
-
-
-class _Poller:
-    """Samples a build's progress and blockers from a second connection."""
-
-    def __init__(
-        self,
-        connect: PollConnect,
-        pid: int,
-        spec: IndexSpec,
-        listener: Listener,
-        interval_s: float = 0.2,
-    ) -> None:
-        self._connect, self._pid, self._spec = connect, pid, spec
-        self._listener, self._interval = listener, interval_s
-        self._stop = threading.Event()
-        self.last_blockers: tuple[Blocker, ...] = ()
-        self._thread = threading.Thread(target=self._run, name=f"poll-{spec.name}", daemon=True)
-
-    def __enter__(self) -> _Poller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        try:
-            with self._connect() as conn:
-                conn.autocommit = True
-                while not self._stop.is_set():
-                    row = conn.execute(_PROGRESS_SQL, (self._pid,)).fetchone()
-                    blockers = _blockers(conn.execute(_BLOCKERS_SQL, (self._pid,)))
-                    if blockers:
-                        self.last_blockers = blockers
-                    if row is not None:
-                        done, total, tuples_done, tuples_total = (int(v or 0) for v in row[1:5])
-                        self._listener(
-                            IndexEvent(
-                                "progress",
-                                self._spec,
-                                progress=BuildProgress(
-                                    str(row[0]), done, total, tuples_done, tuples_total, blockers
-                                ),
-                            )
-                        )
-                    self._stop.wait(self._interval)
-        except psycopg.Error:
-            return  # progress is a nicety; the build itself reports its own errors
 
 
 @contextmanager
@@ -506,11 +177,11 @@ class OnlineIndexBuilder:
 
     def _poller(self, spec: IndexSpec) -> AbstractContextManager[object]:
         if self.poll_connect is None:
-            return _NullPoller()
-        return _Poller(self.poll_connect, self._pid(), spec, self.listener)
+            return NullPoller()
+        return Poller(self.poll_connect, self._pid(), spec, self.listener)
 
     def _who_blocks(self, table: str, seen: tuple[Blocker, ...]) -> str:
-        blockers = seen or _blockers(self.conn.execute(_TABLE_LOCKERS_SQL, (table,)))
+        blockers = seen or blockers_of(self.conn.execute(TABLE_LOCKERS_SQL, (table,)))
         if not blockers:
             return "a lock held by another transaction"
         return ", ".join(b.describe() for b in blockers[:3])
@@ -528,7 +199,7 @@ class OnlineIndexBuilder:
         target = spec.name if spec else table
         delay = self.policy.backoff_s
         for attempt in range(1, self.policy.attempts + 1):
-            poller = self._poller(spec) if spec and poll else _NullPoller()
+            poller = self._poller(spec) if spec and poll else NullPoller()
             try:
                 with poller:
                     action()
@@ -585,7 +256,7 @@ class OnlineIndexBuilder:
             for table in touched:
                 self.listener(IndexEvent("analyze", None, detail=table, table=table))
                 started = time.perf_counter()
-                self._run(None, table, _analyze_sql(table), "analyzing")
+                self._run(None, table, analyze_sql(table), "analyzing")
                 self.listener(
                     IndexEvent(
                         "analyzed",
@@ -652,7 +323,7 @@ class OnlineIndexBuilder:
         self.listener(IndexEvent("start", spec, detail=f"{state.state}; {cores}"))
         started = time.perf_counter()
         replacing = state.state == DIFFERS
-        self.conn.execute(_record_sql(spec, state.definition if replacing else None))
+        self.conn.execute(record_sql(spec, state.definition if replacing else None))
         if replacing:
             tmp = spec.temporary_name
             self._run(spec, spec.table, spec.drop_sql(tmp), "clearing")
@@ -663,7 +334,7 @@ class OnlineIndexBuilder:
                     f"{spec.name} is untouched: run wcperf migrate --replace-differing again"
                 )
             self._run(spec, spec.table, spec.drop_sql(), "dropping")
-            self._run(spec, spec.table, _rename_sql(tmp, spec.name), "renaming")
+            self._run(spec, spec.table, rename_sql(tmp, spec.name), "renaming")
             self.listener(IndexEvent("dropped", spec, detail="differing"))
         else:
 
@@ -728,16 +399,6 @@ class OnlineIndexBuilder:
                             seconds=time.perf_counter() - started,
                         )
                     )
-
-
-class _NullPoller:
-    last_blockers: tuple[Blocker, ...] = ()
-
-    def __enter__(self) -> _NullPoller:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 @dataclass
