@@ -22,7 +22,17 @@ from wcperf.observe.observer import Observer
 from wcperf.observe.pool_monitor import MINUTES_KEPT, PoolMonitor
 from wcperf.observe.prometheus import exposition
 from wcperf.observe.query_monitor import NPlusOneDetector, NPlusOneError, QueryMonitor
-from wcperf.observe.snapshot import CacheFigures, CacheTier, Snapshot, merge
+from wcperf.observe.snapshot import (
+    CacheFigures,
+    CacheTier,
+    DatabaseView,
+    IndexBuild,
+    RedisServer,
+    ServerStatement,
+    Sessions,
+    Snapshot,
+    merge,
+)
 from wcperf.observe.targets import Targets, evaluate
 from wcperf.settings import Settings
 
@@ -255,10 +265,16 @@ def test_snapshot_round_trips_through_json() -> None:
     m = QueryMonitor(slow_ms=0.0)
     m.record("select * from students where id = %(id)s", 1234)
     cache = CacheFigures(hits=3, tiers={"l1": CacheTier(hits=3, entries=1)})
-    snap = Snapshot(taken_at=1.0, queries=m.queries(), cache=cache)
+    database = DatabaseView(
+        activity=[Sessions("wcperf:test", "active", 2, 0.5)],
+        statements=[ServerStatement("SELECT $1", 10, 0.2, 2.0)],
+        index_builds=[IndexBuild("idx_x", "students", "building index", 40.0)],
+        redis=RedisServer(version="7", keyspace_hits=9, keyspace_misses=1, hit_rate_pct=90.0),
+    )
+    snap = Snapshot(taken_at=1.0, queries=m.queries(), cache=cache, database=database)
     again = Snapshot.from_json(snap.to_json())
     assert again.to_dict() == snap.to_dict()
-    assert again.cache == cache  # a typed section, both ways
+    assert again.cache == cache and again.database == database  # typed sections, both ways
     assert json.loads(snap.to_json(derived=True))["queries"][0]["p50_ms"] == pytest.approx(
         1.234, rel=0.001
     )

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from wcperf import redact
 from wcperf.observe.fingerprint import fingerprint
-from wcperf.observe.snapshot import DatabaseView, Snapshot, Source
+from wcperf.observe.snapshot import DatabaseView, Sessions, Snapshot, Source
 from wcperf.views.tables import frame
 
 CANARY = "Cn4ry-pw-7731"
@@ -106,9 +106,7 @@ def test_a_snapshot_from_a_hostile_publisher_renders_inert() -> None:
         database=DatabaseView(),
     )
     assert snap.database is not None
-    snap.database.activity.append(
-        {"application": "[/]\x1b[2J", "state": "active", "sessions": 1, "longest_query_s": 0.0}
-    )
+    snap.database.activity.append(Sessions("[/]\x1b[2J", "active", 1))
     sink = io.StringIO()
     Console(file=sink, force_terminal=True, width=160).print(frame(snap))
     out = sink.getvalue()

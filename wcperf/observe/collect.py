@@ -10,7 +10,15 @@ import psycopg
 from wcperf.cache.inventory import glob_escape
 from wcperf.observe.fingerprint import Fingerprinter
 from wcperf.observe.observer import snapshot_key
-from wcperf.observe.snapshot import DatabaseView, Snapshot, merge
+from wcperf.observe.snapshot import (
+    DatabaseView,
+    IndexBuild,
+    RedisServer,
+    ServerStatement,
+    Sessions,
+    Snapshot,
+    merge,
+)
 from wcperf.observe.targets import Targets, evaluate
 
 _fingerprint = Fingerprinter()
@@ -63,14 +71,7 @@ def database_view(conn: psycopg.Connection) -> DatabaseView:
     view = DatabaseView()
     conn.autocommit = True
     for app, state, sessions, longest in conn.execute(_ACTIVITY):
-        view.activity.append(
-            {
-                "application": app,
-                "state": state or "unknown",
-                "sessions": int(sessions),
-                "longest_query_s": float(longest),
-            }
-        )
+        view.activity.append(Sessions(app, state or "unknown", int(sessions), float(longest)))
     longest_q, longest_x, waiting = conn.execute(_LONGEST).fetchone()  # type: ignore[misc]
     view.longest_query_s, view.longest_transaction_s = float(longest_q), float(longest_x)
     view.waiting_on_locks = int(waiting)
@@ -78,40 +79,37 @@ def database_view(conn: psycopg.Connection) -> DatabaseView:
         rows = conn.execute(_STATEMENTS).fetchall()
         # pg_stat_statements keeps constants as $n already; normalise again to be sure.
         view.statements = [
-            {
-                "query": _fingerprint(q).normalized,
-                "calls": int(c),
-                "mean_ms": round(float(m), 3),
-                "total_ms": round(float(t), 1),
-            }
+            ServerStatement(
+                _fingerprint(q).normalized, int(c), round(float(m), 3), round(float(t), 1)
+            )
             for q, c, m, t in rows
         ]
     except psycopg.Error:
         view.statements_note = "pg_stat_statements is not installed in this database"
     view.index_builds = [
-        dict(zip(("index", "table", "phase", "blocks_pct"), r, strict=True))
-        for r in conn.execute(_BUILDS)
+        IndexBuild(index, table, str(phase), None if pct is None else float(pct))
+        for index, table, phase, pct in conn.execute(_BUILDS)
     ]
     return view
 
 
-def redis_view(client: Any) -> dict[str, Any]:
+def redis_view(client: Any) -> RedisServer:
     info = client.info()
     hits, misses = int(info.get("keyspace_hits", 0)), int(info.get("keyspace_misses", 0))
-    return {
-        "version": info.get("redis_version"),
-        "used_memory": info.get("used_memory"),
-        "used_memory_human": info.get("used_memory_human"),
-        "keyspace_hits": hits,
-        "keyspace_misses": misses,
-        "hit_rate_pct": round(100.0 * hits / (hits + misses), 1) if hits + misses else None,
-        "connected_clients": info.get("connected_clients"),
-        "keys": sum(
+    return RedisServer(
+        version=info.get("redis_version"),
+        used_memory=info.get("used_memory"),
+        used_memory_human=info.get("used_memory_human"),
+        keyspace_hits=hits,
+        keyspace_misses=misses,
+        hit_rate_pct=round(100.0 * hits / (hits + misses), 1) if hits + misses else None,
+        connected_clients=info.get("connected_clients"),
+        keys=sum(
             int(v.get("keys", 0))
             for k, v in info.items()
             if k.startswith("db") and isinstance(v, dict)
         ),
-    }
+    )
 
 
 def collect(
@@ -123,7 +121,7 @@ def collect(
 ) -> Snapshot:
     """One merged Snapshot: every live publisher, plus the servers' own view."""
     snaps: list[Snapshot] = []
-    redis_info: dict[str, Any] | None = None
+    redis_info: RedisServer | None = None
     if redis_client is not None:
         try:
             snaps = published(redis_client, prefix)

@@ -119,7 +119,7 @@ class SnapshotCollector:
                 "wcperf_db_sessions", "pg_stat_activity sessions", labels=["application", "state"]
             )
             for row in snap.database.activity:
-                sessions.add_metric([row["application"], row["state"]], row["sessions"])
+                sessions.add_metric([row.application, row.state], row.sessions)
             yield sessions
             yield GaugeMetricFamily(
                 "wcperf_db_waiting_on_locks",

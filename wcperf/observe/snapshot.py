@@ -351,18 +351,69 @@ def _build(kind: type, raw: dict[str, Any]) -> Any:
 
 
 @dataclass
+class Sessions:
+    """pg_stat_activity's client sessions of one application in one state."""
+
+    application: str
+    state: str
+    sessions: int
+    longest_query_s: float = 0.0
+
+
+@dataclass
+class ServerStatement:
+    """A pg_stat_statements row: its text normalised again here, never a value."""
+
+    query: str
+    calls: int
+    mean_ms: float
+    total_ms: float
+
+
+@dataclass
+class IndexBuild:
+    index: str | None
+    table: str | None
+    phase: str
+    blocks_pct: float | None
+
+
+@dataclass
+class RedisServer:
+    """What Redis's INFO says of itself."""
+
+    version: str | None = None
+    used_memory: int | None = None
+    used_memory_human: str | None = None
+    keyspace_hits: int = 0
+    keyspace_misses: int = 0
+    hit_rate_pct: float | None = None
+    connected_clients: int | None = None
+    keys: int = 0
+
+
+@dataclass
 class DatabaseView:
     """What PostgreSQL and Redis say themselves; gathered by `monitor`, not by workers."""
 
-    activity: list[dict[str, Any]] = field(default_factory=list)  # application, state, count
+    activity: list[Sessions] = field(default_factory=list)
     waiting_on_locks: int = 0
     longest_query_s: float = 0.0
     longest_transaction_s: float = 0.0
-    statements: list[dict[str, Any]] = field(default_factory=list)
+    statements: list[ServerStatement] = field(default_factory=list)
     statements_note: str = ""
-    index_builds: list[dict[str, Any]] = field(default_factory=list)
-    redis: dict[str, Any] | None = None
+    index_builds: list[IndexBuild] = field(default_factory=list)
+    redis: RedisServer | None = None
     redis_note: str = ""
+
+    @classmethod
+    def unserialize(cls, data: dict[str, Any]) -> DatabaseView:
+        view: DatabaseView = _build(cls, data)
+        view.activity = [_build(Sessions, r) for r in data.get("activity") or []]
+        view.statements = [_build(ServerStatement, r) for r in data.get("statements") or []]
+        view.index_builds = [_build(IndexBuild, r) for r in data.get("index_builds") or []]
+        view.redis = _build(RedisServer, data["redis"]) if data.get("redis") else None
+        return view
 
 
 @dataclass
@@ -429,7 +480,7 @@ class Snapshot:
             alerts=[build(Alert, a) for a in data.get("alerts", [])],
             cache=CacheFigures.unserialize(data["cache"]) if data.get("cache") else None,
             throttle={k: build(JobState, v) for k, v in (data.get("throttle") or {}).items()},
-            database=build(DatabaseView, db) if db else None,
+            database=DatabaseView.unserialize(db) if db else None,
             load=LoadRun.unserialize(data["load"]) if data.get("load") else None,
             notes=list(data.get("notes", [])),
         )

@@ -179,14 +179,14 @@ def cache_table(snap: Snapshot) -> Table:
         )
     redis = snap.database.redis if snap.database else None
     if redis:
-        rate = f"{redis['hit_rate_pct']:.0f} %" if redis.get("hit_rate_pct") is not None else "-"
+        rate = f"{redis.hit_rate_pct:.0f} %" if redis.hit_rate_pct is not None else "-"
         t.add_row(
             "redis server",
-            f"{redis['keyspace_hits']:,}",
-            f"{redis['keyspace_misses']:,}",
+            f"{redis.keyspace_hits:,}",
+            f"{redis.keyspace_misses:,}",
             rate,
-            f"{redis.get('keys', 0):,}",
-            str(redis.get("used_memory_human") or "-"),
+            f"{redis.keys:,}",
+            str(redis.used_memory_human or "-"),
             "-",
             "-",
         )
@@ -229,9 +229,7 @@ def database_table(snap: Snapshot) -> RenderableType:
         return Text("")
     t = _table("database sessions", "application", "state", "sessions", "longest query s")
     for row in db.activity:
-        t.add_row(
-            row["application"], row["state"], str(row["sessions"]), f"{row['longest_query_s']:.1f}"
-        )
+        t.add_row(row.application, row.state, str(row.sessions), f"{row.longest_query_s:.1f}")
     summary = Text(
         f"waiting on locks: {db.waiting_on_locks} · longest query "
         f"{db.longest_query_s:.1f} s · longest transaction "
@@ -242,24 +240,19 @@ def database_table(snap: Snapshot) -> RenderableType:
         s = _table(
             "pg_stat_statements (top by total time)", "statement", "calls", "mean ms", "total ms"
         )
-        for row in db.statements[:6]:
-            s.add_row(
-                _short(row["query"]),
-                f"{row['calls']:,}",
-                f"{row['mean_ms']:.2f}",
-                f"{row['total_ms']:,.0f}",
-            )
+        for st in db.statements[:6]:
+            s.add_row(_short(st.query), f"{st.calls:,}", f"{st.mean_ms:.2f}", f"{st.total_ms:,.0f}")
         parts.append(s)
     elif db.statements_note:
         parts.append(text(db.statements_note, style="dim"))
     if db.index_builds:
         b = _table("index builds in progress", "index", "table", "phase", "blocks %")
-        for row in db.index_builds:
+        for build in db.index_builds:
             b.add_row(
-                str(row["index"]),
-                str(row["table"]),
-                str(row["phase"]),
-                "-" if row["blocks_pct"] is None else f"{row['blocks_pct']}",
+                str(build.index),
+                str(build.table),
+                build.phase,
+                "-" if build.blocks_pct is None else f"{build.blocks_pct}",
             )
         parts.append(b)
     return Group(*parts)
