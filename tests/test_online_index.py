@@ -314,15 +314,32 @@ def test_a_rerun_waits_for_the_build_a_killed_run_left_running(
     not drop or build beside it (that deadlocked 2 runs in 11)."""
     pid = _kill_migrate_mid_build(district_url, blocker)  # the backend builds on
     rerun = subprocess.Popen(_migrate_argv(district_url), cwd=REPO, env=_migrate_env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    lines: list[str] = []
+    waiting = threading.Event()
+
+    def read() -> None:
+        assert rerun.stderr is not None
+        for line in rerun.stderr:
+            lines.append(line)
+            if "waiting for it to end" in line:
+                waiting.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        time.sleep(4)
+        # However long the re-run takes to start, it must get to waiting and stay there.
+        assert waiting.wait(120), "".join(lines)
+        time.sleep(1)
         assert rerun.poll() is None  # waiting, not failed
         blocker.rollback()  # the orphan build can finish now, and then the re-run goes on
-        _, stderr = rerun.communicate(timeout=240)
+        rerun.wait(240)
+        reader.join(10)
     finally:
         if rerun.poll() is None:
             rerun.kill()
+    stderr = "".join(lines)
     assert rerun.returncode == 0, stderr
     assert f"is running in backend {pid}" in stderr and "waiting for it to end" in stderr
     assert _all_valid(district_url, settings)

@@ -159,7 +159,8 @@ class Generations:
                 self.refresh(r)
                 last = time.monotonic()
                 while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=self._refresh_s)
+                    # Short waits: `close` is never kept waiting for a whole refresh.
+                    message = pubsub.get_message(timeout=min(self._refresh_s, 0.1))
                     if message and isinstance(message.get("data"), bytes):
                         self.on_message(message["data"].decode())
                     if time.monotonic() - last >= self._refresh_s:
