@@ -266,8 +266,7 @@ class LoadPool:
 
     def extend(self, other: LoadPool) -> None:
         """Another process's pool beside this one: sizes, peaks and counts add up."""
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        _add(self, other)
 
     @property
     def mean_wait_ms(self) -> float:
@@ -289,8 +288,7 @@ class Faults:
     db_connection_errors: int = 0
 
     def extend(self, other: Faults) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        _add(self, other)
 
 
 @dataclass
@@ -342,6 +340,12 @@ class LoadRun:
             pool=_build(LoadPool, data.get("pool") or {}),
             faults=_build(Faults, data.get("faults") or {}),
         )
+
+
+def _add(into: Any, other: Any) -> None:
+    """Every field of `other` added to the same field of `into` (records of counts)."""
+    for f in fields(into):
+        setattr(into, f.name, getattr(into, f.name) + getattr(other, f.name))
 
 
 def _build(kind: type, raw: dict[str, Any]) -> Any:
