@@ -9,6 +9,8 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis as redis_lib
@@ -38,36 +40,54 @@ with Database(url, settings) as db:
     with db.engine.connect() as conn:
         for i in range(n):
             conn.execute(text("select CAST(:i AS int) + 1"), {"i": i})
+    observer.publish()  # its figures now hold every statement above
+    print(observer.source, flush=True)
+    sys.stdin.read()  # still running (and publishing) until the test has looked
     observer.stop()
-print(observer.source)
 """
 STATEMENT = fingerprint("select CAST(%(i)s AS int) + 1")
 
 
-def _publish(database_url: str, redis_url: str, prefix: str, n: int) -> str:
+@contextmanager
+def _publishing(database_url: str, redis_url: str, prefix: str, n: int) -> Iterator[str]:
+    """A live process that ran `n` statements and keeps publishing while the test looks.
+
+    Its snapshot key lives a few seconds past each publish, so a process that had
+    already exited could vanish before a slow CLI child started; this one does not.
+    """
     env = {**os.environ, "WCPERF_REDIS_PREFIX": prefix}
-    done = subprocess.run(
+    child = subprocess.Popen(
         [sys.executable, "-c", PUBLISHER, database_url, redis_url, str(n)],
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
         cwd=REPO,
-        timeout=60,
-        check=False,
     )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    assert child.stdout is not None and child.stdin is not None
+    try:
+        source = child.stdout.readline().strip()
+        assert source, child.stderr.read() if child.poll() is not None else "no source printed"
+        yield source
+    finally:
+        _, errors = child.communicate(timeout=60)  # closes stdin: the child stops
+    assert child.returncode == 0, errors
 
 
 def test_two_publishing_processes_are_merged(
     database_url: str, redis_url: str, redis_prefix: str
 ) -> None:
-    sources = {_publish(database_url, redis_url, redis_prefix, n) for n in (30, 45)}
-    assert len(sources) == 2
-    client = redis_lib.Redis.from_url(redis_url)
-    with admin.connect(database_url, autocommit=True) as conn:
-        snap = collect(conn, client, redis_prefix, Targets())
-    client.close()
+    with (
+        _publishing(database_url, redis_url, redis_prefix, 30) as one,
+        _publishing(database_url, redis_url, redis_prefix, 45) as two,
+    ):
+        sources = {one, two}
+        assert len(sources) == 2
+        client = redis_lib.Redis.from_url(redis_url)
+        with admin.connect(database_url, autocommit=True) as conn:
+            snap = collect(conn, client, redis_prefix, Targets())
+        client.close()
     assert {s.name for s in snap.sources} == sources
     assert len(snap.pools) == 2
     (stats,) = [q for q in snap.queries if q.fingerprint == STATEMENT.id]
@@ -131,17 +151,17 @@ def test_serve_requires_a_token_off_localhost_and_checks_it() -> None:
 def test_monitor_live_once_renders_the_tables(
     database_url: str, redis_url: str, redis_prefix: str
 ) -> None:
-    source = _publish(database_url, redis_url, redis_prefix, 12)
-    result = run_cli(
-        "--database-url",
-        database_url,
-        "--redis-url",
-        redis_url,
-        "monitor",
-        "live",
-        "--once",
-        env={"WCPERF_REDIS_PREFIX": redis_prefix},
-    )
+    with _publishing(database_url, redis_url, redis_prefix, 12) as source:
+        result = run_cli(
+            "--database-url",
+            database_url,
+            "--redis-url",
+            redis_url,
+            "monitor",
+            "live",
+            "--once",
+            env={"WCPERF_REDIS_PREFIX": redis_prefix},
+        )
     assert result.returncode == 0, result.stderr
     for title in (
         "connection pools",
