@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 
 import pytest
 
 from tests.conftest import run_cli
+from wcperf.cli.app import load_command
+from wcperf.cli.commands import COMMANDS
 from wcperf.db import admin
 
 CANARY = "s3cret-canary-9f2"
@@ -28,6 +32,27 @@ def test_help_lists_the_command_groups() -> None:
     assert result.returncode == 0
     for group in ("migrate", "bulk", "loadtest", "monitor", "seed", "db"):
         assert f" {group} " in result.stdout
+
+
+def test_help_imports_no_group_and_each_group_says_what_the_list_says() -> None:
+    """`wcperf --help` answers from the table; each group, once loaded, says the same."""
+    probe = (
+        "import sys\n"
+        "from wcperf.cli import app\n"
+        "try:\n    app.run(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('wcperf.cli.', 'psycopg',"
+        " 'sqlalchemy'))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = result.stdout.strip().splitlines()[-1]
+    assert loaded == repr(["wcperf.cli.app", "wcperf.cli.commands", "wcperf.cli.context"]), loaded
+    for name, entry in COMMANDS.items():
+        command = load_command(name)
+        assert (command.short_help or command.help) == entry.help, name
+        assert command.name == name
+    assert "--yes" in [o for p in load_command("demo").params for o in p.opts]
 
 
 @pytest.mark.parametrize(

@@ -5,15 +5,14 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Iterator, Mapping
 from typing import Any
 
-import psycopg
 import typer
 import typer.main
-from sqlalchemy.exc import DBAPIError
+from typer.core import TyperCommand, TyperGroup
 
 from wcperf import __version__
+from wcperf.cli.commands import COMMANDS
 from wcperf.cli.context import CliState, err
 from wcperf.errors import EXIT_USAGE, WcperfError, database_message
 from wcperf.redact import install as install_masking
@@ -21,8 +20,63 @@ from wcperf.redact import shown
 from wcperf.settings import Settings
 from wcperf.urls import check
 
+
+class _Root(TyperGroup):
+    """The root group: a command is imported when it is used, not before.
+
+    A command pays for its own libraries only (`wcperf bulk status` never loads
+    alembic, locust or numpy), and `--help` lists them all from `COMMANDS` without
+    importing any.
+    """
+
+    _listing = False
+
+    # Typer's click is its own (`typer._click`): its types are spelt Any here.
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        if self._listing:
+            return TyperCommand(cmd_name, help=entry.help)
+        if cmd_name not in self.commands:
+            self.commands[cmd_name] = load_command(cmd_name)
+        return self.commands[cmd_name]
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
+def load_command(name: str) -> Any:
+    """The click command behind `wcperf NAME`, built from its module."""
+    entry = COMMANDS[name]
+    found = getattr(importlib.import_module(entry.module), entry.attribute)
+    # Built as a child of a group, as `add_typer` / `command` on the root would build
+    # it: a group stays a group even with one command, and takes no completion options.
+    parent = typer.Typer(add_completion=False)
+    parent.callback()(_nothing)
+    if isinstance(found, typer.Typer):
+        parent.add_typer(found, name=name, help=entry.help)
+    else:  # a lone command keeps its docstring as its full help
+        parent.command(name, short_help=entry.help)(found)
+    group = typer.main.get_command(parent)
+    assert isinstance(group, TyperGroup)
+    return group.commands[name]
+
+
+def _nothing() -> None:
+    """The callback that makes a lone command's parent a group."""
+
+
 app = typer.Typer(
     name="wcperf",
+    cls=_Root,
     help="Performance operations for the White Cross school health database: online index "
     "migrations, bulk jobs under backpressure, load replay and live monitoring.",
     no_args_is_help=True,
@@ -72,66 +126,9 @@ def root(
     ctx.obj = CliState(settings=settings, debug=debug, quiet=quiet)
 
 
-# Each command group is imported when it is used, not before: a command pays for its
-# own libraries only (`wcperf bulk status` never loads alembic, locust or numpy), and
-# `--help` at the root imports them all to list them. name: (module, attribute).
-COMMANDS = {
-    "migrate": ("wcperf.cli.migrate", "app"),
-    "bulk": ("wcperf.cli.bulk", "app"),
-    "loadtest": ("wcperf.cli.loadtest", "app"),
-    "monitor": ("wcperf.cli.monitor", "app"),
-    "seed": ("wcperf.cli.seed", "seed"),
-    "cache": ("wcperf.cli.cache", "app"),
-    "db": ("wcperf.cli.db", "app"),
-    "config": ("wcperf.cli.config", "app"),
-    "demo": ("wcperf.cli.demo", "demo"),
-}
-
-
-def load_command(name: str) -> Any:
-    """The click command behind `wcperf NAME`, built from its module on first use."""
-    module, attribute = COMMANDS[name]
-    found = getattr(importlib.import_module(module), attribute)
-    # Built as a child of a group, as `add_typer` / `command` on the root would build
-    # it: a group stays a group even with one command, and takes no completion options.
-    parent = typer.Typer(add_completion=False)
-    parent.callback()(_nothing)
-    if isinstance(found, typer.Typer):
-        parent.add_typer(found, name=name)
-    else:
-        parent.command(name)(found)
-    return typer.main.get_command(parent).commands[name]  # type: ignore[attr-defined]
-
-
-def _nothing() -> None:
-    """The callback that makes a lone command's parent a group."""
-
-
-class _LazyCommands(Mapping[str, Any]):
-    """The root group's command table, filled as commands are looked up."""
-
-    def __init__(self) -> None:
-        self._built: dict[str, Any] = {}
-
-    def __getitem__(self, name: str) -> Any:
-        if name not in COMMANDS:
-            raise KeyError(name)
-        if name not in self._built:
-            self._built[name] = load_command(name)
-        return self._built[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(COMMANDS)
-
-    def __len__(self) -> int:
-        return len(COMMANDS)
-
-
 def command() -> Any:
-    """The whole command line as one click group, its subcommands loaded lazily."""
-    root = typer.main.get_command(app)
-    root.commands = _LazyCommands()  # type: ignore[attr-defined]
-    return root
+    """The whole command line as one click group."""
+    return typer.main.get_command(app)
 
 
 def run(args: list[str]) -> Any:
@@ -158,6 +155,20 @@ def _usage(exc: typer.TyperException) -> None:
     _fail(message, exc.exit_code)
 
 
+def _database_errors() -> tuple[type[BaseException], ...]:
+    """The driver's and SQLAlchemy's error classes, if this run has imported them.
+
+    Looked up, not imported: a command that never loaded psycopg cannot have raised
+    one of its errors, and importing it only to say so costs a third of a second.
+    """
+    found = []
+    for module, name in (("psycopg", "Error"), ("sqlalchemy.exc", "DBAPIError")):
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            found.append(getattr(loaded, name))
+    return tuple(found)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("WCPERF_DEBUG"))
@@ -176,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err.print("wcperf: interrupted", markup=False)
         sys.exit(130)
-    except (psycopg.Error, DBAPIError) as exc:
+    except _database_errors() as exc:
         if debug:
             raise
         message = database_message(exc)

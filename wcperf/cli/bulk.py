@@ -41,10 +41,7 @@ from wcperf.redact import shown
 from wcperf.settings import BulkSettings
 from wcperf.urls import mask_url
 
-app = typer.Typer(
-    help="Year-end and staffing bulk jobs in keyset batches, each its own transaction with "
-    "its checkpoint. They watch the pool and the database, slow down or pause and say why, "
-    "survive a kill (re-run or `bulk resume`), and never apply a row twice.",
+app = typer.Typer(  # its help: wcperf.cli.commands
     no_args_is_help=True,
 )
 BREAKDOWN_ROWS = 25

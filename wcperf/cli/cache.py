@@ -13,9 +13,7 @@ from wcperf.errors import ConnectError
 from wcperf.observe.collect import published
 from wcperf.observe.snapshot import CacheFigures, merge
 
-app = typer.Typer(
-    help="The two-tier query cache (in-process L1 over Redis L2).", no_args_is_help=True
-)
+app = typer.Typer(no_args_is_help=True)  # its help: wcperf.cli.commands
 
 
 def _client(ctx: typer.Context) -> tuple[redis_lib.Redis, str]:

@@ -11,9 +11,7 @@ from wcperf.cli.context import out, state
 from wcperf.cli.render import cell, emit_json
 from wcperf.urls import mask_url
 
-app = typer.Typer(
-    help="The settings wcperf runs with: every default, and which environment variable "
-    "or flag changed it.",
+app = typer.Typer(  # its help: wcperf.cli.commands
     no_args_is_help=True,
 )
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from wcperf.db import admin
-from wcperf.db.engine import Database
 from wcperf.db.servers import EMBEDDED_SOURCE, LOCAL, Endpoint, resolve_postgres, resolve_redis
 from wcperf.errors import ConnectError
 from wcperf.settings import Settings
+
+if TYPE_CHECKING:
+    from wcperf.db.engine import Database
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -49,6 +51,8 @@ def postgres(
     Only `seed`, `demo` and `db up` pass `create`, and only on a server wcperf
     chose itself (local or embedded): a database someone named is never created.
     """
+    from wcperf.db import admin  # psycopg: only for commands that use the database
+
     settings = settings_for(ctx, command)
     endpoint = resolve_postgres(settings)
     assert endpoint.url is not None
@@ -73,6 +77,8 @@ def redis_endpoint(ctx: typer.Context, command: str) -> Endpoint:
 
 
 def database(ctx: typer.Context, command: str, *, create: bool = False) -> Database:
+    from wcperf.db.engine import Database  # SQLAlchemy: only for commands that use it
+
     url, settings = postgres(ctx, command, create=create)
     db = Database(url, settings)
     for note in db.notes:

@@ -16,9 +16,7 @@ from wcperf.redact import shown
 from wcperf.settings import DEFAULT_DATABASE
 from wcperf.urls import mask_url
 
-app = typer.Typer(
-    help="Embedded PostgreSQL and Redis in wcperf's home (WCPERF_HOME, else "
-    "~/.local/share/wcperf), and which servers are used.",
+app = typer.Typer(  # its help: wcperf.cli.commands
     no_args_is_help=True,
 )
 

@@ -34,10 +34,8 @@ class _RunByDefault(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-app = typer.Typer(
+app = typer.Typer(  # its help: wcperf.cli.commands
     cls=_RunByDefault,
-    help="Replay a load scenario and judge it against its targets (`run`, the default: "
-    "`wcperf loadtest school-day` runs it), list the bundled scenarios, compare two runs.",
     no_args_is_help=True,
 )
 

@@ -23,10 +23,7 @@ from wcperf.settings import IndexSettings
 
 INDEX_REVISION = "0002_performance_indexes"
 
-app = typer.Typer(
-    help="Find or build the platform's 14 performance indexes online (CREATE INDEX "
-    "CONCURRENTLY, lock timeouts, retries, repair), keeping wcperf's own state in its "
-    "schema `wcperf`; never touches a platform table.",
+app = typer.Typer(  # its help: wcperf.cli.commands
     invoke_without_command=True,
 )
 

@@ -17,9 +17,7 @@ from wcperf.settings import PortSettings
 from wcperf.views import live as live_view
 from wcperf.views.tables import frame
 
-app = typer.Typer(
-    help="Pool, query percentiles, slow queries, N+1, cache and alerts: from "
-    "every publishing wcperf process, beside PostgreSQL's and Redis's own view.",
+app = typer.Typer(  # its help: wcperf.cli.commands
     no_args_is_help=True,
 )
 
