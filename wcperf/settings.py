@@ -152,6 +152,8 @@ class MonitorSettings:
     n_plus_one_window_s: float = 1.0
     health_interval_s: float = 60.0
     targets: Targets = field(default_factory=Targets)
+    # the server's log to follow: a path on this host, "auto" (through the server), or ""
+    server_log: str = ""
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,7 @@ class Settings:
                     d_monitor.n_plus_one_window_s,
                 ),
                 targets=Targets.parse(r.get("WCPERF_TARGETS", "monitor.targets")),
+                server_log=r.get("WCPERF_SERVER_LOG", "monitor.server_log") or "",
             ),
             bulk=BulkSettings(
                 throttle=parse_throttle(r.get("WCPERF_THROTTLE", "bulk.throttle")),

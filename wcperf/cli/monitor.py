@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import typer
 
 from wcperf import limits
 from wcperf.cli.context import err, out, postgres, redis_endpoint
 from wcperf.db import admin
+from wcperf.errors import ConfigError
 from wcperf.observe.collect import collect
+from wcperf.observe.log_files import LogUnreadable
 from wcperf.observe.prometheus import check_bind, server
+from wcperf.observe.server_watch import LogWatch
 from wcperf.observe.snapshot import Snapshot
 from wcperf.settings import PortSettings
 from wcperf.views import live as live_view
@@ -22,8 +26,22 @@ app = typer.Typer(  # its help: wcperf.cli.commands
 )
 
 
+def _server_log_option() -> Any:
+    return typer.Option(
+        None,
+        "--server-log",
+        metavar="PATH|auto",
+        help="Also time every application's statements from PostgreSQL's own log (jsonlog "
+        "or csvlog; the server must log durations): a log file, the log folder or the data "
+        "directory on this host, or 'auto' to read the current file through the server "
+        "(pg_monitor and pg_read_server_files, or superuser). Default: $WCPERF_SERVER_LOG.",
+    )
+
+
 @contextlib.contextmanager
-def _fetcher(ctx: typer.Context) -> Iterator[Callable[[], Snapshot]]:
+def _fetcher(
+    ctx: typer.Context, server_log: str | None = None, *, from_start: bool = False
+) -> Iterator[Callable[[], Snapshot]]:
     url, settings = postgres(ctx, "monitor")
     endpoint = redis_endpoint(ctx, "monitor")
     client = None
@@ -32,11 +50,30 @@ def _fetcher(ctx: typer.Context) -> Iterator[Callable[[], Snapshot]]:
         import redis
 
         client = redis.Redis.from_url(endpoint.url, socket_timeout=1, socket_connect_timeout=1)
-    conn = admin.connect(url, application_name=settings.application_name, autocommit=True)
+    spec = settings.monitor.server_log if server_log is None else server_log
+    conn = watch = None
     try:
-        yield lambda: collect(conn, client, settings.redis_prefix, settings.monitor.targets, note)
+        conn = admin.connect(url, application_name=settings.application_name, autocommit=True)
+        if spec:
+            watch = LogWatch(
+                spec,
+                lambda: admin.connect(
+                    url, application_name=settings.application_name, autocommit=True
+                ),
+                from_start=from_start,
+            )
+            try:
+                watch.check()
+            except LogUnreadable as exc:
+                raise ConfigError(f"--server-log {spec}: {exc}") from None
+        yield lambda: collect(
+            conn, client, settings.redis_prefix, settings.monitor.targets, note, watch
+        )
     finally:
-        conn.close()
+        if watch is not None:
+            watch.close()
+        if conn is not None:
+            conn.close()
         if client is not None:
             client.close()
 
@@ -48,10 +85,15 @@ def live(
         1.0, min=0.1, max=limits.MAX_INTERVAL_S, help="Seconds between refreshes."
     ),
     once: bool = typer.Option(False, "--once", help="Print one frame and exit."),
+    server_log: str | None = _server_log_option(),
 ) -> None:
-    """Live tables; `q` or Ctrl-C quits. Respects NO_COLOR and non-terminals."""
+    """Live tables; `q` or Ctrl-C quits. Respects NO_COLOR and non-terminals.
+
+    With --server-log, the server's log is followed from now on (with --once, from
+    the start of its current file).
+    """
     interval = limits.number("--interval", interval, 0.1, limits.MAX_INTERVAL_S)  # nan, too
-    with _fetcher(ctx) as fetch:
+    with _fetcher(ctx, server_log, from_start=once) as fetch:
         if once:
             out.print(frame(fetch()))
             return
@@ -59,9 +101,17 @@ def live(
 
 
 @app.command()
-def snapshot(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -> None:
-    """One merged Snapshot of every live publisher and the servers' own view."""
-    with _fetcher(ctx) as fetch:
+def snapshot(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json"),
+    server_log: str | None = _server_log_option(),
+) -> None:
+    """One merged Snapshot of every live publisher and the servers' own view.
+
+    With --server-log, every application's statements in the server's current log
+    file, from its start.
+    """
+    with _fetcher(ctx, server_log, from_start=True) as fetch:
         snap = fetch()
     if json_out:
         out.print(snap.to_json(derived=True), markup=False, highlight=False, soft_wrap=True)
@@ -79,10 +129,11 @@ def serve(
         envvar="WCPERF_METRICS_TOKEN",
         help="Require `Authorization: Bearer TOKEN`; needed to bind anything but localhost.",
     ),
+    server_log: str | None = _server_log_option(),
 ) -> None:
     """Prometheus exposition of the same figures, collected afresh on every scrape."""
     check_bind(host, token)
-    with _fetcher(ctx) as fetch:
+    with _fetcher(ctx, server_log) as fetch:
         httpd = server(fetch, host, port, token)
         err.print(
             f"serving metrics on http://{host}:{httpd.server_port}/metrics "

@@ -160,8 +160,13 @@ class EmbeddedPostgres:
         except OSError:
             return []
 
-    def start(self, listen_port: int | None = None) -> ServerStatus:
-        """Init (first time) and start; a no-op when already running."""
+    def start(
+        self, listen_port: int | None = None, settings: dict[str, str] | None = None
+    ) -> ServerStatus:
+        """Init (first time) and start; a no-op when already running.
+
+        `settings` are more `-c name=value` for this start (a test's logging, say).
+        """
         with _locked(self._home):
             if (info := self._postmaster()) is not None:
                 return self.status("postgres")
@@ -192,6 +197,7 @@ class EmbeddedPostgres:
                 "-c listen_addresses=" + ("127.0.0.1" if listen_port else "''"),
                 "-c shared_preload_libraries=pg_stat_statements",
                 "-c max_connections=300",
+                *(f"-c {name}={value}" for name, value in (settings or {}).items()),
             ]
             self._run(
                 [

@@ -10,6 +10,7 @@ import psycopg
 from wcperf.cache.inventory import glob_escape
 from wcperf.observe.fingerprint import Fingerprinter
 from wcperf.observe.observer import snapshot_key
+from wcperf.observe.server_watch import LogWatch
 from wcperf.observe.snapshot import (
     DatabaseView,
     IndexBuild,
@@ -118,6 +119,7 @@ def collect(
     prefix: str,
     targets: Targets,
     redis_note: str = "",
+    server_log: LogWatch | None = None,
 ) -> Snapshot:
     """One merged Snapshot: every live publisher, plus the servers' own view."""
     snaps: list[Snapshot] = []
@@ -134,6 +136,8 @@ def collect(
         merged.database = database_view(conn)
         merged.database.redis = redis_info
         merged.database.redis_note = redis_note
+    if server_log is not None:
+        merged.server_log = server_log.poll()
     if redis_note:
         merged.notes.append(redis_note)
     elif not snaps:

@@ -76,6 +76,35 @@ class Fingerprinter:
         return fp
 
 
+_logged_by_text: dict[str, Fingerprint] = {}
+_logged_by_id: dict[str, Fingerprint] = {}
+
+
+def fingerprint_logged(sql: str) -> Fingerprint:
+    """`fingerprint` for statements read from a server log, which carry literals.
+
+    Each text with its own values is new, so the cost that matters is the first
+    sight: one C-level fingerprint of the text, then the full normalisation once
+    per fingerprint, not once per text.
+    """
+    found = _logged_by_text.get(sql)
+    if found is not None:
+        return found
+    try:
+        fp_id = parser.fingerprint(sql)
+    except ParseError:
+        return fingerprint(sql)  # withheld, as any unparseable text
+    found = _logged_by_id.get(fp_id)
+    if found is None:
+        if len(_logged_by_id) >= _CACHE_MAX:
+            _logged_by_id.clear()
+        found = _logged_by_id[fp_id] = fingerprint(sql)
+    if len(_logged_by_text) >= _CACHE_MAX:
+        _logged_by_text.clear()
+    _logged_by_text[sql] = found
+    return found
+
+
 def fingerprint(sql: str) -> Fingerprint:
     text = _dollarize(sql)
     try:

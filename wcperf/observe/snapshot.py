@@ -375,6 +375,63 @@ class ServerStatement:
 
 
 @dataclass
+class ServerQuery:
+    """One statement of one application as the server's log timed it.
+
+    `count` and `total_us` are estimates where the server samples (`logged` lines,
+    each standing for 1 / rate executions); the histogram holds `count` values.
+    """
+
+    fingerprint: str
+    normalized: str
+    table: str | None
+    application: str
+    query_id: int | None = None  # pg_stat_statements' queryid, where compute_query_id is on
+    logged: int = 0
+    count: int = 0
+    total_us: int = 0
+    min_us: int = 0
+    max_us: int = 0
+    histogram: str = ""  # HDR, encoded
+
+    @cached_property
+    def hdr(self) -> HdrHistogram:
+        return hdr.decode(self.histogram)
+
+    @property
+    def mean_ms(self) -> float:
+        return self.total_us / self.count / 1000 if self.count else 0.0
+
+    def p(self, pct: float) -> float:
+        return hdr.percentile_ms(self.hdr, pct)
+
+
+@dataclass
+class ServerLog:
+    """What the server's own log says of every application's statements."""
+
+    source: str  # the file followed, or "" when none could be
+    format: str = ""  # jsonlog | csvlog
+    lines: int = 0
+    statements: int = 0  # executions logged (estimates in `queries` weigh sampling)
+    protocol_steps: int = 0  # parse and bind lines, not counted as executions
+    durations_without_text: int = 0
+    sample_rate: float = 1.0
+    min_duration_ms: float = -1.0
+    sample_min_ms: float = -1.0
+    rotations: int = 0
+    truncations: int = 0
+    queries: list[ServerQuery] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def unserialize(cls, data: dict[str, Any]) -> ServerLog:
+        log: ServerLog = _build(cls, data)
+        log.queries = [_build(ServerQuery, q) for q in data.get("queries") or []]
+        return log
+
+
+@dataclass
 class IndexBuild:
     index: str | None
     table: str | None
@@ -433,6 +490,7 @@ class Snapshot:
     throttle: dict[str, JobState] = field(default_factory=dict)  # "job N" -> its state
     database: DatabaseView | None = None
     load: LoadRun | None = None  # a load scenario's measured window, where one ran
+    server_log: ServerLog | None = None  # every application's statements, from the log
     notes: list[str] = field(default_factory=list)
 
     # -- derived figures --------------------------------------------------------
@@ -460,6 +518,16 @@ class Snapshot:
                     "p95_ms": q.p(95),
                     "p99_ms": q.p(99),
                 }
+            if self.server_log is not None:
+                for sq, out in zip(
+                    self.server_log.queries, data["server_log"]["queries"], strict=True
+                ):
+                    out |= {
+                        "mean_ms": round(sq.mean_ms, 3),
+                        "p50_ms": sq.p(50),
+                        "p95_ms": sq.p(95),
+                        "p99_ms": sq.p(99),
+                    }
         return data
 
     def to_json(self, **kw: Any) -> str:
@@ -486,6 +554,9 @@ class Snapshot:
             throttle={k: build(JobState, v) for k, v in (data.get("throttle") or {}).items()},
             database=DatabaseView.unserialize(db) if db else None,
             load=LoadRun.unserialize(data["load"]) if data.get("load") else None,
+            server_log=ServerLog.unserialize(data["server_log"])
+            if data.get("server_log")
+            else None,
             notes=list(data.get("notes", [])),
         )
 

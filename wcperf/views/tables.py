@@ -258,6 +258,37 @@ def database_table(snap: Snapshot) -> RenderableType:
     return Group(*parts)
 
 
+def server_log_table(snap: Snapshot, limit: int = 12) -> RenderableType:
+    """Every application's statements as the server's log timed them."""
+    log = snap.server_log
+    if log is None:
+        return Text("")
+    title = "every application's queries (ms, from the server log"
+    if 0 < log.sample_rate < 1:
+        title += f", sampled at {log.sample_rate:g}: counts estimated"
+    t = _table(title + ")", "application", "pattern", "count", "mean", "p50", "p95", "p99", "max")
+    for q in log.queries[:limit]:
+        t.add_row(
+            q.application,
+            _short(q.normalized),
+            f"{q.count:,}",
+            f"{q.mean_ms:.2f}",
+            f"{q.p(50):.2f}",
+            f"{q.p(95):.2f}",
+            f"{q.p(99):.2f}",
+            f"{q.max_us / 1000:.2f}",
+        )
+    where = log.source or "not followed"
+    summary = Text(
+        f"{where} · {log.statements:,} statements in {log.lines:,} lines"
+        + (f" · {log.rotations} rotations" if log.rotations else ""),
+        style="dim",
+    )
+    parts: list[RenderableType] = [t, summary] if log.queries else [summary]
+    parts += [text(note, style="yellow") for note in log.notes]
+    return Group(*parts)
+
+
 def frame(snap: Snapshot) -> Group:
     return Group(
         header(snap),
@@ -268,4 +299,5 @@ def frame(snap: Snapshot) -> Group:
         throttle_table(snap),
         alerts_table(snap),
         database_table(snap),
+        server_log_table(snap),
     )
