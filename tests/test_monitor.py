@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -168,7 +169,7 @@ def test_monitor_live_once_renders_the_tables(
         "query percentiles",
         "query cache",
         "alerts",
-        "database sessions",
+        "connections as the server sees them",
     ):
         assert title in result.stdout
     assert source in result.stdout
@@ -191,3 +192,60 @@ def test_snapshot_json_without_redis_still_shows_the_database(database_url: str)
     assert any("Redis unreachable" in n for n in data["notes"])
     assert data["database"]["activity"] is not None
     assert data["sources"] == []
+
+
+def test_the_server_side_pool_names_each_application_and_client(scratch_url: str) -> None:
+    """Idle, idle in transaction (and for how long), waiting on a lock, and the
+    headroom left to max_connections, as pg_stat_activity says."""
+    opened = []
+    blocked: threading.Thread | None = None
+
+    def session(app: str):
+        conn = admin.connect(scratch_url, application_name=app, autocommit=True)
+        opened.append(conn)
+        return conn
+
+    try:
+        session("clinic-idle"), session("clinic-idle")
+        holder = session("clinic-holder")
+        holder.execute("create table wcperf_lock_probe (id int)")
+        holder.autocommit = False
+        holder.execute("lock table wcperf_lock_probe in access exclusive mode")  # idle in xact
+        waiter = session("clinic-waiter")
+        blocked = threading.Thread(
+            target=lambda: waiter.execute("select count(*) from wcperf_lock_probe"), daemon=True
+        )
+        blocked.start()
+        monitor = admin.connect(scratch_url, autocommit=True)
+        opened.append(monitor)
+        deadline = time.monotonic() + 10
+        while True:
+            view = collect(monitor, None, "x:", Targets()).database
+            assert view is not None
+            clients = {c.application: c for c in view.clients}
+            waiting = clients.get("clinic-waiter")
+            if waiting is not None and waiting.waiting_on_locks == 1:
+                break
+            assert time.monotonic() < deadline, view.clients
+            time.sleep(0.1)
+        time.sleep(1.0)
+        view = collect(monitor, None, "x:", Targets()).database
+        clients = {c.application: c for c in view.clients}
+        assert (clients["clinic-idle"].sessions, clients["clinic-idle"].idle) == (2, 2)
+        assert clients["clinic-idle"].client in ("127.0.0.1", "::1", "local")
+        holder_row = clients["clinic-holder"]
+        assert holder_row.idle_in_transaction == 1
+        assert holder_row.longest_idle_in_transaction_s >= 1.0
+        assert clients["clinic-waiter"].waiting_on_locks == 1
+        assert clients["clinic-waiter"].active == 0  # waiting is not working
+        assert view.max_connections > 0 and view.connections >= 5
+        assert view.headroom == view.max_connections - view.reserved_connections - view.connections
+        snap = Snapshot.from_json(Snapshot(taken_at=0, database=view).to_json())
+        assert snap.database is not None and snap.database.clients == view.clients
+    finally:
+        for conn in opened[2:3]:  # the holder: let the waiter through first
+            conn.rollback()
+        if blocked is not None:
+            blocked.join(10)
+        for conn in opened:
+            conn.close()

@@ -331,3 +331,92 @@ def test_an_unreadable_log_is_one_line_exit_2_and_no_durations_says_what_to_set(
     )  # fmt: skip
     assert quiet.returncode == 0, quiet.stderr
     assert "set log_min_duration_statement = 0" in quiet.stdout
+
+
+def test_sampled_logging_is_scaled_by_the_rate(tmp_path: Path) -> None:
+    """One in four statements logged (log_min_duration_sample = 0, rate 0.25), and
+    every one over 50 ms (log_min_duration_statement): the estimate counts each
+    sampled line four times and each slow line once."""
+    srv = Server(tmp_path / "sampled")
+    srv.pg.start(
+        listen_port=srv.port,
+        settings={
+            **LOGGING,
+            "log_min_duration_statement": "50",
+            "log_min_duration_sample": "0",
+            "log_statement_sample_rate": "0.25",
+        },
+    )
+    try:
+        watch = LogWatch(
+            "auto",
+            lambda: psycopg.connect(srv.url, autocommit=True, application_name="wcperf:monitor"),
+        )
+        watch.check()
+        watch.poll()
+        n = 2000
+        with srv.connect("nurse-app-sampled") as conn:
+            for i in range(n):
+                conn.execute("select %s::int * 2", (i,))
+            for _ in range(3):
+                conn.execute("select pg_sleep(0.06)")
+        _settle(srv)
+        figures = watch.poll()
+        watch.close()
+    finally:
+        srv.pg.stop()
+    assert figures.sample_rate == 0.25 and figures.min_duration_ms == 50
+    rows = {q.normalized: q for q in figures.queries if q.application == "nurse-app-sampled"}
+    point = next(q for text, q in rows.items() if "* $2" in text)
+    slow = next(q for text, q in rows.items() if "pg_sleep" in text)
+    assert point.count == round(point.logged / 0.25)
+    assert point.count == point.hdr.get_total_count()
+    # Binomial(n, 0.25) lines, each standing for 4: five standard deviations (19 %)
+    tolerance = 5 * math.sqrt(n * 0.75 / 0.25)
+    assert abs(point.count - n) <= tolerance, (point.count, point.logged)
+    assert slow.count == slow.logged == 3
+    assert "sampled at 0.25" in "".join(_render_titles(figures))
+
+
+def _render_titles(figures) -> list[str]:
+    from rich.console import Console
+
+    from wcperf.observe.snapshot import Snapshot
+    from wcperf.views.tables import server_log_table
+
+    console = Console(width=200, record=True, color_system=None)
+    console.print(server_log_table(Snapshot(taken_at=0, server_log=figures)))
+    return [console.export_text()]
+
+
+def test_an_n_plus_one_loop_in_one_session_is_found_and_one_spread_over_sessions_is_not(
+    server: Server,
+) -> None:
+    watch = LogWatch(
+        "auto",
+        lambda: psycopg.connect(server.url, autocommit=True, application_name="wcperf:monitor"),
+        n_plus_one=(5, 1.0),
+    )
+    watch.check()
+    watch.poll()
+    with server.connect("nurse-app-loop") as conn:  # one visit list, then each visit alone
+        ids = [r[0] for r in conn.execute("select id from visits order by id limit 12")]
+        for i in ids:
+            conn.execute("select seen from visits where id = %s", (i,))
+    for i in range(15):  # the same statement from fifteen sessions, three times each
+        with server.connect("nurse-app-spread") as conn:
+            for _ in range(3):
+                conn.execute("select note, seen from visits where id = %s", (i + 1,))
+    _settle(server)
+    figures = watch.poll()
+    watch.close()
+    found = [(n.application, n.count, n.normalized) for n in figures.n_plus_one]
+    assert [(a, c) for a, c, _ in found] == [("nurse-app-loop", 12)], found
+    assert "seen FROM visits WHERE id = $1" in found[0][2]
+    assert figures.n_plus_one[0].call_site.startswith("session ")
+    spread = [
+        q
+        for q in figures.queries
+        if q.application == "nurse-app-spread" and "note, seen" in q.normalized
+    ]
+    assert spread and spread[0].count == 45  # counted, but not an N+1

@@ -50,7 +50,8 @@ def _fetcher(
         import redis
 
         client = redis.Redis.from_url(endpoint.url, socket_timeout=1, socket_connect_timeout=1)
-    spec = settings.monitor.server_log if server_log is None else server_log
+    m = settings.monitor
+    spec = m.server_log if server_log is None else server_log
     conn = watch = None
     try:
         conn = admin.connect(url, application_name=settings.application_name, autocommit=True)
@@ -61,6 +62,7 @@ def _fetcher(
                     url, application_name=settings.application_name, autocommit=True
                 ),
                 from_start=from_start,
+                n_plus_one=(m.n_plus_one_threshold, m.n_plus_one_window_s),
             )
             try:
                 watch.check()

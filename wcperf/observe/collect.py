@@ -12,6 +12,7 @@ from wcperf.observe.fingerprint import Fingerprinter
 from wcperf.observe.observer import snapshot_key
 from wcperf.observe.server_watch import LogWatch
 from wcperf.observe.snapshot import (
+    ClientSessions,
     DatabaseView,
     IndexBuild,
     RedisServer,
@@ -43,6 +44,27 @@ select coalesce(nullif(application_name, ''), '(none)') as application,
    and pid <> pg_backend_pid()
  group by 1, 2 order by 1, 2
 """
+_CLIENTS = """
+select coalesce(nullif(application_name, ''), '(none)') as application,
+       coalesce(host(client_addr), 'local') as client,
+       count(*) as sessions,
+       count(*) filter (where state = 'active' and wait_event_type is distinct from 'Lock'),
+       count(*) filter (where state = 'idle'),
+       count(*) filter (where state like 'idle in transaction%'),
+       coalesce(max(extract(epoch from now() - state_change))
+                filter (where state like 'idle in transaction%'), 0),
+       count(*) filter (where wait_event_type = 'Lock')
+  from pg_stat_activity
+ where datname = current_database() and backend_type = 'client backend'
+   and pid <> pg_backend_pid()
+ group by 1, 2 order by 3 desc, 1, 2
+"""
+_CAPACITY = """
+select (select count(*) from pg_stat_activity where backend_type = 'client backend'),
+       current_setting('max_connections')::int,
+       current_setting('superuser_reserved_connections')::int
+         + coalesce(current_setting('reserved_connections', true)::int, 0)
+"""
 _LONGEST = """
 select coalesce(max(extract(epoch from now() - query_start)) filter (where state = 'active'), 0),
        coalesce(max(extract(epoch from now() - xact_start)), 0),
@@ -73,6 +95,23 @@ def database_view(conn: psycopg.Connection) -> DatabaseView:
     conn.autocommit = True
     for app, state, sessions, longest in conn.execute(_ACTIVITY):
         view.activity.append(Sessions(app, state or "unknown", int(sessions), float(longest)))
+    for app, client, sessions, active, idle, in_xact, in_xact_s, locked in conn.execute(_CLIENTS):
+        view.clients.append(
+            ClientSessions(
+                app,
+                client,
+                sessions=int(sessions),
+                active=int(active),
+                idle=int(idle),
+                idle_in_transaction=int(in_xact),
+                longest_idle_in_transaction_s=float(in_xact_s),
+                waiting_on_locks=int(locked),
+            )
+        )
+    view.connections, view.max_connections, view.reserved_connections = (
+        int(n)
+        for n in conn.execute(_CAPACITY).fetchone()  # type: ignore[union-attr]
+    )
     longest_q, longest_x, waiting = conn.execute(_LONGEST).fetchone()  # type: ignore[misc]
     view.longest_query_s, view.longest_transaction_s = float(longest_q), float(longest_x)
     view.waiting_on_locks = int(waiting)

@@ -20,12 +20,14 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from hdrh.histogram import HdrHistogram
 
 from wcperf.observe import histogram as hdr
 from wcperf.observe.fingerprint import Fingerprint, fingerprint_logged
-from wcperf.observe.snapshot import ServerLog, ServerQuery
+from wcperf.observe.query_monitor import NPlusOneDetector
+from wcperf.observe.snapshot import NPlusOne, ServerLog, ServerQuery
 
 # postgres.c: "duration: %s ms  statement: %s", "… execute <name>[/portal]: %s",
 # "… execute fetch from …", "… parse <name>: …", "… bind <name>: …"; plain
@@ -191,6 +193,21 @@ def logged(record: dict[str, object]) -> Logged | str | None:
     )
 
 
+_TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)")
+
+
+def _seconds(stamp: str) -> float | None:
+    """A record's timestamp in seconds, its zone ignored: only differences within one
+    session are used (a DST change inside a burst can hide that one burst)."""
+    match = _TIMESTAMP.match(stamp)
+    if match is None:
+        return None
+    try:
+        return datetime.fromisoformat(match.group(1)).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
 def _int(value: object) -> int | None:
     if isinstance(value, int):
         return value
@@ -227,12 +244,25 @@ class _Series:
 
 
 class Folder:
-    """Durations folded per (fingerprint, application): the log side of the Snapshot."""
+    """Durations folded per (fingerprint, application): the log side of the Snapshot.
 
-    def __init__(self, sampling: Sampling | None = None, skip_pids: Iterable[int] = ()) -> None:
+    N+1 is judged per backend session (the log's session_id), on the log's own
+    timestamps: a loop repeats within one session, while many sessions running the
+    same statement once each are many users.
+    """
+
+    def __init__(
+        self,
+        sampling: Sampling | None = None,
+        skip_pids: Iterable[int] = (),
+        n_plus_one: tuple[int, float] = (5, 1.0),
+    ) -> None:
         self.sampling = sampling or Sampling()
         self.skip_pids = set(skip_pids)  # wcperf's own reading session
         self.series: dict[tuple[str, str], _Series] = {}
+        self._now = 0.0
+        self.loops = NPlusOneDetector(*n_plus_one, clock=lambda: self._now)
+        self._applications: dict[str, str] = {}  # site -> application
         self.lines = 0
         self.statements = 0
         self.steps = 0  # parse and bind lines: part of an execution, not one
@@ -257,7 +287,21 @@ class Folder:
                 series = self.series[key] = _Series(seen.query, seen.application)
             series.query_id = seen.query_id or series.query_id
             series.add(seen.duration_us, self.sampling.weight(seen.duration_us / 1000))
+            at = _seconds(seen.at)
+            if at is not None and seen.session:
+                self._now = at
+                site = f"session {seen.session}"
+                self._applications[site] = seen.application
+                self.loops.observe(seen.query, site)
             found.append(seen)
+        self.loops.prune()
+        return found
+
+    def detections(self) -> list[NPlusOne]:
+        found = list(self.loops.detections)
+        for n in found:
+            n.application = self._applications.get(n.call_site, "")
+            n.source = "server log"
         return found
 
     def figures(self) -> list[ServerQuery]:
@@ -291,5 +335,6 @@ class Folder:
             min_duration_ms=self.sampling.min_duration_ms,
             sample_min_ms=self.sampling.sample_min_ms,
             queries=self.figures(),
+            n_plus_one=self.detections(),
             notes=list(notes),
         )

@@ -39,7 +39,12 @@ class LogWatch:
     """
 
     def __init__(
-        self, spec: str, connect: Callable[[], Any] | None, *, from_start: bool = False
+        self,
+        spec: str,
+        connect: Callable[[], Any] | None,
+        *,
+        from_start: bool = False,
+        n_plus_one: tuple[int, float] = (5, 1.0),
     ) -> None:
         self.spec = spec
         self._connect = connect
@@ -48,7 +53,7 @@ class LogWatch:
         self._source: LogSource | None = None
         self._records: Records | None = None
         self._note = ""
-        self.folder = Folder()
+        self.folder = Folder(n_plus_one=n_plus_one)
         self._session()
 
     def _session(self) -> Any:

@@ -103,6 +103,7 @@ class NPlusOne:
     window_s: float
     at: float
     source: str = ""
+    application: str = ""  # from the server's log: the session's application_name
 
     @property
     def suggestion(self) -> str:
@@ -365,6 +366,20 @@ class Sessions:
 
 
 @dataclass
+class ClientSessions:
+    """One application on one client host, as the server sees its connections."""
+
+    application: str
+    client: str  # the client's address, or "local" for a Unix socket
+    sessions: int = 0
+    active: int = 0
+    idle: int = 0
+    idle_in_transaction: int = 0
+    longest_idle_in_transaction_s: float = 0.0
+    waiting_on_locks: int = 0
+
+
+@dataclass
 class ServerStatement:
     """A pg_stat_statements row: its text normalised again here, never a value."""
 
@@ -422,12 +437,14 @@ class ServerLog:
     rotations: int = 0
     truncations: int = 0
     queries: list[ServerQuery] = field(default_factory=list)
+    n_plus_one: list[NPlusOne] = field(default_factory=list)  # one backend session's loops
     notes: list[str] = field(default_factory=list)
 
     @classmethod
     def unserialize(cls, data: dict[str, Any]) -> ServerLog:
         log: ServerLog = _build(cls, data)
         log.queries = [_build(ServerQuery, q) for q in data.get("queries") or []]
+        log.n_plus_one = [_build(NPlusOne, n) for n in data.get("n_plus_one") or []]
         return log
 
 
@@ -458,6 +475,10 @@ class DatabaseView:
     """What PostgreSQL and Redis say themselves; gathered by `monitor`, not by workers."""
 
     activity: list[Sessions] = field(default_factory=list)
+    clients: list[ClientSessions] = field(default_factory=list)
+    connections: int = 0  # client backends on the whole server, every database
+    max_connections: int = 0
+    reserved_connections: int = 0  # superuser_reserved_connections + reserved_connections
     waiting_on_locks: int = 0
     longest_query_s: float = 0.0
     longest_transaction_s: float = 0.0
@@ -467,10 +488,18 @@ class DatabaseView:
     redis: RedisServer | None = None
     redis_note: str = ""
 
+    @property
+    def headroom(self) -> int | None:
+        """Connections still open to ordinary roles before the server refuses them."""
+        if not self.max_connections:
+            return None
+        return self.max_connections - self.reserved_connections - self.connections
+
     @classmethod
     def unserialize(cls, data: dict[str, Any]) -> DatabaseView:
         view: DatabaseView = _build(cls, data)
         view.activity = [_build(Sessions, r) for r in data.get("activity") or []]
+        view.clients = [_build(ClientSessions, r) for r in data.get("clients") or []]
         view.statements = [_build(ServerStatement, r) for r in data.get("statements") or []]
         view.index_builds = [_build(IndexBuild, r) for r in data.get("index_builds") or []]
         view.redis = _build(RedisServer, data["redis"]) if data.get("redis") else None

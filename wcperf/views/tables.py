@@ -227,11 +227,36 @@ def database_table(snap: Snapshot) -> RenderableType:
     db = snap.database
     if db is None:
         return Text("")
-    t = _table("database sessions", "application", "state", "sessions", "longest query s")
-    for row in db.activity:
-        t.add_row(row.application, row.state, str(row.sessions), f"{row.longest_query_s:.1f}")
+    t = _table(
+        "connections as the server sees them (this database)",
+        "application",
+        "client",
+        "sessions",
+        "active",
+        "idle",
+        "idle in xact",
+        "longest idle in xact s",
+        "waiting on locks",
+    )
+    for c in db.clients:
+        t.add_row(
+            c.application,
+            c.client,
+            str(c.sessions),
+            str(c.active),
+            str(c.idle),
+            str(c.idle_in_transaction),
+            f"{c.longest_idle_in_transaction_s:.1f}",
+            str(c.waiting_on_locks),
+        )
+    capacity = (
+        f"{db.connections} of {db.max_connections} connections on the server "
+        f"({db.reserved_connections} reserved) · headroom {db.headroom} · "
+        if db.max_connections
+        else ""
+    )
     summary = Text(
-        f"waiting on locks: {db.waiting_on_locks} · longest query "
+        f"{capacity}waiting on locks: {db.waiting_on_locks} · longest query "
         f"{db.longest_query_s:.1f} s · longest transaction "
         f"{db.longest_transaction_s:.1f} s"
     )
@@ -285,6 +310,13 @@ def server_log_table(snap: Snapshot, limit: int = 12) -> RenderableType:
         style="dim",
     )
     parts: list[RenderableType] = [t, summary] if log.queries else [summary]
+    if log.n_plus_one:
+        loops = _table(
+            "N+1 in one session (server log)", "application", "pattern", "count", "within s"
+        )
+        for n in log.n_plus_one[-8:]:
+            loops.add_row(n.application, _short(n.normalized), f"{n.count:,}", f"{n.window_s:g}")
+        parts.append(loops)
     parts += [text(note, style="yellow") for note in log.notes]
     return Group(*parts)
 
