@@ -152,10 +152,11 @@ def _figures_by_shape(figures, application: str) -> dict[str, object]:
 
 
 def _settle(server: Server) -> None:
-    """The collector writes asynchronously: wait until a marker of ours is on disk."""
+    """The collector writes asynchronously: wait until a marker of ours is on disk
+    (a statement slow enough to be logged even where the server samples)."""
     marker = f"settle_{time.monotonic_ns()}"
     with server.connect("settle") as conn:
-        conn.execute(f"select 1 as {marker}")
+        conn.execute(f"select 1 as {marker} from pg_sleep(0.06)")  # over any threshold here
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if any(marker in p.read_text() for p in server.log_dir().glob("*.json")):
@@ -420,3 +421,55 @@ def test_an_n_plus_one_loop_in_one_session_is_found_and_one_spread_over_sessions
         if q.application == "nurse-app-spread" and "note, seen" in q.normalized
     ]
     assert spread and spread[0].count == 45  # counted, but not an N+1
+
+
+def test_statements_are_rates_per_window_and_join_the_log_and_the_app_side(
+    server: Server,
+) -> None:
+    from wcperf.observe.fingerprint import fingerprint
+    from wcperf.observe.statements import MISSING, StatementRates
+
+    with server.connect("setup") as conn:
+        conn.execute("create extension if not exists pg_stat_statements")
+        if not conn.execute("select 1 from pg_database where datname = 'bare'").fetchone():
+            conn.execute("create database bare")
+    watch = LogWatch(
+        "auto",
+        lambda: psycopg.connect(server.url, autocommit=True, application_name="wcperf:monitor"),
+    )
+    watch.check()
+    watch.poll()
+    rates = StatementRates(top=50)
+    monitor = server.connect("wcperf:monitor")
+    first, note = rates.read(monitor)
+    assert note == "" and all(s.window_s is None for s in first)
+    with server.connect("nurse-app-rates") as conn:
+        for i in range(200):
+            conn.execute(
+                "select id, seen from visits where id = %s and seen is not null", (i % 500 + 1,)
+            )
+    time.sleep(0.2)
+    second, _ = rates.read(monitor)
+    _settle(server)
+    logged = watch.poll()
+    watch.close()
+    point = next((s for s in second if "seen IS NOT NULL" in s.query), None)
+    assert point is not None, [(s.query, s.window_calls) for s in second]
+    assert point.window_calls == 200 and point.window_rows == 200
+    assert point.window_s is not None and point.window_s > 0
+    assert point.calls_per_s == pytest.approx(200 / point.window_s)
+    assert point.window_blks_hit is not None and point.window_blks_hit >= 200
+    assert point.window_mean_ms is not None and point.window_total_ms is not None
+    # one query, one row: the app side's fingerprint, the log's and the statements'
+    app_side = fingerprint("select id, seen from visits where id = %s and seen is not null")
+    log_side = next(
+        q for q in logged.queries if q.application == "nurse-app-rates" and q.count == 200
+    )
+    assert point.fingerprint == app_side.id == log_side.fingerprint
+    assert point.query_id == log_side.query_id
+    monitor.execute("select pg_stat_statements_reset()")
+    third, _ = rates.read(monitor)
+    assert all((s.window_calls or 0) >= 0 and (s.window_total_ms or 0) >= 0 for s in third)
+    monitor.close()
+    with psycopg.connect(server.url.rsplit("/", 1)[0] + "/bare", autocommit=True) as bare:
+        assert StatementRates().read(bare) == ([], MISSING)

@@ -44,12 +44,20 @@ def announce(ctx: typer.Context, *endpoints: Endpoint) -> None:
 
 
 def postgres(
-    ctx: typer.Context, command: str, *, announce_it: bool = True, create: bool = False
+    ctx: typer.Context,
+    command: str,
+    *,
+    announce_it: bool = True,
+    create: bool = False,
+    statements: bool = False,
 ) -> tuple[str, Settings]:
     """Resolve and preflight the PostgreSQL to use.
 
     Only `seed`, `demo` and `db up` pass `create`, and only on a server wcperf
     chose itself (local or embedded): a database someone named is never created.
+    `statements` (the monitor) creates pg_stat_statements, but only on the
+    embedded server wcperf started, which preloads it; anywhere else the monitor
+    says how to enable it.
     """
     from wcperf.db import admin  # psycopg: only for commands that use the database
 
@@ -69,6 +77,8 @@ def postgres(
                 "`wcperf seed` or `wcperf demo` creates it"
             )
     admin.check_postgres(endpoint.url)
+    if statements and endpoint.source == EMBEDDED_SOURCE:
+        admin.ensure_statements(endpoint.url)
     return endpoint.url, settings
 
 

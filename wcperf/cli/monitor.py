@@ -17,6 +17,7 @@ from wcperf.observe.log_files import LogUnreadable
 from wcperf.observe.prometheus import check_bind, server
 from wcperf.observe.server_watch import LogWatch
 from wcperf.observe.snapshot import Snapshot
+from wcperf.observe.statements import StatementRates
 from wcperf.settings import PortSettings
 from wcperf.views import live as live_view
 from wcperf.views.tables import frame
@@ -42,7 +43,7 @@ def _server_log_option() -> Any:
 def _fetcher(
     ctx: typer.Context, server_log: str | None = None, *, from_start: bool = False
 ) -> Iterator[Callable[[], Snapshot]]:
-    url, settings = postgres(ctx, "monitor")
+    url, settings = postgres(ctx, "monitor", statements=True)
     endpoint = redis_endpoint(ctx, "monitor")
     client = None
     note = "" if endpoint.url else f"Redis unavailable ({endpoint.note}): database side only"
@@ -68,8 +69,9 @@ def _fetcher(
                 watch.check()
             except LogUnreadable as exc:
                 raise ConfigError(f"--server-log {spec}: {exc}") from None
+        rates = StatementRates()
         yield lambda: collect(
-            conn, client, settings.redis_prefix, settings.monitor.targets, note, watch
+            conn, client, settings.redis_prefix, settings.monitor.targets, note, watch, rates
         )
     finally:
         if watch is not None:

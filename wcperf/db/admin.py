@@ -102,6 +102,13 @@ def ensure_database(url: str) -> bool:
         return True
 
 
+def ensure_statements(url: str) -> None:
+    """pg_stat_statements in the URL's database: for the embedded server only, which
+    wcperf started with the library preloaded."""
+    with connect(url, autocommit=True) as conn:
+        conn.execute("create extension if not exists pg_stat_statements")
+
+
 def clone_database(template_url: str, url: str) -> None:
     """A new database as a file-level copy of another (which must have no sessions)."""
     with connect(with_database(url, "postgres"), autocommit=True) as conn:

@@ -8,7 +8,6 @@ from typing import Any
 import psycopg
 
 from wcperf.cache.inventory import glob_escape
-from wcperf.observe.fingerprint import Fingerprinter
 from wcperf.observe.observer import snapshot_key
 from wcperf.observe.server_watch import LogWatch
 from wcperf.observe.snapshot import (
@@ -16,14 +15,12 @@ from wcperf.observe.snapshot import (
     DatabaseView,
     IndexBuild,
     RedisServer,
-    ServerStatement,
     Sessions,
     Snapshot,
     merge,
 )
+from wcperf.observe.statements import StatementRates
 from wcperf.observe.targets import Targets, evaluate
-
-_fingerprint = Fingerprinter()
 
 
 def published(client: Any, prefix: str) -> list[Snapshot]:
@@ -73,11 +70,6 @@ select coalesce(max(extract(epoch from now() - query_start)) filter (where state
  where datname = current_database() and backend_type = 'client backend'
    and pid <> pg_backend_pid()
 """
-_STATEMENTS = """
-select query, calls, mean_exec_time, total_exec_time from pg_stat_statements
- where dbid = (select oid from pg_database where datname = current_database())
- order by total_exec_time desc limit 10
-"""
 _BUILDS = """
 select c.relname as index, t.relname as "table", p.phase,
        case when p.blocks_total > 0 then round(100.0 * p.blocks_done / p.blocks_total, 1) end
@@ -89,7 +81,9 @@ select c.relname as index, t.relname as "table", p.phase,
 """
 
 
-def database_view(conn: psycopg.Connection) -> DatabaseView:
+def database_view(
+    conn: psycopg.Connection, statements: StatementRates | None = None
+) -> DatabaseView:
     """pg_stat_activity, pg_stat_statements and index builds; never any query's text."""
     view = DatabaseView()
     conn.autocommit = True
@@ -115,17 +109,7 @@ def database_view(conn: psycopg.Connection) -> DatabaseView:
     longest_q, longest_x, waiting = conn.execute(_LONGEST).fetchone()  # type: ignore[misc]
     view.longest_query_s, view.longest_transaction_s = float(longest_q), float(longest_x)
     view.waiting_on_locks = int(waiting)
-    try:
-        rows = conn.execute(_STATEMENTS).fetchall()
-        # pg_stat_statements keeps constants as $n already; normalise again to be sure.
-        view.statements = [
-            ServerStatement(
-                _fingerprint(q).normalized, int(c), round(float(m), 3), round(float(t), 1)
-            )
-            for q, c, m, t in rows
-        ]
-    except psycopg.Error:
-        view.statements_note = "pg_stat_statements is not installed in this database"
+    view.statements, view.statements_note = (statements or StatementRates()).read(conn)
     view.index_builds = [
         IndexBuild(index, table, str(phase), None if pct is None else float(pct))
         for index, table, phase, pct in conn.execute(_BUILDS)
@@ -159,6 +143,7 @@ def collect(
     targets: Targets,
     redis_note: str = "",
     server_log: LogWatch | None = None,
+    statements: StatementRates | None = None,
 ) -> Snapshot:
     """One merged Snapshot: every live publisher, plus the servers' own view."""
     snaps: list[Snapshot] = []
@@ -172,7 +157,7 @@ def collect(
     merged = merge(snaps, time.time())
     merged.notes = []
     if conn is not None:
-        merged.database = database_view(conn)
+        merged.database = database_view(conn, statements)
         merged.database.redis = redis_info
         merged.database.redis_note = redis_note
     if server_log is not None:

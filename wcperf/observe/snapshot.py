@@ -381,12 +381,35 @@ class ClientSessions:
 
 @dataclass
 class ServerStatement:
-    """A pg_stat_statements row: its text normalised again here, never a value."""
+    """A pg_stat_statements entry (summed over roles): its text normalised again
+    here, never a value. The `window_*` figures are what happened between the
+    monitor's last two readings (None on its first)."""
 
     query: str
     calls: int
     mean_ms: float
     total_ms: float
+    query_id: int | None = None
+    fingerprint: str = ""  # wcperf's: the same as the app side's and the log's
+    rows: int = 0
+    window_s: float | None = None
+    window_calls: int | None = None
+    window_total_ms: float | None = None
+    window_rows: int | None = None
+    window_blks_hit: int | None = None
+    window_blks_read: int | None = None
+
+    @property
+    def calls_per_s(self) -> float | None:
+        if self.window_s is None or self.window_calls is None or self.window_s <= 0:
+            return None
+        return self.window_calls / self.window_s
+
+    @property
+    def window_mean_ms(self) -> float | None:
+        if not self.window_calls or self.window_total_ms is None:
+            return None
+        return self.window_total_ms / self.window_calls
 
 
 @dataclass

@@ -261,9 +261,35 @@ def database_table(snap: Snapshot) -> RenderableType:
         f"{db.longest_transaction_s:.1f} s"
     )
     parts: list[RenderableType] = [t, summary]
-    if db.statements:
+    if db.statements and db.statements[0].window_s is not None:
         s = _table(
-            "pg_stat_statements (top by total time)", "statement", "calls", "mean ms", "total ms"
+            f"pg_stat_statements, last {db.statements[0].window_s:.1f} s (top by time)",
+            "statement",
+            "calls/s",
+            "mean ms",
+            "time ms",
+            "rows",
+            "blocks hit",
+            "blocks read",
+        )
+        for st in db.statements[:8]:
+            s.add_row(
+                _short(st.query),
+                f"{st.calls_per_s or 0:,.1f}",
+                "-" if st.window_mean_ms is None else f"{st.window_mean_ms:.2f}",
+                f"{st.window_total_ms or 0:,.1f}",
+                f"{st.window_rows or 0:,}",
+                f"{st.window_blks_hit or 0:,}",
+                f"{st.window_blks_read or 0:,}",
+            )
+        parts.append(s)
+    elif db.statements:
+        s = _table(
+            "pg_stat_statements since its reset (rates from the next refresh)",
+            "statement",
+            "calls",
+            "mean ms",
+            "total ms",
         )
         for st in db.statements[:6]:
             s.add_row(_short(st.query), f"{st.calls:,}", f"{st.mean_ms:.2f}", f"{st.total_ms:,.0f}")
