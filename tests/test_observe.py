@@ -353,3 +353,45 @@ def test_n_plus_one_is_one_connection_repeating_not_many_users_once_each(db: Dat
         assert [d.count for d in monitor.n_plus_one.detections] == [6]  # the whole burst
     finally:
         monitor.detach()
+
+
+def test_the_last_minute_moves_after_a_latency_change_while_since_start_barely_does() -> None:
+    from wcperf.observe.windows import Windows
+
+    now = [0.0]
+    windows = Windows(window_s=60.0, clock=lambda: now[0])
+    m = QueryMonitor(slow_ms=10_000.0)
+    sql = "select * from students where id = %(id)s"
+
+    def refresh(seconds: int, us: int, per_second: int = 50) -> Snapshot:
+        for _ in range(seconds):
+            for _ in range(per_second):
+                m.record(sql, us)
+            now[0] += 1.0
+        snap = Snapshot(taken_at=now[0], queries=m.queries())
+        snap.recent = windows.add(snap)
+        snap.alerts = evaluate(snap, Targets())
+        return snap
+
+    assert refresh(1, 2_000).recent is None  # the first reading has no window
+    for _ in range(30):  # half an hour of 2 ms reads, one refresh a minute
+        snap = refresh(60, 2_000)
+    assert snap.recent is not None and snap.recent.queries[0].p(99) == pytest.approx(2.0, 0.01)
+    assert not [a for a in snap.alerts if a.code.startswith("p")]
+    for _ in range(6):  # then a regression: 1.2 s, for one minute in 10 s refreshes
+        snap = refresh(10, 1_200_000)
+    (since_start,), (last_minute,) = snap.queries, snap.recent.queries
+    assert last_minute.count == 6 * 10 * 50 and last_minute.p(50) == pytest.approx(1200, 0.01)
+    assert since_start.p(50) == pytest.approx(2.0, 0.01)  # diluted: 94 % of all reads
+    p99 = next(a for a in snap.alerts if a.code == "p99")
+    assert p99.severity == "critical" and "in the last 60 s" in p99.message
+    snap = refresh(61, 2_000)  # a minute of good reads: the window has moved on
+    assert snap.recent.queries[0].p(99) == pytest.approx(2.0, 0.01)
+    assert not [a for a in snap.alerts if a.code.startswith("p")]
+    gone = Snapshot(taken_at=now[0], queries=[])  # every publisher exited
+    now[0] += 1
+    assert all(q.count >= 0 for q in windows.add(gone).queries)
+    data = json.loads(snap.to_json(derived=True))
+    assert data["recent"]["queries"][0]["p99_ms"] == pytest.approx(2.0, 0.01)
+    again = Snapshot.from_json(snap.to_json())
+    assert again.recent == snap.recent

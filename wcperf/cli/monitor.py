@@ -18,6 +18,7 @@ from wcperf.observe.prometheus import check_bind, server
 from wcperf.observe.server_watch import LogWatch
 from wcperf.observe.snapshot import Snapshot
 from wcperf.observe.statements import StatementRates
+from wcperf.observe.windows import Windows
 from wcperf.settings import PortSettings
 from wcperf.views import live as live_view
 from wcperf.views.tables import frame
@@ -69,9 +70,16 @@ def _fetcher(
                 watch.check()
             except LogUnreadable as exc:
                 raise ConfigError(f"--server-log {spec}: {exc}") from None
-        rates = StatementRates()
+        rates, windows = StatementRates(), Windows()
         yield lambda: collect(
-            conn, client, settings.redis_prefix, settings.monitor.targets, note, watch, rates
+            conn,
+            client,
+            settings.redis_prefix,
+            settings.monitor.targets,
+            note,
+            watch,
+            rates,
+            windows,
         )
     finally:
         if watch is not None:

@@ -21,6 +21,7 @@ from wcperf.observe.snapshot import (
 )
 from wcperf.observe.statements import StatementRates
 from wcperf.observe.targets import Targets, evaluate
+from wcperf.observe.windows import Windows
 
 
 def published(client: Any, prefix: str) -> list[Snapshot]:
@@ -144,6 +145,7 @@ def collect(
     redis_note: str = "",
     server_log: LogWatch | None = None,
     statements: StatementRates | None = None,
+    windows: Windows | None = None,
 ) -> Snapshot:
     """One merged Snapshot: every live publisher, plus the servers' own view."""
     snaps: list[Snapshot] = []
@@ -162,6 +164,8 @@ def collect(
         merged.database.redis_note = redis_note
     if server_log is not None:
         merged.server_log = server_log.poll()
+    if windows is not None:
+        merged.recent = windows.add(merged)
     if redis_note:
         merged.notes.append(redis_note)
     elif not snaps:

@@ -9,6 +9,7 @@ statements are normalised text, parameters are type names.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from typing import Any
@@ -530,6 +531,32 @@ class DatabaseView:
 
 
 @dataclass
+class Recent:
+    """The same figures over the monitor's last window (a minute), not since start."""
+
+    window_s: float
+    queries: list[QueryStats] = field(default_factory=list)
+    server_queries: list[ServerQuery] = field(default_factory=list)
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+    @property
+    def cache_hit_rate_pct(self) -> float | None:
+        lookups = self.cache_hits + self.cache_misses
+        return round(100 * self.cache_hits / lookups, 1) if lookups else None
+
+    def overall(self) -> HdrHistogram:
+        return hdr.merge([q.histogram for q in self.queries])
+
+    @classmethod
+    def unserialize(cls, data: dict[str, Any]) -> Recent:
+        recent: Recent = _build(cls, data)
+        recent.queries = [_build(QueryStats, q) for q in data.get("queries") or []]
+        recent.server_queries = [_build(ServerQuery, q) for q in data.get("server_queries") or []]
+        return recent
+
+
+@dataclass
 class Snapshot:
     taken_at: float
     sources: list[Source] = field(default_factory=list)
@@ -543,6 +570,7 @@ class Snapshot:
     database: DatabaseView | None = None
     load: LoadRun | None = None  # a load scenario's measured window, where one ran
     server_log: ServerLog | None = None  # every application's statements, from the log
+    recent: Recent | None = None  # the monitor's last window, where it has one
     notes: list[str] = field(default_factory=list)
 
     # -- derived figures --------------------------------------------------------
@@ -563,23 +591,13 @@ class Snapshot:
         if derived:
             data["top_slow"] = [q.fingerprint for q in self.top_slow()]
             data["top_frequent"] = [q.fingerprint for q in self.top_frequent()]
-            for q, out in zip(self.queries, data["queries"], strict=True):
-                out |= {
-                    "mean_ms": round(q.mean_ms, 3),
-                    "p50_ms": q.p(50),
-                    "p95_ms": q.p(95),
-                    "p99_ms": q.p(99),
-                }
+            _derive(self.queries, data["queries"])
             if self.server_log is not None:
-                for sq, out in zip(
-                    self.server_log.queries, data["server_log"]["queries"], strict=True
-                ):
-                    out |= {
-                        "mean_ms": round(sq.mean_ms, 3),
-                        "p50_ms": sq.p(50),
-                        "p95_ms": sq.p(95),
-                        "p99_ms": sq.p(99),
-                    }
+                _derive(self.server_log.queries, data["server_log"]["queries"])
+            if self.recent is not None:
+                _derive(self.recent.queries, data["recent"]["queries"])
+                _derive(self.recent.server_queries, data["recent"]["server_queries"])
+                data["recent"]["cache_hit_rate_pct"] = self.recent.cache_hit_rate_pct
         return data
 
     def to_json(self, **kw: Any) -> str:
@@ -606,6 +624,7 @@ class Snapshot:
             throttle={k: build(JobState, v) for k, v in (data.get("throttle") or {}).items()},
             database=DatabaseView.unserialize(db) if db else None,
             load=LoadRun.unserialize(data["load"]) if data.get("load") else None,
+            recent=Recent.unserialize(data["recent"]) if data.get("recent") else None,
             server_log=ServerLog.unserialize(data["server_log"])
             if data.get("server_log")
             else None,
@@ -615,6 +634,17 @@ class Snapshot:
     @classmethod
     def from_json(cls, text: str | bytes) -> Snapshot:
         return cls.from_dict(json.loads(text))
+
+
+def _derive(rows: Sequence[QueryStats | ServerQuery], out: list[dict[str, Any]]) -> None:
+    """Each row's JSON with its mean and percentiles, for readers without HDR."""
+    for q, o in zip(rows, out, strict=True):
+        o |= {
+            "mean_ms": round(q.mean_ms, 3),
+            "p50_ms": q.p(50),
+            "p95_ms": q.p(95),
+            "p99_ms": q.p(99),
+        }
 
 
 def merge(snapshots: list[Snapshot], taken_at: float, slow_keep: int = 100) -> Snapshot:

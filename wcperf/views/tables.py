@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from wcperf.observe import histogram as hdr
-from wcperf.observe.snapshot import BUCKETS, Snapshot
+from wcperf.observe.snapshot import BUCKETS, QueryStats, ServerQuery, Snapshot
 from wcperf.redact import text
 
 _SEVERITY = {"critical": "bold red", "warning": "yellow"}
@@ -91,8 +91,25 @@ def pool_table(snap: Snapshot) -> Table:
     return t
 
 
+def _recent_cells(q: QueryStats | ServerQuery | None, shown: bool) -> list[str]:
+    if not shown:
+        return []
+    if q is None:
+        return ["0", "-", "-"]
+    return [f"{q.count:,}", f"{q.p(95):.2f}", f"{q.p(99):.2f}"]
+
+
+def _recent_title(snap: Snapshot) -> list[str]:
+    if snap.recent is None:
+        return []
+    w = f"{snap.recent.window_s:g}s"
+    return [f"count {w}", f"p95 {w}", f"p99 {w}"]
+
+
 def percentile_table(snap: Snapshot, limit: int = 12, buckets: bool = True) -> Table:
+    """Since start, and beside it the monitor's last window where it has one."""
     shown = BUCKETS if buckets else ()
+    recent = {q.fingerprint: q for q in snap.recent.queries} if snap.recent else {}
     t = _table(
         "query percentiles (ms)",
         "pattern",
@@ -103,6 +120,7 @@ def percentile_table(snap: Snapshot, limit: int = 12, buckets: bool = True) -> T
         "p95",
         "p99",
         "max",
+        *_recent_title(snap),
         *shown,
     )
     for q in snap.top_frequent(limit):
@@ -115,10 +133,18 @@ def percentile_table(snap: Snapshot, limit: int = 12, buckets: bool = True) -> T
             f"{q.p(95):.2f}",
             f"{q.p(99):.2f}",
             f"{q.max_us / 1000:.2f}",
+            *_recent_cells(recent.get(q.fingerprint), snap.recent is not None),
             *(f"{q.buckets.get(b, 0):,}" for b in shown),
         )
     if snap.queries:
         overall = snap.overall()
+        in_window: list[str] = []
+        if snap.recent is not None:
+            o = snap.recent.overall()
+            in_window = [
+                f"{o.get_total_count():,}",
+                *(f"{hdr.percentile_ms(o, p):.2f}" for p in (95, 99)),
+            ]
         t.add_row(
             Text("all queries", style="bold"),
             "",
@@ -126,6 +152,7 @@ def percentile_table(snap: Snapshot, limit: int = 12, buckets: bool = True) -> T
             "",
             *(f"{hdr.percentile_ms(overall, p):.2f}" for p in (50, 95, 99)),
             f"{overall.get_max_value() / 1000:.2f}",
+            *in_window,
             *[""] * len(shown),
         )
     return t
@@ -317,7 +344,23 @@ def server_log_table(snap: Snapshot, limit: int = 12) -> RenderableType:
     title = "every application's queries (ms, from the server log"
     if 0 < log.sample_rate < 1:
         title += f", sampled at {log.sample_rate:g}: counts estimated"
-    t = _table(title + ")", "application", "pattern", "count", "mean", "p50", "p95", "p99", "max")
+    recent = (
+        {(q.fingerprint, q.application): q for q in snap.recent.server_queries}
+        if snap.recent
+        else {}
+    )
+    t = _table(
+        title + ")",
+        "application",
+        "pattern",
+        "count",
+        "mean",
+        "p50",
+        "p95",
+        "p99",
+        "max",
+        *_recent_title(snap),
+    )
     for q in log.queries[:limit]:
         t.add_row(
             q.application,
@@ -328,6 +371,7 @@ def server_log_table(snap: Snapshot, limit: int = 12) -> RenderableType:
             f"{q.p(95):.2f}",
             f"{q.p(99):.2f}",
             f"{q.max_us / 1000:.2f}",
+            *_recent_cells(recent.get((q.fingerprint, q.application)), snap.recent is not None),
         )
     where = log.source or "not followed"
     summary = Text(
