@@ -473,3 +473,56 @@ def test_statements_are_rates_per_window_and_join_the_log_and_the_app_side(
     monitor.close()
     with psycopg.connect(server.url.rsplit("/", 1)[0] + "/bare", autocommit=True) as bare:
         assert StatementRates().read(bare) == ([], MISSING)
+
+
+def _check(
+    server: Server, targets: str, sleep_s: float, per_session: int = 3
+) -> tuple[int, list[str]]:
+    """`monitor check` over 2 s while a client not wcperf runs `pg_sleep(sleep_s)`,
+    `per_session` times in each of its sessions."""
+    import threading
+
+    stop = threading.Event()
+
+    def traffic() -> None:  # 3 a session: many nurses, not one N+1 loop
+        while not stop.is_set():
+            with server.connect("nurse-app-check") as conn:
+                for _ in range(per_session):
+                    if stop.is_set():
+                        break
+                    conn.execute("select pg_sleep(%s)", (sleep_s,))
+
+    worker = threading.Thread(target=traffic, daemon=True)
+    worker.start()
+    try:
+        result = run_cli(
+            "-q", "--database-url", server.url, "--redis-url", "redis://127.0.0.1:1/0",
+            "monitor", "check", "--window", "2", "--server-log", "auto", "--json",
+            env={"WCPERF_TARGETS": targets},
+        )  # fmt: skip
+    finally:
+        stop.set()
+        worker.join(10)
+    verdict = json.loads(result.stdout)
+    assert verdict["exit_code"] == result.returncode, result.stdout
+    assert not [c for c in CANARIES if c in result.stdout + result.stderr]
+    return result.returncode, verdict["reasons"]
+
+
+def test_monitor_check_gives_each_exit_code_on_a_database_in_that_state(server: Server) -> None:
+    loose = "p50_ms=1000,p95_ms=1000,p99_ms=1000"
+    code, reasons = _check(server, loose, 0.001)
+    assert (code, reasons) == (0, []), reasons
+    code, reasons = _check(server, loose, 0.001, per_session=100_000)  # one session's loop
+    assert code == 1, reasons
+    assert any(r.startswith("warning: N+1: ") and "nurse-app-check" in r for r in reasons)
+    code, reasons = _check(server, "p50_ms=1000,p95_ms=1000,p99_ms=5", 0.01)
+    assert code == 2, reasons
+    assert any("critical: server-logged P99" in r and "in the last" in r for r in reasons)
+    away = run_cli(
+        "-q", "--database-url", "postgresql://postgres@127.0.0.1:1/postgres",
+        "--redis-url", "redis://127.0.0.1:1/0", "monitor", "check", "--window", "1",
+    )  # fmt: skip
+    assert away.returncode == 3, away.stdout + away.stderr
+    assert away.stdout.splitlines()[0] == "wcperf unknown"
+    assert "cannot tell: cannot connect to PostgreSQL" in away.stdout

@@ -132,6 +132,46 @@ def snapshot(
 
 
 @app.command()
+def check(
+    ctx: typer.Context,
+    window: float = typer.Option(
+        5.0, min=1.0, max=300.0, help="Seconds between the two readings that are judged."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
+    server_log: str | None = _server_log_option(),
+) -> None:
+    """A health verdict for probes, judged on the last WINDOW seconds.
+
+    Exits 0 healthy, 1 degraded, 2 critical, 3 cannot tell (the database is not
+    reachable, or nothing is measured), as monitoring plugins do; the reasons are
+    printed one per line. A P99 over its target is critical; pool use over 80 % or
+    more than 5 waiting, a cache hit rate under 80 %, N+1 and P50/P95 over target
+    are degraded (targets: $WCPERF_TARGETS).
+    """
+    import sys
+    import time
+
+    from wcperf.errors import WcperfError
+    from wcperf.observe.health import Health, Status, health
+
+    window = limits.number("--window", window, 1.0, 300.0)
+    try:
+        with _fetcher(ctx, server_log) as fetch:
+            fetch()
+            time.sleep(window)
+            verdict = health(fetch())
+    except WcperfError as exc:
+        verdict = Health(Status.UNKNOWN, [f"cannot tell: {exc}"])
+    if json_out:
+        out.print_json(data=verdict.to_dict())
+    else:
+        out.print(f"wcperf {verdict.status.word}", markup=False, highlight=False)
+        for reason in verdict.reasons:
+            out.print(reason, markup=False, highlight=False, soft_wrap=True)
+    sys.exit(int(verdict.status))
+
+
+@app.command()
 def serve(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", help="Address to bind."),

@@ -5,6 +5,8 @@ Messages hold figures, sources and normalised statements only: never a value.
 
 from __future__ import annotations
 
+from hdrh.histogram import HdrHistogram
+
 from wcperf.observe import histogram as hdr
 from wcperf.observe.snapshot import Alert, Snapshot
 from wcperf.settings import Targets
@@ -20,22 +22,38 @@ def evaluate(snap: Snapshot, t: Targets) -> list[Alert]:
     """
     alerts: list[Alert] = []
     recent = snap.recent
-    overall = recent.overall() if recent is not None else snap.overall()
     within = f" in the last {recent.window_s:g} s" if recent is not None else ""
-    if overall.get_total_count():
-        for pct, limit in ((50, t.p50_ms), (95, t.p95_ms), (99, t.p99_ms)):
-            value = hdr.percentile_ms(overall, pct)
-            if value > limit:
-                critical = pct == 99 or value > 2 * limit
-                alerts.append(
-                    Alert(
-                        "critical" if critical else "warning",
-                        f"p{pct}",
-                        f"P{pct} {value:.1f} ms{within} is over the {limit:g} ms target",
-                        value,
-                        limit,
-                    )
+    overall = recent.overall() if recent is not None else snap.overall()
+    alerts += _latency(overall, t, "", "", within)
+    if snap.server_log is not None:  # every application, from the server's log
+        rows = recent.server_queries if recent is not None else snap.server_log.queries
+        logged = hdr.merge([q.histogram for q in rows])
+        alerts += _latency(logged, t, "server_", "server-logged ", within)
+    db = snap.database
+    if db is not None and db.max_connections:
+        usable = db.max_connections - db.reserved_connections
+        used = 100.0 * db.connections / usable if usable > 0 else 100.0
+        limit = t.pool_critical_pct if used > t.pool_critical_pct else t.pool_utilisation_pct
+        if used > t.pool_utilisation_pct:
+            alerts.append(
+                Alert(
+                    "critical" if used > t.pool_critical_pct else "warning",
+                    "server_connections",
+                    f"{db.connections} of {usable} usable server connections in use ({used:.0f} %)",
+                    round(used, 1),
+                    limit,
                 )
+            )
+        if db.waiting_on_locks > t.pool_waiting:
+            alerts.append(
+                Alert(
+                    "warning",
+                    "lock_waits",
+                    f"{db.waiting_on_locks} sessions waiting on locks",
+                    db.waiting_on_locks,
+                    t.pool_waiting,
+                )
+            )
     for pool in snap.pools:
         util = pool.utilisation_pct
         if util > t.pool_critical_pct:
@@ -96,7 +114,7 @@ def evaluate(snap: Snapshot, t: Targets) -> list[Alert]:
                 t.cache_hit_pct,
             )
         )
-    loops = snap.n_plus_one
+    loops = snap.n_plus_one + (snap.server_log.n_plus_one if snap.server_log else [])
     if recent is not None:
         loops = [d for d in loops if d.at >= snap.taken_at - recent.window_s]
     if len(loops) > t.n_plus_one:
@@ -105,10 +123,31 @@ def evaluate(snap: Snapshot, t: Targets) -> list[Alert]:
                 Alert(
                     "warning",
                     "n_plus_one",
-                    f"N+1: {d.count} x `{d.normalized}` from {d.call_site} within {d.window_s:g} s",
+                    f"N+1: {d.count} x `{d.normalized}` from "
+                    f"{d.application + ' ' if d.application else ''}{d.call_site} "
+                    f"within {d.window_s:g} s",
                     d.count,
                     t.n_plus_one,
                     d.source,
                 )
             )
+    return alerts
+
+
+def _latency(overall: HdrHistogram, t: Targets, code: str, what: str, within: str) -> list[Alert]:
+    alerts = []
+    if overall.get_total_count():
+        for pct, limit in ((50, t.p50_ms), (95, t.p95_ms), (99, t.p99_ms)):
+            value = hdr.percentile_ms(overall, pct)
+            if value > limit:
+                critical = pct == 99 or value > 2 * limit
+                alerts.append(
+                    Alert(
+                        "critical" if critical else "warning",
+                        f"{code}p{pct}",
+                        f"{what}P{pct} {value:.1f} ms{within} is over the {limit:g} ms target",
+                        value,
+                        limit,
+                    )
+                )
     return alerts
