@@ -395,3 +395,59 @@ def test_the_last_minute_moves_after_a_latency_change_while_since_start_barely_d
     assert data["recent"]["queries"][0]["p99_ms"] == pytest.approx(2.0, 0.01)
     again = Snapshot.from_json(snap.to_json())
     assert again.recent == snap.recent
+
+
+def test_history_is_shared_bounded_survives_a_restart_and_shows_trends(
+    redis_url: str, redis_prefix: str
+) -> None:
+    import redis as redis_lib
+
+    from wcperf.observe.history import MINUTES, History, trends
+    from wcperf.observe.windows import Windows
+
+    clock = [1_800_000_000.0]  # epoch seconds, on a minute
+    client = redis_lib.Redis.from_url(redis_url)
+    m = QueryMonitor(slow_ms=10_000.0)
+    windows = Windows(clock=lambda: clock[0])
+    first = History(client, redis_prefix, clock=lambda: clock[0])
+    second = History(client, redis_prefix, clock=lambda: clock[0])  # another monitor
+
+    def minute(us: int) -> Snapshot:
+        for _ in range(100):
+            m.record("select * from students where id = %(id)s", us)
+        clock[0] += 60.0
+        snap = Snapshot(taken_at=clock[0], queries=m.queries(), cache=CacheFigures(hits=9))
+        snap.recent = windows.add(snap)
+        return snap
+
+    minute(2_000)  # the first reading has no window: nothing is written
+    for _ in range(15):
+        snap = minute(2_000)
+        first.record(snap)
+        second.record(snap)  # the same minute: written once
+    for _ in range(5):  # the last five minutes ten times slower
+        snap = minute(20_000)
+        first.record(snap)
+        second.record(snap)
+    try:
+        assert client.llen(f"{redis_prefix}history") == 20
+        restarted = History(client, redis_prefix, clock=lambda: clock[0])
+        points = restarted.points()
+        assert [p.minute for p in points] == sorted({p.minute for p in points})
+        assert len(points) == 20 and points[-1].figures["p99_ms"] == pytest.approx(20, 0.01)
+        found = trends(points)
+        assert found["p99_ms"].trend == "degrading"
+        assert found["p99_ms"].now == pytest.approx(20, 0.01)
+        assert found["p99_ms"].before == pytest.approx(2, 0.01)
+        assert found["cache_hit_pct"].trend in ("stable", "unknown")
+        assert found["lock_waits"].trend == "unknown"  # no server view in these points
+        assert trends(points[:8])["p99_ms"].trend == "unknown"  # too few points
+        fingerprints = list(points[-1].queries)
+        assert len(fingerprints) == 1 and points[-1].queries[fingerprints[0]][0] == 100
+        key = f"{redis_prefix}history"
+        for _ in range(MINUTES + 50):  # more than a day: the list stays at a day
+            clock[0] += 60.0
+            first.record(snap)
+        assert client.llen(key) == MINUTES
+    finally:
+        client.close()

@@ -13,6 +13,7 @@ from wcperf.cli.context import err, out, postgres, redis_endpoint
 from wcperf.db import admin
 from wcperf.errors import ConfigError
 from wcperf.observe.collect import collect
+from wcperf.observe.history import History
 from wcperf.observe.log_files import LogUnreadable
 from wcperf.observe.prometheus import check_bind, server
 from wcperf.observe.server_watch import LogWatch
@@ -71,6 +72,7 @@ def _fetcher(
             except LogUnreadable as exc:
                 raise ConfigError(f"--server-log {spec}: {exc}") from None
         rates, windows = StatementRates(), Windows()
+        history = History(client, settings.redis_prefix)
         yield lambda: collect(
             conn,
             client,
@@ -80,6 +82,7 @@ def _fetcher(
             watch,
             rates,
             windows,
+            history,
         )
     finally:
         if watch is not None:

@@ -8,12 +8,14 @@ from typing import Any
 import psycopg
 
 from wcperf.cache.inventory import glob_escape
+from wcperf.observe.history import RULE, History, trends
 from wcperf.observe.observer import snapshot_key
 from wcperf.observe.server_watch import LogWatch
 from wcperf.observe.snapshot import (
     ClientSessions,
     DatabaseView,
     IndexBuild,
+    MinutePoint,
     RedisServer,
     Sessions,
     Snapshot,
@@ -146,6 +148,7 @@ def collect(
     server_log: LogWatch | None = None,
     statements: StatementRates | None = None,
     windows: Windows | None = None,
+    history: History | None = None,
 ) -> Snapshot:
     """One merged Snapshot: every live publisher, plus the servers' own view."""
     snaps: list[Snapshot] = []
@@ -171,4 +174,11 @@ def collect(
     elif not snaps:
         merged.notes.append("no wcperf process is publishing right now")
     merged.alerts = evaluate(merged, targets)
+    if history is not None:
+        history.record(merged)
+        points = history.points()
+        merged.history = [MinutePoint(p.minute, p.figures) for p in points]
+        merged.trends, merged.trend_rule = trends(points), RULE
+        if history.note:
+            merged.notes.append(history.note)
     return merged

@@ -531,6 +531,24 @@ class DatabaseView:
 
 
 @dataclass
+class MinutePoint:
+    """One minute of the shared history (wcperf.observe.history)."""
+
+    minute: int  # epoch minute
+    figures: dict[str, float | None] = field(default_factory=dict)
+    queries: dict[str, list[float]] = field(default_factory=dict)  # fp -> count, p50, p95, p99
+    server_queries: dict[str, list[float]] = field(default_factory=dict)  # "fp app" -> same
+
+
+@dataclass
+class Trend:
+    figure: str
+    trend: str  # improving | degrading | stable | unknown
+    now: float | None  # the mean of the recent points
+    before: float | None  # the mean of the points before them
+
+
+@dataclass
 class Recent:
     """The same figures over the monitor's last window (a minute), not since start."""
 
@@ -571,6 +589,9 @@ class Snapshot:
     load: LoadRun | None = None  # a load scenario's measured window, where one ran
     server_log: ServerLog | None = None  # every application's statements, from the log
     recent: Recent | None = None  # the monitor's last window, where it has one
+    history: list[MinutePoint] = field(default_factory=list)  # figures only, 24 h at most
+    trends: dict[str, Trend] = field(default_factory=dict)
+    trend_rule: str = ""
     notes: list[str] = field(default_factory=list)
 
     # -- derived figures --------------------------------------------------------
@@ -625,6 +646,9 @@ class Snapshot:
             database=DatabaseView.unserialize(db) if db else None,
             load=LoadRun.unserialize(data["load"]) if data.get("load") else None,
             recent=Recent.unserialize(data["recent"]) if data.get("recent") else None,
+            history=[build(MinutePoint, h) for h in data.get("history") or []],
+            trends={k: build(Trend, v) for k, v in (data.get("trends") or {}).items()},
+            trend_rule=data.get("trend_rule", ""),
             server_log=ServerLog.unserialize(data["server_log"])
             if data.get("server_log")
             else None,

@@ -391,6 +391,28 @@ def server_log_table(snap: Snapshot, limit: int = 12) -> RenderableType:
     return Group(*parts)
 
 
+def trends_table(snap: Snapshot) -> RenderableType:
+    """Each figure's trend over the shared minute history, and the rule behind it."""
+    if not snap.trend_rule:
+        return Text("")
+    known = [t for t in snap.trends.values() if t.trend != "unknown"]
+    if not known:
+        return text(
+            f"trends: {len(snap.history)} minute(s) of history so far; a trend needs 10",
+            style="dim",
+        )
+    t = _table("trends (1-minute history)", "figure", "last 5 min", "15 min before", "trend")
+    style = {"degrading": "bold red", "improving": "green"}
+    for tr in known:
+        t.add_row(
+            tr.figure,
+            f"{tr.now:g}",
+            f"{tr.before:g}",
+            Text(tr.trend, style=style.get(tr.trend, "")),
+        )
+    return Group(t, text(f"rule: {snap.trend_rule}", style="dim"))
+
+
 def frame(snap: Snapshot) -> Group:
     return Group(
         header(snap),
@@ -400,6 +422,7 @@ def frame(snap: Snapshot) -> Group:
         cache_table(snap),
         throttle_table(snap),
         alerts_table(snap),
+        trends_table(snap),
         database_table(snap),
         server_log_table(snap),
     )
