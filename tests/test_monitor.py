@@ -194,7 +194,6 @@ def test_snapshot_json_without_redis_still_shows_the_database(database_url: str)
     assert data["sources"] == []
     assert data["trends"]["p99_ms"]["trend"] == "unknown"  # a fresh monitor, no history
     assert data["trend_rule"].startswith("the mean of the last 5 minutes")
-    assert any("history kept in this process only" in n for n in data["notes"])
 
 
 def test_the_server_side_pool_names_each_application_and_client(scratch_url: str) -> None:
