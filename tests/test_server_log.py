@@ -138,8 +138,9 @@ def _shape_of(normalized: str) -> str | None:
 
 
 def _nearest_rank(values: list[int], pct: float) -> int:
+    """The exact value at HdrHistogram's rank for `pct`: round(pct / 100 * n)."""
     ordered = sorted(values)
-    return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
+    return ordered[max(1, int(pct / 100 * len(ordered) + 0.5)) - 1]
 
 
 def _figures_by_shape(figures, application: str) -> dict[str, object]:
@@ -302,6 +303,17 @@ def test_monitor_snapshot_shows_other_applications_and_no_phi(server: Server) ->
     )
     assert point["count"] == 20 and point["p99_ms"] > 0
     assert not [c for c in CANARIES if c in result.stdout + result.stderr]
+    # the same figures as Prometheus sees them and as a history point keeps them
+    from wcperf.observe.history import point as minute_point
+    from wcperf.observe.prometheus import exposition
+    from wcperf.observe.snapshot import Recent, Snapshot
+
+    snap = Snapshot.from_json(result.stdout)
+    snap.recent = Recent(window_s=60.0, server_queries=snap.server_log.queries)
+    kept = minute_point(snap, 1)
+    assert kept is not None and kept.server_queries
+    for text in (exposition(lambda: snap), json.dumps(dataclasses.asdict(kept))):
+        assert not [c for c in CANARIES if c in text]
     table = run_cli(
         "-q", "--database-url", server.url, "monitor", "snapshot", "--server-log", "auto"
     )

@@ -9,6 +9,7 @@ from tests.bench import (
     bench_migrate,
     bench_monitor,
     bench_seed,
+    bench_server_log,
 )
 
 
@@ -19,6 +20,8 @@ def main() -> None:
     bench_migrate.main([])
     print("\n== monitor: query monitor overhead on SELECT 1, one live refresh ==")
     bench_monitor.main([])
+    print("\n== server log: ingestion vs. pgBadger and a plain read; logging's cost ==")
+    bench_server_log.main([])
     print("\n== cache: L1, L2 against a raw GET, database against cached per hot path ==")
     bench_cache.main([])
     print("\n== bulk: grade transition vs. one UPDATE; nurses' reads during the job ==")

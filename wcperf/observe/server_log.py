@@ -193,19 +193,30 @@ def logged(record: dict[str, object]) -> Logged | str | None:
     )
 
 
-_TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)")
+_SECOND = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+_seconds_seen: dict[str, float] = {}  # "YYYY-MM-DD HH:MM:SS" -> epoch: lines share seconds
 
 
 def _seconds(stamp: str) -> float | None:
     """A record's timestamp in seconds, its zone ignored: only differences within one
     session are used (a DST change inside a burst can hide that one burst)."""
-    match = _TIMESTAMP.match(stamp)
-    if match is None:
-        return None
-    try:
-        return datetime.fromisoformat(match.group(1)).replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
+    head = stamp[:19]
+    whole: float | None = _seconds_seen.get(head)
+    if whole is None:
+        if not _SECOND.match(head):
+            return None
+        try:
+            whole = float(datetime.fromisoformat(head).replace(tzinfo=UTC).timestamp())
+        except ValueError:
+            return None
+        if len(_seconds_seen) > 4096:
+            _seconds_seen.clear()
+        _seconds_seen[head] = whole
+    if len(stamp) > 20 and stamp[19] == ".":
+        digits = stamp[20:].split(" ", 1)[0]
+        if digits.isdigit():
+            return whole + int(digits) / (10.0 ** len(digits))
+    return whole
 
 
 def _int(value: object) -> int | None:
@@ -230,17 +241,25 @@ class _Series:
     min_us: int = 0
     max_us: int = 0
     histogram: HdrHistogram = field(default_factory=hdr.new_histogram)
+    # values not yet in the histogram: one record_value per distinct value, not per line
+    pending: dict[int, int] = field(default_factory=dict)
 
     def add(self, duration_us: int, weight: float) -> None:
         self.logged += 1
         self.weighted += weight
         n = round(self.weighted) - self.recorded  # carry fractions, never lose them
         if n > 0:
-            self.histogram.record_value(min(duration_us, hdr.HIGHEST_US), n)
+            value = min(duration_us, hdr.HIGHEST_US)
+            self.pending[value] = self.pending.get(value, 0) + n
             self.recorded += n
         self.total_us += duration_us * weight
         self.min_us = duration_us if self.logged == 1 else min(self.min_us, duration_us)
         self.max_us = max(self.max_us, duration_us)
+
+    def flush(self) -> None:
+        for value, n in self.pending.items():
+            self.histogram.record_value(value, n)
+        self.pending.clear()
 
 
 class Folder:
@@ -305,6 +324,8 @@ class Folder:
         return found
 
     def figures(self) -> list[ServerQuery]:
+        for s in self.series.values():
+            s.flush()
         rows = [
             ServerQuery(
                 fingerprint=s.query.id,
