@@ -166,13 +166,18 @@ def _settle(server: Server) -> None:
     raise AssertionError("the server's log never showed the marker")
 
 
-@pytest.mark.parametrize("spec", ["auto", "folder"])
+@pytest.mark.parametrize("spec", ["auto", "folder", "csvfile"])
 def test_a_foreign_clients_statements_are_counted_and_timed_as_the_log_says(
     server: Server, spec: str
 ) -> None:
     app = f"nurse-app-{spec}"
+    where = {
+        "auto": "auto",
+        "folder": str(server.log_dir()),  # the newest jsonlog file in it
+        "csvfile": str(max(server.log_dir().glob("*.csv"))),  # one csvlog file, by name
+    }[spec]
     watch = LogWatch(
-        "auto" if spec == "auto" else str(server.log_dir()),
+        where,
         lambda: psycopg.connect(server.url, autocommit=True, application_name="wcperf:monitor"),
     )
     watch.check()
@@ -198,7 +203,7 @@ def test_a_foreign_clients_statements_are_counted_and_timed_as_the_log_says(
             # HDR at 3 significant digits: within 0.1 %, and the log's µs rounding
             assert abs(got - expect) <= max(1, expect / 1000), (shape, pct, got, expect)
     assert rows["update"].query_id  # compute_query_id is on: the row joins pg_stat_statements
-    assert figures.format == "jsonlog"
+    assert figures.format == ("csvlog" if spec == "csvfile" else "jsonlog")
     text = json.dumps(dataclasses.asdict(figures))
     assert not [c for c in CANARIES if c in text]
 

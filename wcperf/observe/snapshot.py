@@ -39,18 +39,12 @@ class Source:
     taken_at: float
 
 
-@dataclass
-class QueryStats:
-    fingerprint: str
-    normalized: str
-    table: str | None
-    count: int = 0
-    errors: int = 0
-    total_us: int = 0
-    min_us: int = 0
-    max_us: int = 0
-    buckets: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BUCKETS, 0))
-    histogram: str = ""  # HDR, encoded
+class _Timed:
+    """A statement's latency read from its encoded histogram (QueryStats, ServerQuery)."""
+
+    histogram: str
+    total_us: int
+    count: int
 
     @cached_property
     def hdr(self) -> HdrHistogram:
@@ -62,6 +56,20 @@ class QueryStats:
 
     def p(self, pct: float) -> float:
         return hdr.percentile_ms(self.hdr, pct)
+
+
+@dataclass
+class QueryStats(_Timed):
+    fingerprint: str
+    normalized: str
+    table: str | None
+    count: int = 0
+    errors: int = 0
+    total_us: int = 0
+    min_us: int = 0
+    max_us: int = 0
+    buckets: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BUCKETS, 0))
+    histogram: str = ""  # HDR, encoded
 
     def since(self, before: QueryStats | None) -> QueryStats:
         """What this statement did after an earlier reading of the same counters."""
@@ -414,7 +422,7 @@ class ServerStatement:
 
 
 @dataclass
-class ServerQuery:
+class ServerQuery(_Timed):
     """One statement of one application as the server's log timed it.
 
     `count` and `total_us` are estimates where the server samples (`logged` lines,
@@ -432,17 +440,6 @@ class ServerQuery:
     min_us: int = 0
     max_us: int = 0
     histogram: str = ""  # HDR, encoded
-
-    @cached_property
-    def hdr(self) -> HdrHistogram:
-        return hdr.decode(self.histogram)
-
-    @property
-    def mean_ms(self) -> float:
-        return self.total_us / self.count / 1000 if self.count else 0.0
-
-    def p(self, pct: float) -> float:
-        return hdr.percentile_ms(self.hdr, pct)
 
 
 @dataclass

@@ -91,6 +91,18 @@ def pool_table(snap: Snapshot) -> Table:
     return t
 
 
+_LATENCY = ("count", "mean", "p50", "p95", "p99", "max")
+
+
+def _latency_cells(q: QueryStats | ServerQuery) -> list[str]:
+    return [
+        f"{q.count:,}",
+        f"{q.mean_ms:.2f}",
+        *(f"{q.p(pct):.2f}" for pct in (50, 95, 99)),
+        f"{q.max_us / 1000:.2f}",
+    ]
+
+
 def _recent_cells(q: QueryStats | ServerQuery | None, shown: bool) -> list[str]:
     if not shown:
         return []
@@ -114,12 +126,7 @@ def percentile_table(snap: Snapshot, limit: int = 12, buckets: bool = True) -> T
         "query percentiles (ms)",
         "pattern",
         "table",
-        "count",
-        "mean",
-        "p50",
-        "p95",
-        "p99",
-        "max",
+        *_LATENCY,
         *_recent_title(snap),
         *shown,
     )
@@ -127,12 +134,7 @@ def percentile_table(snap: Snapshot, limit: int = 12, buckets: bool = True) -> T
         t.add_row(
             _short(q.normalized),
             q.table or "-",
-            f"{q.count:,}",
-            f"{q.mean_ms:.2f}",
-            f"{q.p(50):.2f}",
-            f"{q.p(95):.2f}",
-            f"{q.p(99):.2f}",
-            f"{q.max_us / 1000:.2f}",
+            *_latency_cells(q),
             *_recent_cells(recent.get(q.fingerprint), snap.recent is not None),
             *(f"{q.buckets.get(b, 0):,}" for b in shown),
         )
@@ -353,24 +355,14 @@ def server_log_table(snap: Snapshot, limit: int = 12) -> RenderableType:
         title + ")",
         "application",
         "pattern",
-        "count",
-        "mean",
-        "p50",
-        "p95",
-        "p99",
-        "max",
+        *_LATENCY,
         *_recent_title(snap),
     )
     for q in log.queries[:limit]:
         t.add_row(
             q.application,
             _short(q.normalized),
-            f"{q.count:,}",
-            f"{q.mean_ms:.2f}",
-            f"{q.p(50):.2f}",
-            f"{q.p(95):.2f}",
-            f"{q.p(99):.2f}",
-            f"{q.max_us / 1000:.2f}",
+            *_latency_cells(q),
             *_recent_cells(recent.get((q.fingerprint, q.application)), snap.recent is not None),
         )
     where = log.source or "not followed"
