@@ -301,6 +301,7 @@ def test_monitor_snapshot_shows_other_applications_and_no_phi(server: Server) ->
     data = json.loads(result.stdout)
     apps = {q["application"] for q in data["server_log"]["queries"]}
     assert "nurse-app-cli" in apps
+    assert "wcperf:monitor" not in apps  # the monitor's own reads are not the platform's
     point = next(
         q
         for q in data["server_log"]["queries"]

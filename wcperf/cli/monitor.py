@@ -66,6 +66,7 @@ def _fetcher(
                 ),
                 from_start=from_start,
                 n_plus_one=(m.n_plus_one_threshold, m.n_plus_one_window_s),
+                own_application=settings.application_name,
             )
             try:
                 watch.check()

@@ -274,10 +274,12 @@ class Folder:
         self,
         sampling: Sampling | None = None,
         skip_pids: Iterable[int] = (),
+        skip_applications: Iterable[str] = (),
         n_plus_one: tuple[int, float] = (5, 1.0),
     ) -> None:
         self.sampling = sampling or Sampling()
         self.skip_pids = set(skip_pids)  # wcperf's own reading session
+        self.skip_applications = set(skip_applications)  # the monitor's own sessions
         self.series: dict[tuple[str, str], _Series] = {}
         self._now = 0.0
         self.loops = NPlusOneDetector(*n_plus_one, clock=lambda: self._now)
@@ -297,7 +299,7 @@ class Folder:
                 self.steps += seen == STEP
                 self.bare += seen == BARE
                 continue
-            if seen.pid in self.skip_pids:
+            if seen.pid in self.skip_pids or seen.application in self.skip_applications:
                 continue
             self.statements += 1
             key = (seen.query.id, seen.application)

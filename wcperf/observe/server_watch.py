@@ -45,6 +45,7 @@ class LogWatch:
         *,
         from_start: bool = False,
         n_plus_one: tuple[int, float] = (5, 1.0),
+        own_application: str = "",
     ) -> None:
         self.spec = spec
         self._connect = connect
@@ -53,7 +54,10 @@ class LogWatch:
         self._source: LogSource | None = None
         self._records: Records | None = None
         self._note = ""
-        self.folder = Folder(n_plus_one=n_plus_one)
+        # the monitor's own statements (its pg_stat_* reads) are not the platform's
+        self.folder = Folder(
+            n_plus_one=n_plus_one, skip_applications=[own_application] if own_application else []
+        )
         self._session()
 
     def _session(self) -> Any:

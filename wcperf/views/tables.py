@@ -114,7 +114,7 @@ def _recent_cells(q: QueryStats | ServerQuery | None, shown: bool) -> list[str]:
 def _recent_title(snap: Snapshot) -> list[str]:
     if snap.recent is None:
         return []
-    w = f"{snap.recent.window_s:g}s"
+    w = f"{snap.recent.window_s:.0f}s"
     return [f"count {w}", f"p95 {w}", f"p99 {w}"]
 
 
