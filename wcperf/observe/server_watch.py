@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from wcperf.observe.server_log import Folder, Records, Sampling
 from wcperf.observe.snapshot import ServerLog as ServerLogFigures
 
 AUTO = "auto"
+SETTINGS_EVERY_S = 10.0
 _SETTINGS = """
 select name, reset_val from pg_settings
  where name in ('log_min_duration_statement', 'log_min_duration_sample',
@@ -54,6 +56,7 @@ class LogWatch:
         self._source: LogSource | None = None
         self._records: Records | None = None
         self._note = ""
+        self._settings_at: float | None = None
         # the monitor's own statements (its pg_stat_* reads) are not the platform's
         self.folder = Folder(
             n_plus_one=n_plus_one, skip_applications=[own_application] if own_application else []
@@ -110,8 +113,13 @@ class LogWatch:
             raise LogUnreadable(self._note)
 
     def _sampling(self) -> None:
+        """The server's logging settings, read again every SETTINGS_EVERY_S (a reload
+        changes them rarely; the monitor polls every second)."""
         import psycopg
 
+        now = time.monotonic()
+        if self._settings_at is not None and now - self._settings_at < SETTINGS_EVERY_S:
+            return
         conn = self._session()
         if conn is None:
             return
@@ -119,6 +127,7 @@ class LogWatch:
             found = dict(conn.execute(_SETTINGS).fetchall())
         except psycopg.Error:
             return
+        self._settings_at = now
         self.folder.sampling = Sampling(
             min_duration_ms=float(found.get("log_min_duration_statement", -1)),
             sample_min_ms=float(found.get("log_min_duration_sample", -1)),
@@ -127,6 +136,7 @@ class LogWatch:
 
     def poll(self) -> ServerLogFigures:
         """Read what the server wrote since the last poll; the figures so far."""
+        self._session()  # reopened (and the source rebound) at once after a restart
         self._sampling()
         source = self._open()
         notes: list[str] = []

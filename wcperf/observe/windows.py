@@ -49,14 +49,16 @@ class _Sliding:
         deltas: dict[Hashable, _Delta] = {}
         for row in rows:
             key = self._key(row)
-            values = hdr.counts(row.hdr)
             count, total, before = self._last.get(key, (0, 0, {}))
+            self._rows[key] = row
+            if row.count == count and row.total_us == total:
+                continue  # nothing new: no histogram to decode on this refresh
+            values = hdr.counts(row.hdr)
             d = _Delta(max(0, row.count - count), max(0, row.total_us - total))
             d.values = hdr.window(values, before)
             if d.count or d.values:
                 deltas[key] = d
             self._last[key] = (row.count, row.total_us, values)
-            self._rows[key] = row
         self.intervals.append((now, deltas))
 
     def drop_before(self, start: float) -> None:
