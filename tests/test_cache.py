@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import DISTRICT, REPO, live_students, run_cli
 from wcperf.cache import generations, scopes
-from wcperf.cache.keys import cache_key, key_digest
+from wcperf.cache.keys import cache_key, key_digest, load_secret
 from wcperf.cache.tiered import QueryCache
 from wcperf.db.engine import Database
 from wcperf.db.schema import Appointment, HealthRecord, RecordType, Student
@@ -697,3 +697,39 @@ def test_a_process_keeps_a_bounded_set_of_generation_names(
         assert _loads(cache, lambda: hp.health_timeline(s, S[7], cache=cache)) == 0
         hp.add_health_record(s, S[7], "INJURY", date(2026, 11, 24))
         assert len(hp.health_timeline(s, S[7], cache=cache)) == len(seven) + 1
+
+
+SECRET_RACE = """
+import sys
+from pathlib import Path
+from wcperf.cache.keys import load_secret
+sys.stdin.readline()  # every child starts at once
+print(load_secret(None, Path(sys.argv[1])).decode())
+"""
+
+
+def test_processes_starting_together_share_one_cache_secret(tmp_path: Path) -> None:
+    """A load test's workers make the secret at the same moment on a fresh home."""
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", SECRET_RACE, str(tmp_path / "home")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        for _ in range(8)
+    ]
+    time.sleep(1.0)  # all imported and waiting
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    results = [child.communicate(timeout=60) for child in children]
+    assert [c.returncode for c in children] == [0] * 8, [err for _, err in results]
+    secrets_seen = {out.strip() for out, _ in results}
+    assert len(secrets_seen) == 1 and len(secrets_seen.pop()) == 64
+    assert [p.name for p in (tmp_path / "home").iterdir()] == ["cache-secret"]  # no drafts left
+    assert load_secret(None, tmp_path / "home") == (tmp_path / "home" / "cache-secret").read_bytes()
+    assert oct((tmp_path / "home" / "cache-secret").stat().st_mode & 0o777) == "0o600"

@@ -37,10 +37,22 @@ def load_secret(configured: str | None, home: Path) -> bytes:
         return configured.encode()
     path = home / "cache-secret"
     if not path.exists():
+        # Written whole under a name of its own, then linked into place: processes that
+        # start together (a load test's workers) all end up with the first one's secret,
+        # and none reads a file that is still empty.
         home.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
+        draft = home / f".cache-secret.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process linked its own first: that one is the secret
+        finally:
+            draft.unlink(missing_ok=True)
     return path.read_text().strip().encode()
 
 
