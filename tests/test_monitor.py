@@ -102,27 +102,31 @@ def test_two_publishing_processes_are_merged(
 
 def test_exposition_parses_and_carries_the_figures() -> None:
     m = QueryMonitor()
-    for us in (900, 1_500, 120_000, 2_000_000):
+    for us in (400, 900, 1_500, 120_000, 2_000_000, 11_000_000):
         m.record("select * from students where id = %(id)s", us)
     snap = Snapshot(
         taken_at=0,
         queries=m.queries(),
-        cache=CacheFigures(tiers={"l1": CacheTier(hits=9, misses=1)}),
+        cache=CacheFigures(hits=9, misses=1, tiers={"l1": CacheTier(hits=9, misses=1)}),
     )
     families = {f.name: f for f in text_string_to_metric_families(exposition(lambda: snap))}
     (count,) = families["wcperf_queries"].samples
-    assert count.value == 4 and count.labels["table"] == "students"
-    buckets = {
-        s.labels["le"]: s.value
-        for s in families["wcperf_query_duration_seconds"].samples
-        if s.name.endswith("_bucket")
-    }
-    assert buckets == {"0.1": 2, "0.5": 3, "1.0": 3, "+Inf": 4}
-    quantiles = {
-        s.labels["quantile"]: s.value for s in families["wcperf_query_latency_seconds"].samples
-    }
-    assert quantiles["0.99"] == pytest.approx(2.0, rel=0.001)
-    assert families["wcperf_cache_hits"].samples[0].value == 9
+    assert count.name == "wcperf_queries_total" and count.value == 6
+    assert count.labels["table"] == "students"
+    samples = families["wcperf_query_duration_seconds"].samples
+    buckets = {s.labels["le"]: s.value for s in samples if s.name.endswith("_bucket")}
+    assert buckets == {  # 0.5 ms to 10 s, cumulative, the 11 s statement only in +Inf
+        "0.0005": 1, "0.001": 2, "0.0025": 3, "0.005": 3, "0.01": 3, "0.025": 3,
+        "0.05": 3, "0.1": 3, "0.25": 4, "0.5": 4, "1.0": 4, "2.5": 5, "5.0": 5,
+        "10.0": 5, "+Inf": 6,
+    }  # fmt: skip
+    (total,) = [s for s in samples if s.name.endswith("_sum")]
+    assert total.value == pytest.approx(13.1228, rel=0.001)  # seconds, the base unit
+    assert "wcperf_query_latency_seconds" not in families  # no quantile label on a gauge
+    lookups = {s.labels["result"]: s.value for s in families["wcperf_cache_lookups"].samples}
+    assert lookups == {"hit": 9, "miss": 1}
+    (info,) = families["wcperf_build_info"].samples
+    assert info.value == 1 and info.labels["version"]
 
 
 def test_serve_requires_a_token_off_localhost_and_checks_it() -> None:

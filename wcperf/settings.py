@@ -126,7 +126,9 @@ class IndexSettings:
 
 @dataclass(frozen=True)
 class PortSettings:
-    metrics: int = 9187  # `monitor serve`
+    # `monitor serve`: the exporters' range (9100-9999) is all allocated; 9816 is none of
+    # those a database host runs (node 9100, redis 9121, pgbouncer 9127, postgres 9187)
+    metrics: int = 9816
     load_master: int = 5557  # locust's
 
 

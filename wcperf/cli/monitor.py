@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from wcperf import limits
-from wcperf.cli.context import err, out, postgres, redis_endpoint
+from wcperf.cli.context import err, out, postgres, redis_endpoint, settings_for
 from wcperf.db import admin
 from wcperf.errors import ConfigError
-from wcperf.observe.collect import collect
+from wcperf.observe.collect import Collector
 from wcperf.observe.history import History
 from wcperf.observe.log_files import LogUnreadable
-from wcperf.observe.prometheus import check_bind, server
+from wcperf.observe.prometheus import Exporter, check_bind, server
 from wcperf.observe.server_watch import LogWatch
-from wcperf.observe.snapshot import Snapshot
 from wcperf.observe.statements import StatementRates
 from wcperf.observe.windows import Windows
 from wcperf.settings import PortSettings
@@ -42,9 +42,9 @@ def _server_log_option() -> Any:
 
 
 @contextlib.contextmanager
-def _fetcher(
+def _collector(
     ctx: typer.Context, server_log: str | None = None, *, from_start: bool = False
-) -> Iterator[Callable[[], Snapshot]]:
+) -> Iterator[Collector]:
     url, settings = postgres(ctx, "monitor", statements=True)
     endpoint = redis_endpoint(ctx, "monitor")
     client = None
@@ -74,16 +74,16 @@ def _fetcher(
                 raise ConfigError(f"--server-log {spec}: {exc}") from None
         rates, windows = StatementRates(), Windows()
         history = History(client, settings.redis_prefix)
-        yield lambda: collect(
+        yield Collector(
             conn,
             client,
             settings.redis_prefix,
             settings.monitor.targets,
-            note,
-            watch,
-            rates,
-            windows,
-            history,
+            redis_note=note,
+            server_log=watch,
+            statements=rates,
+            windows=windows,
+            history=history,
         )
     finally:
         if watch is not None:
@@ -109,11 +109,11 @@ def live(
     the start of its current file).
     """
     interval = limits.number("--interval", interval, 0.1, limits.MAX_INTERVAL_S)  # nan, too
-    with _fetcher(ctx, server_log, from_start=once) as fetch:
+    with _collector(ctx, server_log, from_start=once) as collector:
         if once:
-            out.print(frame(fetch()))
+            out.print(frame(collector.collect()))
             return
-        live_view.run(fetch, out, interval)
+        live_view.run(collector.collect, out, interval)
 
 
 @app.command()
@@ -127,8 +127,8 @@ def snapshot(
     With --server-log, every application's statements in the server's current log
     file, from its start.
     """
-    with _fetcher(ctx, server_log, from_start=True) as fetch:
-        snap = fetch()
+    with _collector(ctx, server_log, from_start=True) as collector:
+        snap = collector.collect()
     if json_out:
         out.print(snap.to_json(derived=True), markup=False, highlight=False, soft_wrap=True)
     else:
@@ -160,10 +160,10 @@ def check(
 
     window = limits.number("--window", window, 1.0, 300.0)
     try:
-        with _fetcher(ctx, server_log) as fetch:
-            fetch()
+        with _collector(ctx, server_log) as collector:
+            collector.collect()
             time.sleep(window)
-            verdict = health(fetch())
+            verdict = health(collector.collect())
     except WcperfError as exc:
         verdict = Health(Status.UNKNOWN, [f"cannot tell: {exc}"])
     if json_out:
@@ -189,8 +189,8 @@ def serve(
 ) -> None:
     """Prometheus exposition of the same figures, collected afresh on every scrape."""
     check_bind(host, token)
-    with _fetcher(ctx, server_log) as fetch:
-        httpd = server(fetch, host, port, token)
+    with _collector(ctx, server_log) as collector:
+        httpd = server(Exporter(collector.collect, lambda: collector.published), host, port, token)
         err.print(
             f"serving metrics on http://{host}:{httpd.server_port}/metrics "
             f"({'bearer token required' if token else 'no token'}); Ctrl-C stops"
@@ -201,3 +201,29 @@ def serve(
             pass
         finally:
             httpd.server_close()
+
+
+@app.command()
+def rules(
+    ctx: typer.Context,
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the rule file here instead of printing it."
+    ),
+) -> None:
+    """Prometheus alerting rules from the targets ($WCPERF_TARGETS), for `monitor serve`'s
+    metrics: pool 80 / 95 %, more than 5 waiting, P50 / P95 / P99, cache hit rate, N+1,
+    a bulk job paused or aborted. `deploy/prometheus/wcperf-rules.yml` is this for the
+    default targets."""
+    from wcperf.observe.rules import render
+
+    text = render(settings_for(ctx, "monitor").monitor.targets)
+    if output is None:
+        out.print(text, markup=False, highlight=False, soft_wrap=True, end="")
+        return
+    try:
+        tmp = output.with_name(f".{output.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(output)
+    except OSError as exc:
+        raise ConfigError(f"--output {output}: {exc.strerror or exc}") from None
+    err.print(f"wrote {output}")

@@ -112,7 +112,7 @@ def run(
     from wcperf.observe.observer import Observer
 
     with _redis(db, redis_url) as (client, cache):
-        observer = Observer(db, db.settings, redis_url=redis_url)
+        observer = Observer(db, db.settings, redis_url=redis_url, role=f"bulk job {job.id}")
         runner = Runner(
             db,
             KINDS[job.kind],

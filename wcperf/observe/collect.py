@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -139,46 +140,80 @@ def redis_view(client: Any) -> RedisServer:
     )
 
 
+_JOBS = """
+select status, count(*), extract(epoch from max(updated_at))
+  from wcperf.bulk_jobs group by 1 order by 1
+"""
+
+
+def job_counts(conn: psycopg.Connection) -> tuple[dict[str, int], dict[str, float]]:
+    """wcperf's own job rows by status, and when one last changed into each; empty
+    where wcperf's schema was never created."""
+    row = conn.execute("select to_regclass('wcperf.bulk_jobs')").fetchone()
+    if row is None or row[0] is None:
+        return {}, {}
+    counts, changed = {}, {}
+    for status, n, at in conn.execute(_JOBS):
+        counts[str(status)], changed[str(status)] = int(n), float(at)
+    return counts, changed
+
+
+@dataclass
+class Collector:
+    """The monitor's side of collection: the connections it reads and the state that
+    lives across readings (the log it follows, rates, windows, history)."""
+
+    conn: psycopg.Connection | None
+    redis: Any
+    prefix: str
+    targets: Targets
+    redis_note: str = ""
+    server_log: LogWatch | None = None
+    statements: StatementRates | None = None
+    windows: Windows | None = None
+    history: History | None = None
+    published: list[Snapshot] = field(default_factory=list)  # the last reading's, unmerged
+
+    def collect(self) -> Snapshot:
+        """One merged Snapshot: every live publisher, plus the servers' own view."""
+        snaps: list[Snapshot] = []
+        redis_info: RedisServer | None = None
+        redis_note = self.redis_note
+        if self.redis is not None:
+            try:
+                snaps = published(self.redis, self.prefix)
+                redis_info = redis_view(self.redis)
+            except Exception as exc:  # Redis down: still show the database side
+                redis_note = f"Redis unreachable ({type(exc).__name__}): no published snapshots"
+        self.published = snaps
+        merged = merge(snaps, time.time())
+        merged.notes = []
+        if self.conn is not None:
+            merged.database = database_view(self.conn, self.statements)
+            merged.database.redis = redis_info
+            merged.database.redis_note = redis_note
+            merged.database.jobs, merged.database.jobs_changed_at = job_counts(self.conn)
+        if self.server_log is not None:
+            merged.server_log = self.server_log.poll()
+        if self.windows is not None:
+            merged.recent = self.windows.add(merged)
+        if redis_note:
+            merged.notes.append(redis_note)
+        elif not snaps:
+            merged.notes.append("no wcperf process is publishing right now")
+        merged.alerts = evaluate(merged, self.targets)
+        if self.history is not None:
+            self.history.record(merged)
+            points = self.history.points()
+            merged.history = [MinutePoint(p.minute, p.figures) for p in points]
+            merged.trends, merged.trend_rule = trends(points), RULE
+            if self.history.note:
+                merged.notes.append(self.history.note)
+        return merged
+
+
 def collect(
-    conn: psycopg.Connection | None,
-    redis_client: Any,
-    prefix: str,
-    targets: Targets,
-    redis_note: str = "",
-    server_log: LogWatch | None = None,
-    statements: StatementRates | None = None,
-    windows: Windows | None = None,
-    history: History | None = None,
+    conn: psycopg.Connection | None, redis_client: Any, prefix: str, targets: Targets
 ) -> Snapshot:
-    """One merged Snapshot: every live publisher, plus the servers' own view."""
-    snaps: list[Snapshot] = []
-    redis_info: RedisServer | None = None
-    if redis_client is not None:
-        try:
-            snaps = published(redis_client, prefix)
-            redis_info = redis_view(redis_client)
-        except Exception as exc:  # Redis down: still show the database side
-            redis_note = f"Redis unreachable ({type(exc).__name__}): no published snapshots"
-    merged = merge(snaps, time.time())
-    merged.notes = []
-    if conn is not None:
-        merged.database = database_view(conn, statements)
-        merged.database.redis = redis_info
-        merged.database.redis_note = redis_note
-    if server_log is not None:
-        merged.server_log = server_log.poll()
-    if windows is not None:
-        merged.recent = windows.add(merged)
-    if redis_note:
-        merged.notes.append(redis_note)
-    elif not snaps:
-        merged.notes.append("no wcperf process is publishing right now")
-    merged.alerts = evaluate(merged, targets)
-    if history is not None:
-        history.record(merged)
-        points = history.points()
-        merged.history = [MinutePoint(p.minute, p.figures) for p in points]
-        merged.trends, merged.trend_rule = trends(points), RULE
-        if history.note:
-            merged.notes.append(history.note)
-    return merged
+    """One reading without state carried between readings (tests, benchmarks)."""
+    return Collector(conn, redis_client, prefix, targets).collect()

@@ -40,11 +40,13 @@ class Observer:
         strict: bool = False,
         interval_s: float = 1.0,
         cache_stats: Callable[[], CacheFigures] | None = None,
+        role: str = "",
     ) -> None:
         m = settings.monitor
         self.settings = settings
         self.source = f"{socket.gethostname()}:{os.getpid()}"
         self.command = settings.command
+        self.role = role  # what the process is, for tables and metric labels
         self.targets = m.targets
         self.queries = QueryMonitor(
             m.slow_ms, m.n_plus_one_threshold, m.n_plus_one_window_s, strict
@@ -68,8 +70,10 @@ class Observer:
 
     def snapshot(self) -> Snapshot:
         now = time.time()
-        snap = Snapshot(taken_at=now, sources=[Source(self.source, self.command, os.getpid(), now)])
+        me = Source(self.source, self.command, os.getpid(), now, self.role)
+        snap = Snapshot(taken_at=now, sources=[me])
         snap.pools = [self.pool.sample()]
+        snap.pools[0].role = me.label
         snap.queries = self.queries.queries()
         snap.slow = list(self.queries.slow)  # copied in C, safe against concurrent appends
         snap.n_plus_one = list(self.queries.n_plus_one.detections)

@@ -72,6 +72,8 @@ class PoolMonitor:
             self.consecutive_failures,
             self.last_check_at,
             history,
+            requests_queued=f.requests_queued,
+            wait_ms_total=float(f.wait_ms_total),
         )
 
     def _account(self, util: float, waiting: int, in_use: int) -> None:

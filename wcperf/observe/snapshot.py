@@ -33,13 +33,19 @@ def bucket_of(us: int) -> str:
 
 @dataclass
 class Source:
-    name: str  # host:pid
+    name: str  # host:pid: unique, never a label (a new one every run)
     command: str
     pid: int
     taken_at: float
+    role: str = ""  # what the process is: "loadtest school-day", "bulk job 12"
+
+    @property
+    def label(self) -> str:
+        """The process as an operator names it: stable across runs of the same work."""
+        return self.role or self.command.replace(":", " ")
 
 
-class _Timed:
+class Timed:
     """A statement's latency read from its encoded histogram (QueryStats, ServerQuery)."""
 
     histogram: str
@@ -59,7 +65,7 @@ class _Timed:
 
 
 @dataclass
-class QueryStats(_Timed):
+class QueryStats(Timed):
     fingerprint: str
     normalized: str
     table: str | None
@@ -145,6 +151,9 @@ class PoolStats:
     consecutive_failures: int
     last_check_at: float | None
     history: list[HistoryPoint] = field(default_factory=list)
+    requests_queued: int = 0  # acquisitions that had to wait for a connection
+    wait_ms_total: float = 0.0  # their time waiting, summed
+    role: str = ""  # the process's Source.label
 
 
 @dataclass
@@ -422,7 +431,7 @@ class ServerStatement:
 
 
 @dataclass
-class ServerQuery(_Timed):
+class ServerQuery(Timed):
     """One statement of one application as the server's log timed it.
 
     `count` and `total_us` are estimates where the server samples (`logged` lines,
@@ -508,6 +517,8 @@ class DatabaseView:
     index_builds: list[IndexBuild] = field(default_factory=list)
     redis: RedisServer | None = None
     redis_note: str = ""
+    jobs: dict[str, int] = field(default_factory=dict)  # wcperf's bulk job rows by status
+    jobs_changed_at: dict[str, float] = field(default_factory=dict)  # status -> latest epoch
 
     @property
     def headroom(self) -> int | None:

@@ -52,7 +52,7 @@ def _short(text: str, width: int = 70) -> str:
 
 def header(snap: Snapshot) -> RenderableType:
     when = time.strftime("%H:%M:%S", time.localtime(snap.taken_at))
-    commands = ", ".join(sorted({s.command for s in snap.sources})) or "none"
+    commands = ", ".join(sorted({s.label for s in snap.sources})) or "none"
     line = text(f"wcperf monitor · {when} · {len(snap.sources)} publishing process(es): {commands}")
     notes = [text(f"note: {n}", style="yellow") for n in dict.fromkeys(snap.notes)]
     return Group(line, *notes)
@@ -76,7 +76,7 @@ def pool_table(snap: Snapshot) -> Table:
             "bold red" if p.utilisation_pct > 95 else "yellow" if p.utilisation_pct > 80 else ""
         )
         t.add_row(
-            p.source,
+            f"{p.role} ({p.source})" if p.role else p.source,
             f"{p.in_use}/{p.max_size}",
             str(p.idle),
             str(p.waiting),
