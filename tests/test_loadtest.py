@@ -125,20 +125,74 @@ def test_fifty_users_really_run_at_once(bulk_url: str, tmp_path: Path) -> None:
     assert most >= 40  # one at a time would be 1
 
 
-def test_compare_puts_two_results_side_by_side(tmp_path: Path) -> None:
-    def result(p50: float, p99: float) -> dict[str, object]:
-        figures = {"p50_ms": p50, "p95_ms": p50 * 2, "p99_ms": p99}
-        return {"overall": figures, "operations": {"student_detail": figures}}
+def _result(p50: float, p99: float, rps: float = 100.0, **meta: object) -> dict[str, object]:
+    figures = {"p50_ms": p50, "p95_ms": p50 * 2, "p99_ms": p99, "rps": rps}
+    run = {"scenario": "points", "scenario_digest": "d1", "users": 4, "processes": 1,
+           "duration_s": 10.0, "server_version": "15.20",
+           "dataset": {"students": 5000}}  # fmt: skip
+    return {"scenario": "points", "meta": run | meta, "overall": figures,
+            "operations": {"student_detail": figures}}  # fmt: skip
 
+
+def test_compare_puts_two_results_side_by_side(tmp_path: Path) -> None:
     before, after = tmp_path / "before.json", tmp_path / "after.json"
-    before.write_text(json.dumps(result(10.0, 40.0)))
-    after.write_text(json.dumps(result(5.0, 60.0)))
+    before.write_text(json.dumps(_result(10.0, 40.0)))
+    after.write_text(json.dumps(_result(5.0, 60.0)))
     shown = run_cli("loadtest", "compare", str(before), str(after))
     assert shown.returncode == 0, shown.stderr
     assert "10.00 → 5.00 (-50.0 %)" in shown.stdout and "40.00 → 60.00 (+50.0 %)" in shown.stdout
-    assert "student_detail" in shown.stdout
+    assert "student_detail" in shown.stdout and "warning" not in shown.stderr
     bad = run_cli("loadtest", "compare", str(before), str(tmp_path / "missing.json"))
     assert bad.returncode == 2 and "cannot read result" in bad.stderr
+
+
+def test_compare_fails_on_a_regression_past_its_threshold_and_says_why(tmp_path: Path) -> None:
+    before, after = tmp_path / "before.json", tmp_path / "after.json"
+    before.write_text(json.dumps(_result(10.0, 40.0)))
+    after.write_text(json.dumps(_result(10.5, 2633.2)))  # P99 +6,483 %
+    plain = run_cli("loadtest", "compare", str(before), str(after))
+    assert plain.returncode == 0  # without a threshold it only shows
+    failed = run_cli("loadtest", "compare", str(before), str(after), "--fail-on-regression", "10")
+    assert failed.returncode == 1, failed.stderr
+    assert "overall P99 +6483.0 % (40.00 → 2633.20 ms)" in failed.stderr
+    assert "P50" not in failed.stderr  # +5 % is within 10 %
+    within = run_cli("loadtest", "compare", str(before), str(after), "--fail-on-regression", "7000")
+    assert within.returncode == 0, within.stderr
+    doc = run_cli("loadtest", "compare", str(before), str(after), "--json",
+                  "--fail-on-regression", "10")  # fmt: skip
+    assert doc.returncode == 1
+    data = json.loads(doc.stdout)
+    assert data["threshold_pct"] == 10 and len(data["regressions"]) == 2  # overall, the op
+    (overall,) = [r for r in data["rows"] if r["operation"] == "overall"]
+    assert overall["p99_ms"] == {"before": 40.0, "after": 2633.2, "change_pct": 6483.0}
+    slower = tmp_path / "slower.json"
+    slower.write_text(json.dumps(_result(10.0, 40.0, rps=60.0)))
+    fell = run_cli("loadtest", "compare", str(before), str(slower), "--fail-on-regression", "25")
+    assert fell.returncode == 1 and "overall throughput -40.0 %" in fell.stderr
+    for wrong in ("-5", "nan", "ten"):
+        refused = run_cli("loadtest", "compare", str(before), str(after),
+                          "--fail-on-regression", wrong)  # fmt: skip
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, wrong
+
+
+def test_compare_warns_when_the_runs_are_not_alike(tmp_path: Path) -> None:
+    before, after = tmp_path / "before.json", tmp_path / "after.json"
+    before.write_text(json.dumps(_result(10.0, 40.0)))
+    after.write_text(json.dumps(_result(10.0, 40.0, scenario_digest="d2", users=50,
+                                        dataset={"students": 1_000_000})))  # fmt: skip
+    shown = run_cli("loadtest", "compare", str(before), str(after), "--json")
+    assert shown.returncode == 0, shown.stderr
+    warnings = json.loads(shown.stdout)["warnings"]
+    assert warnings == [
+        "scenario points changed its tasks or think time",
+        "users differ: 4 and 50",
+        "datasets differ: students had 5000 rows, then 1000000",
+    ]
+    assert all(f"warning: {w}" in shown.stderr for w in warnings)
+    close = tmp_path / "close.json"
+    close.write_text(json.dumps(_result(10.0, 40.0, dataset={"students": 5100})))  # within 5 %
+    same = run_cli("loadtest", "compare", str(before), str(close))
+    assert same.returncode == 0 and "warning" not in same.stderr
 
 
 def _cli(*args: str) -> subprocess.Popen[str]:
@@ -310,11 +364,22 @@ def test_a_failing_operation_shows_its_real_cause(bulk_url: str, tmp_path: Path)
         conn.execute('alter table students rename column "schoolId" to "school"')
     out = tmp_path / "r.json"
     path = scenario(tmp_path, "broken-db", duration="2s")
-    run = run_cli("-q", "--database-url", bulk_url, "loadtest", str(path), "--json", str(out))
+    run = run_cli("-q", "--database-url", bulk_url, "loadtest", str(path), "--json", str(out),
+                  "--csv", str(tmp_path / "broken"))  # fmt: skip
     assert run.returncode == 1, run.stderr
-    first = json.loads(out.read_text())["operations"]["point_read"]["first_error"]
+    result = json.loads(out.read_text())
+    op = result["operations"]["point_read"]
+    first = op["first_error"]
     assert 'column "schoolId" does not exist' in first and "[42703]" in first
     assert "point_read:" in run.stdout and "first:" in run.stdout
+    # the error table: every failure counted under its kind, none lost
+    (kind,) = result["errors"]
+    assert kind["operation"] == "point_read" and kind["kind"] == first
+    assert kind["count"] == op["errors"] > 0
+    assert sum(p["errors"] for p in result["timeline"]) == op["errors"]
+    failures = (tmp_path / "broken_failures.csv").read_text().splitlines()
+    assert failures[0] == "operation,kind,count" and len(failures) == 2
+    assert failures[1].endswith(f",{op['errors']}")
 
 
 def test_kill_9_of_loadtest_leaves_no_worker_and_no_temp_folder(

@@ -15,9 +15,9 @@ from wcperf.cli.render import table
 from wcperf.errors import ConfigError
 from wcperf.load import launch
 from wcperf.load import scenario as scenarios
+from wcperf.load.compare import compare, regressions
 from wcperf.load.guard import check_writes
 from wcperf.load.replay import DEFAULT_PORT, Master
-from wcperf.load.verdict import compare
 from wcperf.redact import shown
 from wcperf.settings import parse_address
 
@@ -82,7 +82,15 @@ def run(
         help="Run --processes workers for the master at HOST; it judges, this exits 0 when done.",
     ),
     json_path: Path | None = typer.Option(None, "--json", help="Write the whole result here."),
-    html_path: Path | None = typer.Option(None, "--html", help="Write an HTML report here."),
+    html_path: Path | None = typer.Option(
+        None, "--html", help="Write an HTML report here: metadata, charts over time, errors."
+    ),
+    csv_prefix: Path | None = typer.Option(
+        None,
+        "--csv",
+        metavar="PREFIX",
+        help="Write PREFIX_stats.csv, PREFIX_history.csv (per second) and PREFIX_failures.csv.",
+    ),
     seed: int = typer.Option(1, "--seed", help="Seed of the users' random choices."),
     allow_writes: bool = typer.Option(
         False,
@@ -113,7 +121,7 @@ def run(
     )
     if master and worker:
         raise ConfigError("--master and --worker are two ends: give one")
-    for flag, path in (("--json", json_path), ("--html", html_path)):
+    for flag, path in (("--json", json_path), ("--html", html_path), ("--csv", csv_prefix)):
         launch.writable(flag, path)  # before any user runs or any synthetic row is written
     leader = None
     if master:
@@ -152,7 +160,7 @@ def run(
         redis_prefix=settings.redis_prefix,
         progress=None if quiet else lambda line: err.print(line, markup=False, highlight=False),
     )
-    launch.write_reports(outcome, json_path, html_path)
+    launch.write_reports(outcome, json_path, html_path, csv_prefix)
     _summary(outcome.document, outcome.faults)
     if not outcome.verdict.passed:
         raise typer.Exit(EXIT_MISSED)
@@ -191,26 +199,56 @@ def _read(path: Path) -> dict[str, Any]:
 def compare_results(
     before_path: Path = typer.Argument(..., metavar="BEFORE.json", show_default=False),
     after_path: Path = typer.Argument(..., metavar="AFTER.json", show_default=False),
+    json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    fail_on_regression: float | None = typer.Option(
+        None,
+        "--fail-on-regression",
+        metavar="PCT",
+        min=0.0,
+        help="Exit 1 when any P50/P95/P99 rose, or throughput fell, by more than PCT %, "
+        "overall or for one operation.",
+    ),
 ) -> None:
-    """Two `run --json` results side by side: P50, P95 and P99 per operation, changes."""
-    rows = compare(_read(before_path), _read(after_path))
+    """Two `run --json` results side by side: P50, P95, P99 and throughput per operation.
 
-    def cell(d: dict[str, Any]) -> str:
-        if d["before"] is None or d["after"] is None:
-            return "-"
-        change = f" ({d['change_pct']:+.1f} %)" if d["change_pct"] is not None else ""
-        return f"{d['before']:.2f} → {d['after']:.2f}{change}"
+    Warns (on stderr, and under "warnings" in --json) when the two runs are not alike:
+    another scenario or its tasks changed, other users, processes or duration, another
+    PostgreSQL, or datasets more than 5 % apart in any platform table. Exit 0, or 1
+    with --fail-on-regression past its threshold, or 2 when a file is not a result.
+    """
+    if fail_on_regression is not None:
+        fail_on_regression = limits.number("--fail-on-regression", fail_on_regression, 0, 1e9)
+    comparison = compare(_read(before_path), _read(after_path))
+    found = regressions(comparison, fail_on_regression) if fail_on_regression is not None else []
+    if json_out:
+        doc = comparison | {"threshold_pct": fail_on_regression, "regressions": found}
+        out.print(json.dumps(doc, indent=1), markup=False, highlight=False, soft_wrap=True)
+    else:
 
-    out.print(
-        table(
-            f"{before_path.name} → {after_path.name} (ms)",
-            ["operation", "P50", "P95", "P99"],
-            [
-                [r["operation"], cell(r["p50_ms"]), cell(r["p95_ms"]), cell(r["p99_ms"])]
-                for r in rows
-            ],
+        def cell(d: dict[str, Any]) -> str:
+            if d["before"] is None or d["after"] is None:
+                return "-"
+            change = f" ({d['change_pct']:+.1f} %)" if d["change_pct"] is not None else ""
+            return f"{d['before']:.2f} → {d['after']:.2f}{change}"
+
+        out.print(
+            table(
+                f"{before_path.name} → {after_path.name} (ms; throughput per s)",
+                ["operation", "P50", "P95", "P99", "throughput"],
+                [
+                    [r["operation"], *(cell(r[f]) for f in ("p50_ms", "p95_ms", "p99_ms", "rps"))]
+                    for r in comparison["rows"]
+                ],
+            )
         )
-    )
+    for warning in comparison["warnings"]:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
+    if found:
+        if not json_out:
+            err.print(f"regressions past {fail_on_regression:g} %:", markup=False, highlight=False)
+            for line in found:
+                err.print(f"  {line}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_MISSED)
 
 
 def _summary(result: dict[str, Any], faults: str | None) -> None:

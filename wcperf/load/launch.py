@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from wcperf.errors import ConfigError
+from wcperf.load.meta import describe, finish
 from wcperf.load.replay import Master, faults_line, replay
 from wcperf.load.replay import join as join_master
-from wcperf.load.report import html
+from wcperf.load.report import csv_files, html
 from wcperf.load.result import document
 from wcperf.load.scenario import Scenario
 from wcperf.load.verdict import Verdict, judge
@@ -68,6 +69,7 @@ def run(
     `progress`, a line of live figures every two seconds."""
     # The children resolve nothing themselves: they use the Redis the caller chose.
     env = {"REDIS_URL": redis_url} if redis_url else {}
+    meta = describe(scenario, database_url, processes=processes, seed=seed)
     ticker = Ticker(
         redis_url, redis_prefix, scenario, progress, timed=master is None
     )  # a master's clock starts when its workers have come: no total to count towards
@@ -84,7 +86,9 @@ def run(
     finally:
         ticker.close()
     verdict = judge(snap, scenario.targets, scenario.judged)
-    return Outcome(snap, verdict, document(snap, verdict))
+    if snap.load is not None:  # what the master gathered: users and processes it had
+        meta |= {"users": snap.load.users, "processes": snap.load.processes}
+    return Outcome(snap, verdict, document(snap, verdict, finish(meta)))
 
 
 def join(
@@ -101,12 +105,20 @@ def join(
     join_master(scenario, database_url, master, processes=processes, seed=seed, env=env)
 
 
-def write_reports(outcome: Outcome, json_path: Path | None, html_path: Path | None) -> None:
+def write_reports(
+    outcome: Outcome,
+    json_path: Path | None,
+    html_path: Path | None,
+    csv_prefix: Path | None = None,
+) -> None:
     """Reports pass through the same masking as everything printed."""
     if json_path is not None:
         json_path.write_text(mask(json.dumps(outcome.document, indent=1)), encoding="utf-8")
     if html_path is not None:
         html_path.write_text(mask(html(outcome.document)), encoding="utf-8")
+    if csv_prefix is not None:
+        for path, body in csv_files(outcome.document, csv_prefix).items():
+            path.write_text(mask(body), encoding="utf-8")
 
 
 class Ticker:

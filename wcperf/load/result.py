@@ -11,6 +11,7 @@ from wcperf.errors import WcperfError
 from wcperf.load.verdict import Verdict, error_pct
 from wcperf.observe import histogram as hdr
 from wcperf.observe.snapshot import Snapshot
+from wcperf.observe.timeline import points
 
 PERCENTILES = (50, 95, 99)
 
@@ -27,9 +28,12 @@ def _figures(h: HdrHistogram, errors: int, seconds: float) -> dict[str, Any]:
     }
 
 
-def document(snap: Snapshot, verdict: Verdict | None = None) -> dict[str, Any]:
-    """The run's figures as plain JSON: overall and per operation, per SQL fingerprint,
-    cache, pool, N+1, faults, and the verdict when there is one."""
+def document(
+    snap: Snapshot, verdict: Verdict | None = None, meta: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The run's figures as plain JSON: what the run was (`meta`), overall and per
+    operation, over time, errors by kind, per SQL fingerprint, cache, pool, N+1,
+    faults, and the verdict when there is one."""
     run = snap.load
     if run is None:
         raise WcperfError("this Snapshot holds no load run")
@@ -42,6 +46,7 @@ def document(snap: Snapshot, verdict: Verdict | None = None) -> dict[str, Any]:
     pool = run.pool
     cache = snap.cache
     doc: dict[str, Any] = {
+        "meta": meta or {},
         "scenario": run.scenario,
         "users": run.users,
         "processes": run.processes,
@@ -50,6 +55,16 @@ def document(snap: Snapshot, verdict: Verdict | None = None) -> dict[str, Any]:
         "overall": _figures(run.overall(), run.errors, seconds)
         | {"error_pct": error_pct(snap) or 0.0},
         "operations": operations,
+        "timeline": points(run.timeline, run.timeline_errors, run.step_s, run.started_at),
+        "timeline_step_s": run.step_s,
+        "errors": sorted(
+            (
+                {"operation": name, "kind": kind, "count": n}
+                for name, op in run.operations.items()
+                for kind, n in op.error_kinds.items()
+            ),
+            key=lambda e: (-e["count"], e["operation"], e["kind"]),
+        ),
         "queries": [
             {"fingerprint": q.fingerprint, "normalized": q.normalized}
             | _figures(q.hdr, q.errors, seconds)

@@ -95,27 +95,3 @@ def judge(snap: Snapshot, t: Targets, names: Iterable[str]) -> Verdict:
         passed = value >= limit if higher else value <= limit
         checks.append(Check(name, limit, value, passed))
     return Verdict(all(c.passed is not False for c in checks), tuple(checks))
-
-
-def _change(before: float, after: float) -> float | None:
-    return round(100 * (after - before) / before, 1) if before else None
-
-
-def compare(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per operation (and overall): P50/P95/P99 before and after, and the % change."""
-    rows = []
-    names = ["overall", *sorted(set(before["operations"]) | set(after["operations"]))]
-    for name in names:
-        a = before["overall"] if name == "overall" else before["operations"].get(name)
-        b = after["overall"] if name == "overall" else after["operations"].get(name)
-        row: dict[str, Any] = {"operation": name}
-        for p in ("p50_ms", "p95_ms", "p99_ms"):
-            x = a.get(p) if a else None
-            y = b.get(p) if b else None
-            row[p] = {
-                "before": x,
-                "after": y,
-                "change_pct": _change(x, y) if x is not None and y is not None else None,
-            }
-        rows.append(row)
-    return rows

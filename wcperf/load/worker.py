@@ -35,7 +35,7 @@ import gevent
 import random
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from wcperf.load import scenario as scenarios
 from wcperf.load.operations import OPERATIONS, WRITES, Sample
 from wcperf.observe import histogram as hdr
 from wcperf.observe.observer import Observer
+from wcperf.observe.timeline import Timeline, step_for
 from wcperf.observe.snapshot import (
     Faults,
     LoadPool,
@@ -98,6 +99,36 @@ class Phase:
 USER_CLASS = "ScenarioUser"  # the master dispatches users by class name
 
 
+@dataclass
+class Measures:
+    """What a process's users measure: per operation, and over time."""
+
+    histograms: dict[str, HdrHistogram]
+    errors: dict[str, int]
+    causes: dict[str, str]  # each operation's first error, as a report may show it
+    kinds: dict[str, dict[str, int]]  # operation -> error kind -> count
+    timeline: Timeline
+
+    @classmethod
+    def of(cls, s: scenarios.Scenario) -> Measures:
+        ops = [t.op for t in s.tasks]
+        return cls(
+            {op: hdr.new_histogram() for op in ops},
+            dict.fromkeys(ops, 0),
+            {},
+            {op: {} for op in ops},
+            Timeline(step_for(s.duration_s)),
+        )
+
+    def reset(self) -> None:
+        for h in self.histograms.values():
+            h.reset()
+        self.errors.update(dict.fromkeys(self.errors, 0))
+        for kinds in self.kinds.values():
+            kinds.clear()
+        self.timeline.reset()
+
+
 def user_class(
     s: scenarios.Scenario,
     db: Database,
@@ -105,10 +136,10 @@ def user_class(
     sample: Sample,
     seed: int,
     phase: Phase,
-) -> tuple[type[locust.User], dict[str, HdrHistogram], dict[str, int], dict[str, str]]:
-    histograms = {t.op: hdr.new_histogram() for t in s.tasks}
-    errors = dict.fromkeys(histograms, 0)
-    causes: dict[str, str] = {}  # each operation's first error, as a report may show it
+) -> tuple[type[locust.User], Measures]:
+    measures = Measures.of(s)
+    histograms, errors, causes = measures.histograms, measures.errors, measures.causes
+    kinds, timeline = measures.kinds, measures.timeline
     seeds = random.Random(seed)
     think_s = (s.think_time_ms[0] / 1000, s.think_time_ms[1] / 1000)
 
@@ -132,12 +163,14 @@ def user_class(
                 causes.setdefault(op_name, cause)
                 if measured:
                     errors[op_name] += 1
+                    kinds[op_name][cause] = kinds[op_name].get(cause, 0) + 1
             finally:
                 phase.in_flight -= 1
             if not measured:
                 return
             us = max(1, (time.perf_counter_ns() - started) // 1000)
             histograms[op_name].record_value(min(us, hdr.HIGHEST_US))
+            timeline.record(us, error is not None)
             user.environment.events.request.fire(
                 request_type="db",
                 name=op_name,
@@ -162,7 +195,7 @@ def user_class(
 
     ScenarioUser.__name__ = USER_CLASS
 
-    return ScenarioUser, histograms, errors, causes
+    return ScenarioUser, measures
 
 
 def warm_pool(db: Database) -> None:
@@ -198,9 +231,7 @@ class Load:
             cache_stats=self.cache.stats if self.cache else None,
         )
         self.phase = Phase()
-        self.user, self.histograms, self.errors, self.causes = user_class(
-            s, self.db, self.cache, sample, seed, self.phase
-        )
+        self.user, self.measures = user_class(s, self.db, self.cache, sample, seed, self.phase)
         self.peak = {"in_use": 0, "waiting": 0}
         self.users = 0
         self.warmup_s = 0.0
@@ -208,6 +239,7 @@ class Load:
         self._before: dict[str, QueryStats] = {}
         self._pool_before = self.db.figures()
         self._started = time.monotonic()
+        self._started_at = time.time()
 
     def __enter__(self) -> Load:
         self.observer.__enter__()
@@ -231,9 +263,7 @@ class Load:
     def measure(self) -> None:
         """The warm-up ends: settle, forget what it did, and start measuring."""
         self.phase.settle()
-        for h in self.histograms.values():
-            h.reset()
-        self.errors.update(dict.fromkeys(self.errors, 0))
+        self.measures.reset()
         if self.cache is not None:
             self.cache.counts.update(dict.fromkeys(self.cache.counts, 0))
             self._outages_before = self.cache.outage_figures()
@@ -241,6 +271,7 @@ class Load:
         self._before = {q.fingerprint: q for q in self.observer.snapshot().queries}
         self._pool_before = self.db.figures()
         self._started = time.monotonic()
+        self._started_at = time.time()
         self.phase.measure()
 
     def result(self) -> Snapshot:
@@ -252,6 +283,8 @@ class Load:
         figures = self.db.figures()
         queries = [q.since(self._before.get(q.fingerprint)) for q in snap.queries]
         before = self._pool_before
+        m = self.measures
+        steps, step_errors = m.timeline.encoded()
         snap.queries = [q for q in queries if q.count]
         snap.load = LoadRun(
             self.scenario.name,
@@ -259,8 +292,10 @@ class Load:
             seconds=round(elapsed, 3),
             warmup_s=self.warmup_s,
             operations={
-                op: OperationStats(op, self.errors[op], self.causes.get(op), hdr.encode(h))
-                for op, h in self.histograms.items()
+                op: OperationStats(
+                    op, m.errors[op], m.causes.get(op), hdr.encode(h), dict(m.kinds[op])
+                )
+                for op, h in m.histograms.items()
             },
             pool=LoadPool(
                 max_size=figures.max_size,
@@ -272,6 +307,10 @@ class Load:
                 timeouts=figures.timeouts - before.timeouts,
             ),
             faults=self._faults(figures),
+            started_at=self._started_at,
+            step_s=m.timeline.step_s,
+            timeline=steps,
+            timeline_errors=step_errors,
         )
         return snap
 

@@ -17,6 +17,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from wcperf.observe import histogram as hdr
+from wcperf.observe.timeline import merge as merge_steps
 
 BUCKETS = ("fast", "medium", "slow", "very_slow")  # < 100 ms, 100-500, 500-1000, > 1000
 
@@ -255,6 +256,7 @@ class OperationStats:
     errors: int = 0
     first_error: str | None = None  # an error's kind and where, never its values
     histogram: str = ""  # HDR, encoded
+    error_kinds: dict[str, int] = field(default_factory=dict)  # kind -> count
 
     @property
     def hdr(self) -> HdrHistogram:
@@ -269,6 +271,8 @@ class OperationStats:
         self.histogram = hdr.encode(hdr.merge([self.histogram, other.histogram]))
         self.errors += other.errors
         self.first_error = self.first_error or other.first_error
+        for kind, n in other.error_kinds.items():
+            self.error_kinds[kind] = self.error_kinds.get(kind, 0) + n
 
 
 @dataclass
@@ -322,6 +326,10 @@ class LoadRun:
     operations: dict[str, OperationStats] = field(default_factory=dict)
     pool: LoadPool = field(default_factory=LoadPool)
     faults: Faults = field(default_factory=Faults)
+    started_at: float = 0.0  # when the measured window began (Unix time)
+    step_s: int = 1  # the timeline's step
+    timeline: dict[str, str] = field(default_factory=dict)  # step start -> HDR (observe.timeline)
+    timeline_errors: dict[str, int] = field(default_factory=dict)
 
     def overall(self) -> HdrHistogram:
         return hdr.merge([o.histogram for o in self.operations.values()])
@@ -340,6 +348,12 @@ class LoadRun:
             self.operations.setdefault(name, OperationStats(name)).extend(op)
         self.pool.extend(other.pool)
         self.faults.extend(other.faults)
+        starts = [t for t in (self.started_at, other.started_at) if t]
+        self.started_at = min(starts) if starts else 0.0
+        self.step_s = max(self.step_s, other.step_s)
+        merge_steps(self.timeline, other.timeline)
+        for at, n in other.timeline_errors.items():
+            self.timeline_errors[at] = self.timeline_errors.get(at, 0) + n
 
     def serialize(self) -> dict[str, Any]:
         return asdict(self)
@@ -358,6 +372,10 @@ class LoadRun:
             },
             pool=_build(LoadPool, data.get("pool") or {}),
             faults=_build(Faults, data.get("faults") or {}),
+            started_at=data.get("started_at", 0.0),
+            step_s=data.get("step_s", 1),
+            timeline=dict(data.get("timeline") or {}),
+            timeline_errors=dict(data.get("timeline_errors") or {}),
         )
 
 
