@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -314,3 +315,24 @@ def test_ctrl_c_stops_cleanly_says_interrupted_and_resumes(clone: Any) -> None:
         ).fetchone()
         changed = conn.execute("select count(*) from wcperf.promotions").fetchone()
     assert left == (0,) and changed == (summary["rows_total"],)
+
+
+STATUS = re.compile(
+    r"^job \d+ grade-transition: ([\d,]+)/([\d,]+) rows \([\d.]+ %\); [\d,]+ rows/s; "
+    r"ETA (\S+); state (\w+); batch 250; batches \d+"
+)
+
+
+def test_off_a_terminal_a_job_prints_status_lines_at_intervals(bulk_url: str) -> None:
+    """What a log or a pipe gets instead of a bar: rows, rate, ETA, state, reason."""
+    run = run_cli("--database-url", bulk_url, *JOBS["grade"], "--batch-size", "250",
+                  "--sleep-ms", "30", env={"WCPERF_STATUS_INTERVAL_S": "0.1"})  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    lines = [m for m in map(STATUS.match, run.stderr.splitlines()) if m]
+    assert len(lines) >= 4, run.stderr  # about 20 batches of 30 ms rest: several intervals
+    done = [int(m.group(1).replace(",", "")) for m in lines]
+    assert done == sorted(done) and done[-1] == int(lines[-1].group(2).replace(",", ""))
+    assert lines[-1].group(4) == "done" and lines[-1].group(3) == "0s"
+    assert any(m.group(4) == "running" and m.group(3) != "0s" for m in lines)
+    quiet = run_cli("-q", "--database-url", bulk_url, *JOBS["grade"])  # nothing left to do
+    assert not [line for line in quiet.stderr.splitlines() if STATUS.match(line)]

@@ -219,3 +219,47 @@ def test_config_show_names_each_origin_and_masks_secrets() -> None:
     assert CANARY not in run.stdout + run.stderr
     table = run_cli("config", "show")
     assert table.returncode == 0 and "bulk.throttle.lock_waits" in table.stdout
+
+
+def test_into_a_pipe_tables_keep_each_record_on_one_line() -> None:
+    """No $COLUMNS and not a terminal: no cell folds mid-word at 80 columns."""
+    from wcperf.load.scenario import available, load
+
+    env = {"COLUMNS": ""}  # run_cli sets 200; a pipe with none is what a log gets
+    listed = run_cli("loadtest", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    for path in available():
+        s = load(path)
+        tasks = ", ".join(f"{t.op} {t.weight}" for t in s.tasks)
+        (row,) = [line for line in listed.stdout.splitlines() if line.startswith(s.name + " ")]
+        assert row.rstrip().endswith(tasks), row  # the whole list, on the scenario's line
+    narrow = run_cli("loadtest", "list", env={"COLUMNS": "80"})  # asked for: obeyed
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
+
+
+def test_status_lines_come_at_each_change_and_at_intervals() -> None:
+    from wcperf.jobs.runner import Progress
+    from wcperf.jobs.states import RunState
+    from wcperf.jobs.status import StatusLines, eta
+
+    clock = [0.0]
+    lines = StatusLines(10.0, clock=lambda: clock[0])
+
+    def at(t: float, done: int, state: RunState = RunState.RUNNING, why: str = "") -> str | None:
+        clock[0] = t
+        return lines(
+            Progress(7, "grade-transition", done, 4000, state, why, 500, done // 500, 100.0)
+        )
+
+    first = at(0, 0)
+    assert first is not None and "0/4,000 rows (0.0 %)" in first and "ETA 40s" in first
+    assert at(5, 500) is None  # same state, within the interval
+    paused = at(6, 500, RunState.PAUSED, "pool 96 % in use")
+    assert paused is not None and paused.endswith("state paused; batch 500; batches 1; "
+                                                  "reason: pool 96 % in use")  # fmt: skip
+    assert at(7, 500, RunState.PAUSED, "pool 96 % in use") is None
+    assert at(16.5, 500, RunState.PAUSED, "pool 96 % in use") is not None  # the interval
+    assert at(17, 1000) is not None  # running again: at once
+    p = Progress(1, "k", 10, 100_000, RunState.RUNNING, "", 1, 1, 10.0)
+    assert eta(p) == "2h46m39s"
+    assert eta(Progress(1, "k", 10, 100, RunState.RUNNING, "", 1, 1, 0.0)) == "unknown"

@@ -113,6 +113,7 @@ class BulkSettings:
     lock_timeout_ms: int = 2_000  # per batch: a nurse's query never queues behind us
     atomic_timeout_ms: int = 3_600_000
     max_retries: int = 10
+    status_interval_s: float = 10.0  # off a terminal: a status line this often
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,11 @@ class Settings:
                 max_workload=_positive_int(
                     "WCPERF_MAX_WORKLOAD",
                     r.get("WCPERF_MAX_WORKLOAD", "bulk.max_workload") or str(d_bulk.max_workload),
+                ),
+                status_interval_s=_number(
+                    "WCPERF_STATUS_INTERVAL_S",
+                    r.get("WCPERF_STATUS_INTERVAL_S", "bulk.status_interval_s"),
+                    d_bulk.status_interval_s,
                 ),
             ),
             origins=r.origins,
@@ -437,8 +443,8 @@ def _number(name: str, raw: str | None, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, not {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be above 0")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a finite number above 0, not {raw!r}")
     return value
 
 

@@ -34,6 +34,7 @@ from wcperf.jobs.revert import Revert
 from wcperf.jobs.runner import EXIT_STOPPED, Outcome, RunOptions
 from wcperf.jobs.runner import Progress as JobProgress
 from wcperf.jobs.states import JobStatus, Request
+from wcperf.jobs.status import StatusLines
 from wcperf.jobs.throttle import SIGNALS, Thresholds
 from wcperf.jobs.transfer import Transfer, read_ids
 from wcperf.redact import mask as mask_secrets
@@ -234,14 +235,15 @@ def _print_plan(plan: Plan, json_out: bool, dry_run: bool) -> None:
 
 
 class _Display:
-    """A progress bar on a terminal; one line per change of state anywhere else."""
+    """A progress bar on a terminal; anywhere else a status line at each change of
+    state and every `status_interval_s` (wcperf.jobs.status)."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, status_interval_s: float = 10.0) -> None:
         self.quiet = quiet
         self.tty = err.is_terminal
         self.bar: Progress | None = None
         self.task: Any = None
-        self.last: tuple[str, str] | None = None
+        self.lines = StatusLines(status_interval_s)
 
     def __enter__(self) -> _Display:
         if self.tty and not self.quiet:
@@ -276,15 +278,10 @@ class _Display:
                 reason=p.reason,
             )
             return
-        if (p.state, p.reason) != self.last and not self.quiet:
-            self.last = (p.state, p.reason)
-            why = f": {p.reason}" if p.reason else ""
-            err.print(
-                f"job {p.job_id} {p.state}{why} ({p.rows_done:,}/{p.rows_total:,} rows)",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
+        if self.quiet:
+            return
+        if (status := self.lines(p)) is not None:
+            err.print(status, markup=False, highlight=False, soft_wrap=True)
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
@@ -302,7 +299,7 @@ def _run(
             style="yellow",
             markup=False,
         )
-    with _Display(json_out) as display:
+    with _Display(json_out, db.settings.bulk.status_interval_s) as display:
         outcome = launch.run(db, job, options, redis_url=endpoint.url, on_progress=display)
     _report(outcome, json_out)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -15,8 +16,21 @@ from wcperf.settings import Settings
 if TYPE_CHECKING:
     from wcperf.db.engine import Database
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+PLAIN_WIDTH = 1000  # off a terminal: wide enough that a table's row stays on one line
+
+
+def _console(stderr: bool = False) -> Console:
+    """A terminal's width on a terminal. Into a pipe or a log file (and no $COLUMNS),
+    tables take the width their content needs instead of folding cells mid-word at
+    80 columns: one record per line, for grep and for the reader of a log."""
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = PLAIN_WIDTH
+    return console
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 @dataclass
