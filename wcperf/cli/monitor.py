@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,10 @@ def live(
     once: bool = typer.Option(False, "--once", help="Print one frame and exit."),
     server_log: str | None = _server_log_option(),
 ) -> None:
-    """Live tables; `q` or Ctrl-C quits. Respects NO_COLOR and non-terminals.
+    """A full-screen monitor on a terminal: tabs of tables that scroll inside
+    themselves, sort, filter, a last-minute / since-start switch, a drill-down per
+    statement with its generic plan, sparklines of the history; `?` lists the keys,
+    `q` quits. Into a pipe or with --once: plain tables (NO_COLOR respected).
 
     With --server-log, the server's log is followed from now on (with --once, from
     the start of its current file).
@@ -113,7 +117,37 @@ def live(
         if once:
             out.print(frame(collector.collect()))
             return
-        live_view.run(collector.collect, out, interval)
+        if not (out.is_terminal and sys.stdin.isatty()):
+            live_view.run(collector.collect, out, interval)
+            return
+        from wcperf.views.monitor_app import MonitorApp
+
+        url, settings = postgres(ctx, "monitor")
+        with _planner(url, settings.application_name) as explain:
+            MonitorApp(collector.collect, interval, points=collector.points, explain=explain).run()
+
+
+@contextlib.contextmanager
+def _planner(url: str, application_name: str) -> Iterator[Callable[[str], str]]:
+    """Generic plans on a connection of their own, opened at the first drill-down."""
+    import threading
+
+    from wcperf.observe.plans import generic_plan
+
+    held: list[Any] = []
+    lock = threading.Lock()
+
+    def explain(sql: str) -> str:
+        with lock:
+            if not held:
+                held.append(admin.connect(url, application_name=application_name))
+            return generic_plan(held[0], sql)
+
+    try:
+        yield explain
+    finally:
+        for conn in held:
+            conn.close()
 
 
 @app.command()

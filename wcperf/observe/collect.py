@@ -174,6 +174,10 @@ class Collector:
     history: History | None = None
     published: list[Snapshot] = field(default_factory=list)  # the last reading's, unmerged
 
+    def points(self) -> list[MinutePoint]:
+        """The shared history with each minute's statements (a Snapshot holds figures)."""
+        return self.history.points() if self.history is not None else []
+
     def collect(self) -> Snapshot:
         """One merged Snapshot: every live publisher, plus the servers' own view."""
         snaps: list[Snapshot] = []
