@@ -45,11 +45,13 @@ def test_school_day_measures_every_operation_and_writes_json_and_html(
     bulk_url: str, tmp_path: Path
 ) -> None:
     out, page = tmp_path / "result.json", tmp_path / "report.html"
-    flags = ["--users", "8", "--duration", "10s", "--json", str(out), "--html", str(page)]
+    flags = ["--users", "8", "--duration", "10s", "--json", str(out), "--html", str(page),
+             "--csv", str(tmp_path / "r")]  # fmt: skip
     # Trust auth ignores a password: plant one, in both forms, to prove it never shows.
     url = bulk_url.replace("://postgres@", f"://postgres:{CANARY}@") + f"?password={CANARY}"
     run = run_cli("--database-url", url, "loadtest", "school-day", *flags)
-    for written in (run.stdout, run.stderr, out.read_text(), page.read_text()):
+    csvs = [(tmp_path / f"r_{n}.csv").read_text() for n in ("stats", "history", "failures")]
+    for written in (run.stdout, run.stderr, out.read_text(), page.read_text(), *csvs):
         assert CANARY not in written
     assert run.returncode == 0, run.stdout + run.stderr  # every SPEC target, cache hits too
     result = json.loads(out.read_text())

@@ -35,6 +35,7 @@ from wcperf.observe.snapshot import (
 )
 from wcperf.observe.targets import Targets, evaluate
 from wcperf.settings import Settings
+from wcperf.views.grids import GRIDS, LAST_MINUTE, SINCE_START
 
 CANARIES = (
     "Zebulon-Canary-7731",
@@ -147,6 +148,9 @@ def test_planted_phi_never_reaches_any_output(
     outputs = {
         "json": snap.to_json(derived=True),
         "prometheus": exposition(lambda: snap),
+        "monitor screen": repr(
+            [g(snap, m).rows for g in GRIDS for m in (SINCE_START, LAST_MINUTE)]
+        ),
         "alerts": " ".join(a.message for a in snap.alerts),
         "logs": caplog.text,
     }

@@ -384,3 +384,25 @@ def test_a_real_prometheus_scrapes_serve_through_a_load_run(
         assert answered >= len(exprs) // 2, answered  # pool, queries, cache, server all shown
         info = api.value("count(wcperf_build_info)", end)
         assert info == 1
+
+
+def test_histogram_buckets_are_the_hdr_iterators_own_counts() -> None:
+    """The vectorised buckets against HdrHistogram's recorded iterator, value by value."""
+    import random
+
+    from wcperf.observe import histogram as hdr
+    from wcperf.observe.prometheus import bucket_counts
+
+    rng = random.Random(16)
+    for _ in range(10):
+        h = hdr.new_histogram()
+        values = [int(rng.lognormvariate(rng.uniform(4, 14), 2)) + 1 for _ in range(2_000)]
+        for v in [*values, 500, 1_000, 2_500, 10_000_000, 11_000_000]:  # on the bounds too
+            h.record_value(min(v, hdr.HIGHEST_US))
+        expected = [0] * len(BUCKETS_S)
+        for item in h.get_recorded_iterator():
+            low = h.get_lowest_equivalent_value(item.value_iterated_to)
+            for i, bound in enumerate(BUCKETS_S):
+                if low <= bound * 1_000_000:
+                    expected[i] += item.count_at_value_iterated_to
+        assert bucket_counts(h) == expected

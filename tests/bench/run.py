@@ -5,6 +5,7 @@ from __future__ import annotations
 from tests.bench import (
     bench_bulk,
     bench_cache,
+    bench_exposition,
     bench_loadtest,
     bench_migrate,
     bench_monitor,
@@ -22,6 +23,8 @@ def main() -> None:
     bench_monitor.main([])
     print("\n== server log: ingestion vs. pgBadger and a plain read; logging's cost ==")
     bench_server_log.main([])
+    print("\n== exposition: a Prometheus scrape vs. the reading it needs; the load timeline ==")
+    bench_exposition.main([])
     print("\n== cache: L1, L2 against a raw GET, database against cached per hot path ==")
     bench_cache.main([])
     print("\n== bulk: grade transition vs. one UPDATE; nurses' reads during the job ==")

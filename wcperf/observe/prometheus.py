@@ -14,6 +14,7 @@ statement text and no value, so nothing a label carries can be PHI.
 from __future__ import annotations
 
 import errno
+import functools
 import hmac
 import platform
 import socket
@@ -22,6 +23,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any, cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
 from prometheus_client.core import (
@@ -75,20 +77,43 @@ _HISTOGRAMS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+@functools.cache
+def _slot_buckets(counts_len: int, unit_magnitude: int, half_magnitude: int) -> Any:
+    """For each slot of an HDR counts array, the first of BUCKETS_S at or above its
+    lowest value (len(BUCKETS_S) for +Inf only): HdrHistogram's index -> value, for
+    every index at once."""
+    idx = np.arange(counts_len, dtype=np.int64)
+    half = 1 << half_magnitude
+    bucket = (idx >> half_magnitude) - 1
+    sub = (idx & (half - 1)) + half
+    first = bucket < 0
+    sub = np.where(first, sub - half, sub)
+    bucket = np.where(first, 0, bucket)
+    lowest = sub << (bucket + unit_magnitude)
+    bounds_us = np.array([b * 1_000_000 for b in BUCKETS_S], dtype=np.float64)
+    return np.searchsorted(bounds_us, lowest, side="left")
+
+
 def bucket_counts(histogram: HdrHistogram) -> list[int]:
-    """Cumulative counts at each of BUCKETS_S (values at or below the bound)."""
-    bounds_us = [b * 1_000_000 for b in BUCKETS_S]
-    out = [0] * len(bounds_us)
-    for item in histogram.get_recorded_iterator():
-        low = histogram.get_lowest_equivalent_value(item.value_iterated_to)
-        for i, bound in enumerate(bounds_us):
-            if low <= bound:
-                out[i] += item.count_at_value_iterated_to
-    return out
+    """Cumulative counts at each of BUCKETS_S (values at or below the bound).
+
+    Vectorised over the counts array: walking HdrHistogram's recorded iterator in
+    Python costs about 30 ms a histogram, too slow for hundreds per scrape.
+    """
+    counts = np.ctypeslib.as_array(histogram.counts)[: histogram.counts_len]
+    slots = _slot_buckets(
+        histogram.counts_len, histogram.unit_magnitude, histogram.sub_bucket_half_count_magnitude
+    )
+    per = np.bincount(slots, weights=counts, minlength=len(BUCKETS_S) + 1)
+    return [int(n) for n in np.cumsum(per)[: len(BUCKETS_S)]]
 
 
 def _timed(into: dict[Hashable, float], family: str, labels: tuple[str, ...], q: Timed) -> None:
-    for bound, n in zip(BUCKETS_S, bucket_counts(q.hdr), strict=True):
+    if not q.count or not q.histogram:
+        buckets = [0] * len(BUCKETS_S)
+    else:  # decoded as encoded: no copy into a fresh histogram first
+        buckets = bucket_counts(HdrHistogram.decode(q.histogram.encode("ascii")))
+    for bound, n in zip(BUCKETS_S, buckets, strict=True):
         _inc(into, (family, labels, str(bound)), n)
     _inc(into, (family, labels, "count"), q.count)
     _inc(into, (family, labels, "sum"), q.total_us / 1e6)
