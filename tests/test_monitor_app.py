@@ -190,6 +190,27 @@ def test_every_tab_fits_and_each_key_does_what_its_help_says(
         planner.close()
 
 
+def test_a_lost_database_keeps_the_last_figures_and_says_so(collector: Collector) -> None:
+    async def drive() -> None:
+        app = MonitorApp(collector.collect, 0.2)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _settle(pilot, app)
+            await pilot.press("2")
+            rows = _table(app, "queries").row_count
+            assert collector.conn is not None
+            collector.conn.close()  # the server went away under the monitor
+            status = app.query_one("#status", Static)
+            deadline = time.monotonic() + 10
+            while "cannot read" not in str(status.render()):
+                assert time.monotonic() < deadline
+                await pilot.pause(0.1)
+            assert "OperationalError" in str(status.render())
+            assert _table(app, "queries").row_count == rows  # the last figures stay
+            await pilot.press("q")
+
+    asyncio.run(drive())
+
+
 def test_generic_plans_explain_one_statement_and_change_nothing(
     pg18: str, database_url: str
 ) -> None:

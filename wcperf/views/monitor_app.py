@@ -32,6 +32,7 @@ from textual.widgets import (
     TabPane,
 )
 
+from wcperf.errors import error_cause
 from wcperf.observe.snapshot import MinutePoint, Snapshot
 from wcperf.redact import text as inert
 from wcperf.views.grids import GRIDS, LAST_MINUTE, SINCE_START, Grid, Row
@@ -184,7 +185,12 @@ class DrillDown(ModalScreen[None]):
             plan = self.explain(sql)
         except Exception as exc:  # the reason, never a value: wcperf errors say why
             plan = f"no plan: {exc}"
-        self.app.call_from_thread(self.query_one("#plan", Static).update, inert(plan))
+        with contextlib.suppress(Exception):  # closed before the server answered
+            self.app.call_from_thread(self._show_plan, plan)
+
+    def _show_plan(self, plan: str) -> None:
+        if self.is_attached:
+            self.query_one("#plan", Static).update(inert(plan))
 
 
 class MonitorApp(App[None]):
@@ -231,6 +237,7 @@ class MonitorApp(App[None]):
         self.grids: dict[str, Grid] = {}
         self.sorting: dict[str, tuple[int, bool]] = {}  # grid -> (column, reverse)
         self.refreshes = 0
+        self.reading = False
         self.error = ""
         self._tabs = [g(Snapshot(taken_at=0), self.mode) for g in GRIDS]
 
@@ -277,18 +284,22 @@ class MonitorApp(App[None]):
             self.action_refresh_now()
 
     def action_refresh_now(self) -> None:
-        self._read()
+        if not self.reading:  # a slow reading is not stacked under the next one
+            self.reading = True
+            self._read()
 
-    @work(thread=True, exclusive=True, group="read")
+    @work(thread=True, group="read")
     def _read(self) -> None:
         try:
             snap = self.fetch()
             error = ""
         except Exception as exc:  # the servers went away: keep the last figures, say so
-            snap, error = None, f"cannot read: {type(exc).__name__}: {exc}"
-        self.call_from_thread(self._show, snap, error)
+            snap, error = None, f"cannot read ({error_cause(exc)}): the last figures stay"
+        with contextlib.suppress(RuntimeError):  # the app closed meanwhile
+            self.call_from_thread(self._show, snap, error)
 
     def _show(self, snap: Snapshot | None, error: str) -> None:
+        self.reading = False
         self.error = error
         if snap is not None:
             self.snap = snap
