@@ -26,6 +26,13 @@ def _sessions(db: Database, app: str) -> int:
     return int(row[0])
 
 
+def _gone(conn: object, pid: int) -> None:
+    deadline = time.monotonic() + 5
+    while conn.execute("select 1 from pg_stat_activity where pid = %s", (pid,)).fetchone():  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, f"backend {pid} still there"
+        time.sleep(0.02)
+
+
 def test_every_connection_carries_the_session_settings(db: Database) -> None:
     with db.engine.connect() as conn:
         row = conn.execute(
@@ -77,6 +84,7 @@ def test_broken_connection_is_replaced_before_reuse(database_url: str, settings:
             victim = conn.execute(text("select pg_backend_pid()")).scalar_one()
         with admin.connect(database_url, autocommit=True) as outsider:
             outsider.execute("select pg_terminate_backend(%s)", (victim,))
+            _gone(outsider, victim)  # terminate only signals: wait until it has ended
         # The terminated connection is back in the pool; the check before reuse
         # must notice and hand out a working one instead of an error.
         for _ in range(3):
@@ -114,3 +122,39 @@ def test_a_pool_larger_than_the_server_can_spare_is_cut_and_says_so(
         assert f"max_connections {limit}" in note
     with Database(database_url, settings) as db:  # the default 10 fits: left alone
         assert db.pool.max_size == settings.pool.max_size and db.notes == []
+
+
+def test_a_connection_just_returned_is_handed_out_without_a_round_trip(
+    database_url: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The full check (a round trip) runs only for a connection idle past check_idle_s
+    or one the server spoke on; a terminated one is still never handed out."""
+    from psycopg_pool import ConnectionPool
+
+    real, checked = ConnectionPool.check_connection, []
+
+    def counted(conn: object) -> None:  # the real check, counted
+        checked.append(conn)
+        real(conn)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ConnectionPool, "check_connection", staticmethod(counted))
+    s = replace(settings, command="quick-check",
+                pool=replace(settings.pool, max_size=1, min_size=1, check_idle_s=0.5))  # fmt: skip
+    with Database(database_url, s) as db:
+        with db.pool.connection() as conn:
+            victim = conn.execute("select pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        before = len(checked)
+        for _ in range(20):
+            with db.pool.connection() as conn:
+                conn.execute("select 1")
+        assert len(checked) == before  # back within 0.5 s each time: no check
+        time.sleep(0.6)
+        with db.pool.connection() as conn:
+            conn.execute("select 1")
+        assert len(checked) == before + 1  # idle past the threshold: checked
+        with admin.connect(database_url, autocommit=True) as outsider:
+            outsider.execute("select pg_terminate_backend(%s)", (victim,))
+            _gone(outsider, victim)
+        with db.pool.connection() as conn:  # returned just now, but the server spoke
+            assert conn.execute("select pg_backend_pid()").fetchone()[0] != victim  # type: ignore[index]
+        assert len(checked) == before + 2

@@ -144,6 +144,9 @@ class PoolSettings:
     reconnect_timeout_s: float = 300.0
     statement_timeout_ms: int = 30_000
     idle_in_transaction_timeout_ms: int = 60_000
+    # a connection back in the pool for less than this, whose socket has said nothing
+    # since, is handed out without a round trip (wcperf.db.engine.idle_check)
+    check_idle_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,15 @@ class Settings:
             ),
             redis_prefix=_prefix(r.get("WCPERF_REDIS_PREFIX", "redis_prefix") or "wcperf:"),
             cache_secret=r.get("WCPERF_CACHE_SECRET", "cache_secret"),
-            pool=PoolSettings(max_size=pool_size),
+            pool=PoolSettings(
+                max_size=pool_size,
+                check_idle_s=_number(
+                    "WCPERF_POOL_CHECK_IDLE_S",
+                    r.get("WCPERF_POOL_CHECK_IDLE_S", "pool.check_idle_s"),
+                    PoolSettings().check_idle_s,
+                    allow_zero=True,
+                ),
+            ),
             monitor=MonitorSettings(
                 slow_ms=_number(
                     "WCPERF_SLOW_MS", r.get("WCPERF_SLOW_MS", "monitor.slow_ms"), d_monitor.slow_ms
@@ -436,15 +447,16 @@ def _positive_int(name: str, raw: str) -> int:
     return value
 
 
-def _number(name: str, raw: str | None, default: float) -> float:
+def _number(name: str, raw: str | None, default: float, *, allow_zero: bool = False) -> float:
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, not {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name} must be a finite number above 0, not {raw!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        least = "0 or more" if allow_zero else "above 0"
+        raise ConfigError(f"{name} must be a finite number {least}, not {raw!r}")
     return value
 
 
