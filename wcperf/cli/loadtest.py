@@ -11,7 +11,7 @@ from typer.core import TyperGroup
 
 from wcperf import limits
 from wcperf.cli.context import announce, err, out, postgres, redis_endpoint, state
-from wcperf.cli.render import table
+from wcperf.cli.render import emit_json, table
 from wcperf.errors import ConfigError
 from wcperf.load import launch
 from wcperf.load import scenario as scenarios
@@ -221,8 +221,7 @@ def compare_results(
     comparison = compare(_read(before_path), _read(after_path))
     found = regressions(comparison, fail_on_regression) if fail_on_regression is not None else []
     if json_out:
-        doc = comparison | {"threshold_pct": fail_on_regression, "regressions": found}
-        out.print(json.dumps(doc, indent=1), markup=False, highlight=False, soft_wrap=True)
+        emit_json(comparison | {"threshold_pct": fail_on_regression, "regressions": found})
     else:
 
         def cell(d: dict[str, Any]) -> str:
