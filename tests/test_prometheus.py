@@ -406,3 +406,24 @@ def test_histogram_buckets_are_the_hdr_iterators_own_counts() -> None:
                 if low <= bound * 1_000_000:
                     expected[i] += item.count_at_value_iterated_to
         assert bucket_counts(h) == expected
+
+
+def test_a_monitoring_role_without_wcperfs_schema_still_gets_the_rest(bulk_url: str) -> None:
+    """pg_monitor alone: wcperf's job rows are left out, nothing else fails."""
+    import uuid
+
+    role = f"wcperf_mon_{uuid.uuid4().hex[:8]}"
+    with admin.connect(bulk_url, autocommit=True) as conn:
+        assert conn.execute("select to_regclass('wcperf.bulk_jobs')").fetchone()[0]  # type: ignore[index]
+        conn.execute(f"create role {role} login in role pg_monitor")
+    try:
+        url = bulk_url.replace("://postgres@", f"://{role}@")
+        with admin.connect(url, autocommit=True) as conn:
+            snap = Collector(conn, None, "x:", Targets()).collect()
+        assert snap.database is not None and snap.database.jobs == {}
+        assert snap.database.max_connections > 0
+        body = exposition(lambda: snap)
+        assert "wcperf_db_connections" in body and "wcperf_bulk_jobs{" not in body
+    finally:
+        with admin.connect(bulk_url, autocommit=True) as conn:
+            conn.execute(f"drop role {role}")

@@ -149,11 +149,15 @@ select status, count(*), extract(epoch from max(updated_at))
 def job_counts(conn: psycopg.Connection) -> tuple[dict[str, int], dict[str, float]]:
     """wcperf's own job rows by status, and when one last changed into each; empty
     where wcperf's schema was never created."""
-    row = conn.execute("select to_regclass('wcperf.bulk_jobs')").fetchone()
-    if row is None or row[0] is None:
+    try:
+        row = conn.execute("select to_regclass('wcperf.bulk_jobs')").fetchone()
+        if row is None or row[0] is None:
+            return {}, {}
+        rows = conn.execute(_JOBS).fetchall()
+    except psycopg.errors.InsufficientPrivilege:  # a monitoring role without wcperf's schema
         return {}, {}
     counts, changed = {}, {}
-    for status, n, at in conn.execute(_JOBS):
+    for status, n, at in rows:
         counts[str(status)], changed[str(status)] = int(n), float(at)
     return counts, changed
 
