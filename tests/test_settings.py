@@ -55,12 +55,22 @@ def test_application_name_names_the_command() -> None:
         {"REDIS_URL": "http://h"},
         {"WCPERF_LOCAL_PG": "nohostport"},
         {"WCPERF_POOL_SIZE": "0"},
+        {"WCPERF_SLOW_MS": "nan"},
+        {"WCPERF_N_PLUS_ONE_WINDOW_S": "inf"},
+        {"WCPERF_STATUS_INTERVAL_S": "0"},
+        {"WCPERF_POOL_CHECK_IDLE_S": "-1"},
+        {"WCPERF_POOL_CHECK_IDLE_S": "nan"},
     ],
 )
 def test_bad_settings_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError) as info:
         check(Settings.from_env(env))
     assert "s3cret" not in str(info.value)
+
+
+def test_the_pool_check_may_be_asked_for_every_time() -> None:
+    assert Settings.from_env({"WCPERF_POOL_CHECK_IDLE_S": "0"}).pool.check_idle_s == 0.0
+    assert Settings.from_env({}).pool.check_idle_s == 1.0
 
 
 def test_home_and_local_addresses() -> None:
