@@ -87,15 +87,28 @@ async def _settle(pilot: Any, app: MonitorApp, refreshes: int = 1) -> None:
 
 
 def _fits(app: MonitorApp, width: int, height: int) -> None:
-    """Every visible widget within the screen; what is inside a scrolling container (a
-    table's rows, the trends) scrolls there, and the container itself must fit."""
+    """Every visible widget within the screen and the footer below the tables; only
+    what is inside a table or a scrolling list (rows, the trends) scrolls, there."""
+    from textual.containers import VerticalScroll
+    from textual.widgets import Footer
+
+    scrollers = (DataTable, VerticalScroll)
+    checked = 0
     for widget in app.screen.query("*"):
         if not widget.display or widget.region.area == 0:
             continue
-        if any(getattr(a, "is_scrollable", False) for a in widget.ancestors if a is not app.screen):
+        if any(isinstance(a, scrollers) for a in widget.ancestors):
             continue
         r = widget.region
         assert r.x >= 0 and r.right <= width and r.bottom <= height, (widget, r)
+        checked += 1
+    assert checked >= 1
+    if app.screen is app.screen_stack[0]:
+        assert checked >= 4  # status, tabs, a note, the table or the trends, the footer
+        footer = app.query_one(Footer).region
+        assert footer.bottom == height and footer.width == width  # no screen scrollbar
+        tabs = app.query_one("#tabs", TabbedContent).region
+        assert tabs.bottom <= footer.y  # the tables end above the keys, none hidden
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 50)])

@@ -196,6 +196,8 @@ class DrillDown(ModalScreen[None]):
 class MonitorApp(App[None]):
     TITLE = "wcperf monitor"
     CSS = """
+    Screen { overflow: hidden; }
+    #tabs { height: 1fr; }
     #status { height: 1; background: $primary-background; padding: 0 1; }
     #filter { display: none; height: 3; }
     #filter.shown { display: block; }
