@@ -762,6 +762,51 @@ def test_live_latency_is_judged_against_its_level_before_the_job(
     client.close()
 
 
+@pytest.mark.alone  # latency figures
+def test_no_baseline_is_taken_from_a_degraded_window_and_the_target_holds_alone(
+    bulk_db: Database, settings: Settings, redis_url: str, redis_prefix: str
+) -> None:
+    """Started while the nurses are already slow, the job takes no baseline from it
+    (the ratio stays unknown) and the absolute P99 signal pauses it; once they are
+    fast again, that is the baseline."""
+    import redis
+
+    from wcperf.jobs.signals import SignalReader
+
+    other_settings = replace(settings, redis_prefix=redis_prefix, command="nurses")
+    client = redis.Redis.from_url(redis_url)
+    limits = Thresholds.parse("live_p99_ms=3")
+    with (
+        Database(bulk_db.url, other_settings) as other,
+        Observer(other, other_settings, redis_url=redis_url, interval_s=60) as observer,
+        admin.connect(bulk_db.url, autocommit=True) as lease,
+    ):
+
+        def traffic(sql: str, times: int = 220) -> None:
+            with other.engine.connect() as conn:
+                for _ in range(times):
+                    conn.exec_driver_sql(sql)
+            assert observer.publish()
+
+        reader = SignalReader(bulk_db, lease, ("students",), redis_client=client,
+                              prefix=redis_prefix, baseline_limit_ms=3.0)  # fmt: skip
+        traffic("select pg_sleep(0.006)")
+        assert reader.others(force=True)["live_p99_ms"] is None  # a first reading
+        traffic("select pg_sleep(0.006)")
+        seen = reader.others(force=True)
+        assert seen["live_p99_ms"] is not None and seen["live_p99_ms"] >= 6
+        assert seen["live_p99_ratio"] is None and reader.baseline_p99_us is None
+        assert any("no latency baseline yet" in n for n in reader.notes)
+        decision = decide(reader.read(), limits)
+        assert decision.state == "pause" and "other wcperf processes' P99" in decision.reason
+        traffic("select 1", times=400)
+        fast = reader.others(force=True)
+        assert fast["live_p99_ms"] is not None and fast["live_p99_ms"] < 3
+        assert fast["live_p99_ratio"] == 1.0 and reader.baseline_p99_us is not None
+        assert reader.baseline_p99_us < 3_000 and reader.notes == []
+    client.close()
+
+
 def test_reassign_atomic_gives_out_what_batches_give(
     bulk_template: str, bulk_db: Database, settings: Settings
 ) -> None:

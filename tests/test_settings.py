@@ -68,6 +68,16 @@ def test_bad_settings_are_refused(env: dict[str, str]) -> None:
     assert "s3cret" not in str(info.value)
 
 
+def test_the_p99_target_is_the_bulk_jobs_absolute_latency_limit() -> None:
+    assert Settings.from_env({}).bulk.throttle["live_p99_ms"] == (1000.0, None)
+    moved = Settings.from_env({"WCPERF_TARGETS": "p99_ms=300"})
+    assert moved.bulk.throttle["live_p99_ms"] == (300.0, None)
+    given = Settings.from_env(
+        {"WCPERF_TARGETS": "p99_ms=300", "WCPERF_THROTTLE": "live_p99_ms=500:900"}
+    )
+    assert given.bulk.throttle["live_p99_ms"] == (500.0, 900.0)
+
+
 def test_the_pool_check_may_be_asked_for_every_time() -> None:
     assert Settings.from_env({"WCPERF_POOL_CHECK_IDLE_S": "0"}).pool.check_idle_s == 0.0
     assert Settings.from_env({}).pool.check_idle_s == 1.0

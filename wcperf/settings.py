@@ -82,6 +82,7 @@ THROTTLE_LIMITS: dict[str, tuple[float | None, float | None]] = {
     "others_waiting": (6, 50),
     "others_util_pct": (95, None),
     "live_p99_ratio": (1.5, None),
+    "live_p99_ms": (1000.0, None),  # SPEC's P99 target; WCPERF_TARGETS' p99_ms moves it
     "active_backends": (16, 128),
     "lock_waits": (1, 20),
     "autovacuum": (None, None),
@@ -208,6 +209,13 @@ class Settings:
         if pg_environment:
             r.origins["pg_environment"] = "$PG*"
         d_monitor, d_bulk = MonitorSettings(), BulkSettings()
+        targets = Targets.parse(r.get("WCPERF_TARGETS", "monitor.targets"))
+        throttle_raw = r.get("WCPERF_THROTTLE", "bulk.throttle")
+        throttle = parse_throttle(throttle_raw)
+        if "live_p99_ms" not in (throttle_raw or ""):  # the P99 target is the absolute limit
+            throttle["live_p99_ms"] = (targets.p99_ms, None)
+            if "monitor.targets" in r.origins:
+                r.origins["bulk.throttle.live_p99_ms"] = r.origins["monitor.targets"]
         settings = cls(
             database_url=r.get("WCPERF_DATABASE_URL", "database_url")
             or r.get("DATABASE_URL", "database_url"),
@@ -248,11 +256,11 @@ class Settings:
                     r.get("WCPERF_N_PLUS_ONE_WINDOW_S", "monitor.n_plus_one_window_s"),
                     d_monitor.n_plus_one_window_s,
                 ),
-                targets=Targets.parse(r.get("WCPERF_TARGETS", "monitor.targets")),
+                targets=targets,
                 server_log=r.get("WCPERF_SERVER_LOG", "monitor.server_log") or "",
             ),
             bulk=BulkSettings(
-                throttle=parse_throttle(r.get("WCPERF_THROTTLE", "bulk.throttle")),
+                throttle=throttle,
                 max_workload=_positive_int(
                     "WCPERF_MAX_WORKLOAD",
                     r.get("WCPERF_MAX_WORKLOAD", "bulk.max_workload") or str(d_bulk.max_workload),
@@ -300,7 +308,8 @@ class Settings:
                     given = self.origins.get(name, "default")
                     rows.extend(
                         (f"{name}.{k}", ":".join("-" if v is None else f"{v:g}" for v in pair),
-                         given if pair != THROTTLE_LIMITS.get(k) else "default")
+                         "default" if pair == THROTTLE_LIMITS.get(k)
+                         else self.origins.get(f"{name}.{k}", given))
                         for k, pair in value.items()
                     )  # fmt: skip
                     continue

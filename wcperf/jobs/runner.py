@@ -204,6 +204,7 @@ class Runner:
                 redis_client=self.redis_client,
                 prefix=self.prefix,
                 own_source=self.own_source,
+                baseline_limit_ms=self.options.thresholds.pause_of("live_p99_ms"),
             )
             try:
                 if self.options.atomic:

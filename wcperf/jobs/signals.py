@@ -5,11 +5,14 @@ reading never queues behind a pool that is full: a full pool is exactly when the
 answer matters. One round trip to PostgreSQL; other processes' pools come from
 their published Snapshots, read at most twice a second (they publish once a second).
 
-The live-latency signal compares what the other processes' queries took in the
-last window (the difference of their cumulative HDR histograms between two
-readings) with the same figure measured before the job's first batch: the job
-backs off when it measurably slows the nurses down, on any server, without a
-threshold in milliseconds to tune.
+The live-latency signals read what the other processes' queries took in the last
+window (the difference of their cumulative HDR histograms between two readings):
+`live_p99_ratio` against the same figure measured before the job's first batch,
+so the job backs off when it measurably slows the nurses down, on any server,
+without a threshold in milliseconds to tune; and `live_p99_ms` as it is, against
+the P99 target, so a job never runs the nurses past it whatever its baseline. A
+baseline is never taken from a window already over the target: a job started on
+a degraded system would otherwise call the degradation normal.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class SignalReader:
         prefix: str = "wcperf:",
         own_source: str = "",
         others_every_s: float = 0.5,
+        baseline_limit_ms: float | None = None,
     ) -> None:
         self.db, self.conn = db, conn
         self.oids = table_oids(conn, tables)
@@ -81,8 +85,11 @@ class SignalReader:
         self._seen: dict[str, dict[int, int]] = {}  # each publisher's cumulative latencies
         self._taken: dict[str, float] = {}  # ... and when its Snapshot was taken
         self._ratio: float | None = None
+        self._p99_ms: float | None = None
         self.baseline_p99_us: int | None = None
+        self.baseline_limit_ms = baseline_limit_ms  # no baseline from a window over this
         self.notes: list[str] = []
+        self._baseline_note = ""
 
     def prime(self, wait_s: float = 1.1) -> None:
         """Measure the other processes' P99 before the job starts (one window, ~1 s)."""
@@ -127,12 +134,14 @@ class SignalReader:
             self.notes = [note]
             self._others = dict.fromkeys(_OTHERS)
             return self._others
-        self.notes = []
         pools = [p for snap in snaps for p in snap.pools]
+        ratio = self._latency(snaps)
+        self.notes = [self._baseline_note] if self._baseline_note else []
         self._others = {
             "others_waiting": float(sum(p.waiting for p in pools)),
             "others_util_pct": max((p.utilisation_pct for p in pools), default=0.0),
-            "live_p99_ratio": self._latency(snaps),
+            "live_p99_ratio": ratio,
+            "live_p99_ms": self._p99_ms,
         }
         return self._others
 
@@ -157,7 +166,16 @@ class SignalReader:
         if sum(recent.values()) < MIN_SAMPLES:
             return self._ratio
         p99 = hdr.counts_percentile(recent, 99)
+        self._p99_ms = round(p99 / 1000, 3)
         if self.baseline_p99_us is None:
+            limit = self.baseline_limit_ms
+            if limit is not None and self._p99_ms > limit:
+                self._baseline_note = (
+                    f"no latency baseline yet: the other processes' P99 is {self._p99_ms:.0f} ms,"
+                    f" over its {limit:g} ms target already"
+                )
+                return self._ratio
+            self._baseline_note = ""
             self.baseline_p99_us = p99
             # Traffic to protect, the job's effect not yet seen: assume it is felt.
             self._ratio = 1.0
@@ -167,4 +185,4 @@ class SignalReader:
         return self._ratio
 
 
-_OTHERS = ("others_waiting", "others_util_pct", "live_p99_ratio")
+_OTHERS = ("others_waiting", "others_util_pct", "live_p99_ratio", "live_p99_ms")

@@ -38,6 +38,7 @@ _READS = {  # how each signal reads in a reason
     "others_waiting": "other wcperf pools: {v:g} requests waiting",
     "others_util_pct": "another wcperf pool: {v:.0f} % in use",
     "live_p99_ratio": "other wcperf processes' P99 {v:.2f}x its level before the job",
+    "live_p99_ms": "other wcperf processes' P99 {v:.0f} ms",
     "active_backends": "database: {v:g} active backends",
     "lock_waits": "{v:g} sessions waiting on locks on the job's tables",
     "autovacuum": "autovacuum on {v:g} of the job's tables",
@@ -55,6 +56,10 @@ MIN_TARGET = 0.25  # batches aim down to this share of the target time
 @dataclass(frozen=True)
 class Thresholds:
     limits: dict[str, Limit] = field(default_factory=lambda: {k: v[1] for k, v in SIGNALS.items()})
+
+    def pause_of(self, signal: str) -> float | None:
+        limit = self.limits.get(signal)
+        return limit.pause if limit is not None else None
 
     @classmethod
     def of(cls, limits: Mapping[str, tuple[float | None, float | None]]) -> Thresholds:
