@@ -37,6 +37,8 @@ def two_process_run(bulk_template: str, tmp_path_factory: pytest.TempPathFactory
                       "--warmup", "1s", "--json", str(folder / "r.json"),
                       "--html", str(folder / "r.html"), "--csv", str(folder / "r"))  # fmt: skip
         assert run.returncode == 0, run.stdout + run.stderr
+        # the command itself never imports locust (gevent would patch it after psycopg)
+        assert "MonkeyPatchWarning" not in run.stderr, run.stderr
         yield Run(json.loads((folder / "r.json").read_text()), folder)
     finally:
         admin.drop_database(url)

@@ -8,6 +8,7 @@ import hashlib
 import platform
 import time
 from datetime import UTC, datetime
+from importlib import metadata
 from typing import Any
 
 from psycopg import sql
@@ -26,8 +27,6 @@ def _iso(at: float) -> str:
 
 def describe(scenario: Scenario, database_url: str, *, processes: int, seed: int) -> dict[str, Any]:
     """The run's metadata, taken as it starts; `finish` adds its end."""
-    import locust
-
     file_digest = None
     if scenario.path is not None and scenario.path.is_file():
         file_digest = hashlib.sha256(scenario.path.read_bytes()).hexdigest()[:16]
@@ -45,10 +44,18 @@ def describe(scenario: Scenario, database_url: str, *, processes: int, seed: int
         "seed": seed,
         "wcperf_version": __version__,
         "python_version": platform.python_version(),
-        "locust_version": locust.__version__,
+        # from its metadata, not `import locust`: that would monkey-patch this process
+        "locust_version": _version("locust"),
         "server_version": server,
         "dataset": dataset,
     }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def finish(meta: dict[str, Any]) -> dict[str, Any]:
