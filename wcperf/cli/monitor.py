@@ -21,7 +21,7 @@ from wcperf.observe.prometheus import Exporter, check_bind, server
 from wcperf.observe.server_watch import LogWatch
 from wcperf.observe.statements import StatementRates
 from wcperf.observe.windows import Windows
-from wcperf.settings import PortSettings
+from wcperf.settings import PortSettings, Settings
 from wcperf.views import live as live_view
 from wcperf.views.tables import frame
 
@@ -45,7 +45,9 @@ def _server_log_option() -> Any:
 @contextlib.contextmanager
 def _collector(
     ctx: typer.Context, server_log: str | None = None, *, from_start: bool = False
-) -> Iterator[Collector]:
+) -> Iterator[tuple[Collector, str, Settings]]:
+    """The monitor's collection, with the database URL and settings it resolved (once:
+    resolving again would announce the servers again)."""
     url, settings = postgres(ctx, "monitor", statements=True)
     endpoint = redis_endpoint(ctx, "monitor")
     client = None
@@ -75,16 +77,20 @@ def _collector(
                 raise ConfigError(f"--server-log {spec}: {exc}") from None
         rates, windows = StatementRates(), Windows()
         history = History(client, settings.redis_prefix)
-        yield Collector(
-            conn,
-            client,
-            settings.redis_prefix,
-            settings.monitor.targets,
-            redis_note=note,
-            server_log=watch,
-            statements=rates,
-            windows=windows,
-            history=history,
+        yield (
+            Collector(
+                conn,
+                client,
+                settings.redis_prefix,
+                settings.monitor.targets,
+                redis_note=note,
+                server_log=watch,
+                statements=rates,
+                windows=windows,
+                history=history,
+            ),
+            url,
+            settings,
         )
     finally:
         if watch is not None:
@@ -113,7 +119,7 @@ def live(
     the start of its current file).
     """
     interval = limits.number("--interval", interval, 0.1, limits.MAX_INTERVAL_S)  # nan, too
-    with _collector(ctx, server_log, from_start=once) as collector:
+    with _collector(ctx, server_log, from_start=once) as (collector, url, settings):
         if once:
             out.print(frame(collector.collect()))
             return
@@ -122,7 +128,6 @@ def live(
             return
         from wcperf.views.monitor_app import MonitorApp
 
-        url, settings = postgres(ctx, "monitor")
         with _planner(url, settings.application_name) as explain:
             MonitorApp(collector.collect, interval, points=collector.points, explain=explain).run()
 
@@ -161,7 +166,7 @@ def snapshot(
     With --server-log, every application's statements in the server's current log
     file, from its start.
     """
-    with _collector(ctx, server_log, from_start=True) as collector:
+    with _collector(ctx, server_log, from_start=True) as (collector, _, _):
         snap = collector.collect()
     if json_out:
         out.print(snap.to_json(derived=True), markup=False, highlight=False, soft_wrap=True)
@@ -194,7 +199,7 @@ def check(
 
     window = limits.number("--window", window, 1.0, 300.0)
     try:
-        with _collector(ctx, server_log) as collector:
+        with _collector(ctx, server_log) as (collector, _, _):
             collector.collect()
             time.sleep(window)
             verdict = health(collector.collect())
@@ -223,7 +228,7 @@ def serve(
 ) -> None:
     """Prometheus exposition of the same figures, collected afresh on every scrape."""
     check_bind(host, token)
-    with _collector(ctx, server_log) as collector:
+    with _collector(ctx, server_log) as (collector, _, _):
         httpd = server(Exporter(collector.collect, lambda: collector.published), host, port, token)
         err.print(
             f"serving metrics on http://{host}:{httpd.server_port}/metrics "

@@ -316,9 +316,18 @@ class MonitorApp(App[None]):
         for make in GRIDS:
             grid = make(snap, self.mode)
             self.grids[grid.name] = grid
-            self._fill(grid)
+        self._fill_shown()
         self._trends(snap)
         self._status()
+
+    def _fill_shown(self) -> None:
+        """Only the table on screen is redrawn; another is filled when its tab opens."""
+        grid = self.grids.get(self._current())
+        if grid is not None:
+            self._fill(grid)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self._fill_shown()
 
     def _fill(self, grid: Grid) -> None:
         table = self._q(f"#grid-{grid.name}", DataTable)
@@ -454,8 +463,7 @@ class MonitorApp(App[None]):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.needle = event.value.strip()
-        for grid in self.grids.values():
-            self._fill(grid)
+        self._fill_shown()
         self._status()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -470,8 +478,7 @@ class MonitorApp(App[None]):
         box.remove_class("shown")
         box.disabled = True
         self.needle = ""
-        for grid in self.grids.values():
-            self._fill(grid)
+        self._fill_shown()
         self._status()
         self._focus_table()
 
