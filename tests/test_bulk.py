@@ -19,7 +19,7 @@ from wcperf.cache.tiered import QueryCache
 from wcperf.db import admin
 from wcperf.db.engine import Database
 from wcperf.errors import ConfigError, RefusedError
-from wcperf.jobs import launch, store
+from wcperf.jobs import launch, signals, store
 from wcperf.jobs.base import Plan
 from wcperf.jobs.grade_transition import GradeTransition
 from wcperf.jobs.nurse_reassign import NurseReassign, balance
@@ -504,6 +504,163 @@ def test_each_commit_bumps_the_cache(bulk_db: Database, redis_url: str, redis_pr
         cache.close()
 
 
+class Reads:
+    """Cached hot-path reads through a cache that sees only the jobs' bumps: whether each
+    read came from the cache or the database."""
+
+    def __init__(self, db: Database, cache: QueryCache) -> None:
+        from sqlalchemy.orm import Session
+
+        self.session, self.cache = Session(db.engine), cache
+
+    def loaded(self, read: Any, *args: Any) -> tuple[bool, Any]:
+        self.session.rollback()  # a fresh snapshot: what a new request sees
+        loads = self.cache.counts["loads"]
+        value = read(self.session, *args, cache=self.cache)
+        return self.cache.counts["loads"] > loads, value
+
+
+def _bucket(table: str, **value: Any) -> str:
+    from wcperf.cache import scopes
+
+    return scopes.rows(table, **value)[1]
+
+
+def test_a_batch_spares_the_cached_pages_of_students_it_did_not_change(
+    bulk_db: Database, redis_url: str, redis_prefix: str
+) -> None:
+    """A transition of one school: every cached page that shows none of its students is
+    still a hit; every page that shows one is read afresh with the new grade; a page
+    not scoped to students (the day's calendar) is read afresh too."""
+    from wcperf.workload.hot_paths import (
+        appointment_calendar,
+        graduating_students,
+        health_timeline,
+        student_dashboard,
+    )
+
+    cache = QueryCache(redis_url, secret=b"k" * 32, prefix=redis_prefix)
+    reads = Reads(bulk_db, cache)
+    try:
+        before = rows_by_id(bulk_db.url)
+        moving = [r for r in before.values() if eligible(r) and r[1] == SCHOOL[0]]
+        others = [r for r in before.values() if eligible(r) and r[1] != SCHOOL[0]][:300]
+        nurses = sorted({r[2] for r in others if r[2] is not None} - {r[2] for r in moving})
+        day = rows(bulk_db.url, 'select min("scheduledAt")::date from appointments')[0][0]
+        pages: list[tuple[str, Any, tuple[Any, ...], bool]] = []  # (what, read, args, moved)
+        for r in moving[:40] + others:
+            touched = r[1] == SCHOOL[0]
+            pages += [("detail", student_detail, (r[0],), touched)]
+            pages += [("timeline", health_timeline, (r[0],), touched)]
+        pages += [("dashboard", student_dashboard, (NURSE,), True)]
+        pages += [("dashboard", student_dashboard, (n,), False) for n in nurses]
+        pages += [("graduating", graduating_students, (SCHOOL[0],), True)]
+        pages += [("graduating", graduating_students, (s,), False) for s in SCHOOL[1:]]
+        for _, read, args, _ in pages:
+            reads.loaded(read, *args)
+        assert not any(reads.loaded(read, *args)[0] for _, read, args, _ in pages)  # cached
+        reads.loaded(appointment_calendar, day)
+
+        job_id = start(bulk_db, grade_plan(bulk_db, [SCHOOL[0]]))
+        outcome = Runner(
+            bulk_db, GradeTransition(), job_id, RunOptions(batch_size=100), bump=cache.bump
+        ).run()
+        assert outcome.job.rows_done == len(moving) and outcome.batches > 2
+
+        # Buckets are the cache's precision: a spared page shares none with a moved one.
+        moved_buckets = {_bucket("students", id=r[0]) for r in moving}
+        moved_buckets |= {_bucket("students", nurseId=r[2]) for r in moving}
+        moved_buckets |= {_bucket("students", schoolId=SCHOOL[0])}
+        spared = 0
+        for what, read, args, touched in pages:
+            scope = {"detail": "id", "timeline": "id", "dashboard": "nurseId"}.get(what, "schoolId")
+            shares = _bucket("students", **{scope: args[0]}) in moved_buckets
+            loaded, value = reads.loaded(read, *args)
+            if touched:
+                assert loaded, (what, args)
+            elif not shares:
+                assert not loaded, (what, args)  # still the cached page
+                spared += 1
+            if what == "detail" and touched:
+                assert value["grade"] == NEXT_GRADE[before[args[0]][3]]
+        assert spared > len(pages) / 2  # the precision is worth something
+        assert reads.loaded(appointment_calendar, day)[0]
+    finally:
+        reads.session.close()
+        cache.close()
+
+
+def test_a_district_wide_transition_goes_school_by_school(bulk_db: Database) -> None:
+    """Each batch holds one school's students or the next few schools', never a slice of
+    every school; a job begun in key order by an earlier wcperf resumes safely."""
+    bumps: list[dict[str, Any]] = []
+    plan = grade_plan(bulk_db)
+    job_id = start(bulk_db, plan)
+    # An earlier wcperf's checkpoint: key order, far along. School order starts afresh.
+    with admin.connect(bulk_db.url, autocommit=True) as conn:
+        top = conn.execute("select id from students order by id desc limit 1").fetchone()
+        assert top is not None
+        conn.execute(
+            "update wcperf.bulk_jobs set checkpoint = %s where id = %s",
+            (psycopg.types.json.Jsonb({"last_id": str(top[0])}), job_id),
+        )
+    outcome = Runner(
+        bulk_db,
+        GradeTransition(),
+        job_id,
+        RunOptions(batch_size=150),
+        bump=lambda *tables, placed: bumps.append(placed),
+    ).run()
+    assert outcome.job.rows_done == plan.total
+    schools_per_batch = [len({r["schoolId"] for r in b["students"]}) for b in bumps]
+    assert len(bumps) == math.ceil(plan.total / 150) and max(schools_per_batch) <= 2
+    moved = rows(
+        bulk_db.url,
+        "select count(*), count(distinct student_id) from wcperf.promotions where job_id = %s",
+        (job_id,),
+    )
+    assert moved == [(plan.total, plan.total)]  # everyone once
+
+
+def test_a_reassignment_and_its_revert_refresh_both_nurses_pages(
+    bulk_db: Database, redis_url: str, redis_prefix: str
+) -> None:
+    """A student who changes nurse leaves one dashboard and joins another: both are read
+    afresh (the batch places the rows where they were and where they are), a third
+    nurse's page stays cached; and again when the revert moves them back."""
+    from wcperf.workload.hot_paths import student_dashboard
+
+    cache = QueryCache(redis_url, secret=b"k" * 32, prefix=redis_prefix)
+    reads = Reads(bulk_db, cache)
+    to, third = EXTRA_NURSES[0], EXTRA_NURSES[1]
+    assert len({_bucket("students", nurseId=n) for n in (NURSE, to, third)}) == 3
+    try:
+
+        def ids(nurse: uuid.UUID) -> tuple[bool, set[Any]]:
+            loaded, page = reads.loaded(student_dashboard, nurse, 1, 1000)
+            return loaded, {s["id"] for s in page["students"]}
+
+        mine, theirs = ids(NURSE)[1], ids(to)[1]
+        ids(third)
+        assert mine and not ids(NURSE)[0]
+        job = start(bulk_db, reassign_plan(bulk_db, to))
+        Runner(bulk_db, NurseReassign(), job, RunOptions(batch_size=100), bump=cache.bump).run()
+        assert ids(NURSE) == (True, set())
+        assert ids(to) == (True, theirs | mine)
+        assert not ids(third)[0]
+        kind = Revert()
+        plan = launch.plan(bulk_db, lambda c: kind.plan(c, kind.args(job)))
+        Runner(
+            bulk_db, kind, start(bulk_db, plan), RunOptions(batch_size=100), bump=cache.bump
+        ).run()
+        assert ids(NURSE) == (True, mine)
+        assert ids(to) == (True, theirs)
+        assert not ids(third)[0]
+    finally:
+        reads.session.close()
+        cache.close()
+
+
 # -- control and backpressure --------------------------------------------------------------
 class Watch:
     """Progress reports as the display gets them, and a way to wait for one."""
@@ -719,7 +876,11 @@ def test_thresholds_decide_slow_pause_and_abort() -> None:
 
 @pytest.mark.alone  # a latency ratio
 def test_live_latency_is_judged_against_its_level_before_the_job(
-    bulk_db: Database, settings: Settings, redis_url: str, redis_prefix: str
+    bulk_db: Database,
+    settings: Settings,
+    redis_url: str,
+    redis_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Another wcperf process's queries slow down tenfold: the job pauses and says so."""
     import redis
@@ -759,6 +920,13 @@ def test_live_latency_is_judged_against_its_level_before_the_job(
         decision = decide(reader.read(), Thresholds())
         assert decision.state == "pause"
         assert "other wcperf processes' P99" in decision.reason
+        # The nurses' load ends: nothing new for QUIET_S, and the job is not held for good.
+        monkeypatch.setattr(signals, "QUIET_S", 0.0)
+        quiet = reader.others(force=True)
+        assert quiet["live_p99_ratio"] is None and quiet["live_p99_ms"] is None
+        assert decide(reader.read(), Thresholds()).state == "go"
+        traffic("select pg_sleep(%s)", (max(0.003, 3 * baseline_us / 1e6),), times=220)
+        assert (reader.others(force=True)["live_p99_ratio"] or 0) > 1.5  # back when they are
     client.close()
 
 

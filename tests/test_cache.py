@@ -680,6 +680,32 @@ def test_every_write_to_a_reads_rows_bumps_a_name_the_read_depends_on() -> None:
         scopes.rows("appointments", nurseId=three)
 
 
+def test_a_students_write_reaches_the_reads_of_its_rows_and_no_others() -> None:
+    """Students are scoped by id, nurse and school: a write placed by all three reaches
+    those reads and every unscoped one; one that names the id only reaches every read of
+    a nurse or a school (it may have moved the student between them)."""
+    student, other = S[3], S[4]
+    by_id = set(scopes.rows("students", id=student))
+    mine, theirs = (
+        set(scopes.rows("students", nurseId=NURSE[3])),
+        set(scopes.rows("students", nurseId=NURSE[4])),
+    )
+    school = set(scopes.rows("students", schoolId=S[0]))
+    row = {"id": student, "nurseId": NURSE[3], "schoolId": S[0]}
+    names = scopes.written("students", [row])
+    assert "students" in names  # an unscoped read (the day's calendar) is not spared
+    assert by_id & names and mine & names and school & names
+    assert not set(scopes.rows("students", id=other)) & names and not theirs & names
+    assert theirs & scopes.written("students", [row, row | {"nurseId": NURSE[4]}])  # a move
+    pinned_by_id = scopes.written("students", [{"id": student}])
+    assert by_id & pinned_by_id and theirs & pinned_by_id and school & pinned_by_id
+    assert not set(scopes.rows("students", id=other)) & pinned_by_id
+    # More buckets than the bound: one unplaced name per scope instead of thousands.
+    many = [{"id": uuid.UUID(int=i), "nurseId": NURSE[3], "schoolId": S[0]} for i in range(9000)]
+    wide = scopes.written("students", many)
+    assert len(wide) < 10 and by_id & wide and not theirs & wide
+
+
 def test_a_process_keeps_a_bounded_set_of_generation_names(
     db: Database, cache: QueryCache, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -689,7 +715,8 @@ def test_a_process_keeps_a_bounded_set_of_generation_names(
         seven = hp.health_timeline(s, S[7], cache=cache)
         for student in (S[8], S[9]):
             hp.health_timeline(s, student, cache=cache)
-        assert sum("." in n for n in cache.generations.values) == 3
+        # Each timeline depends on its student's records' bucket and its student's.
+        assert sum("." in n for n in cache.generations.values) == 2 * 3
         client = redis_lib.Redis.from_url(redis_url)
         cache.generations.refresh(client)
         client.close()

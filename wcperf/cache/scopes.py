@@ -1,10 +1,12 @@
 """Generation names: what a cached read depends on, and what a write invalidates.
 
 A whole-table generation makes every write kill every entry that read the table:
-one new health record and every cached timeline of the district is gone. So a
+one new health record and every cached timeline of the district is gone, and a
+year-end job's batch of students every cached page that shows a student. So a
 few tables are also scoped by a column or a pair of columns (a student's
-records; a day's appointments; one nurse's appointments that day), in buckets of
-those columns' values.
+records; a day's appointments; one nurse's appointments that day; one student,
+one nurse's students, one school's students), in buckets of those columns'
+values: 65,536 for one student's rows, 4,096 for the others.
 
 For a read of the rows of `table` where the scope's columns equal given values,
 the entry depends on two names: `table!scope` (a write whose rows we could not
@@ -14,11 +16,12 @@ bumps.
 
 A write is placed only when it provably touches rows of known values: an INSERT
 whose rows give the columns values, or an UPDATE/DELETE whose WHERE pins the
-columns to one value each and whose SET leaves them alone (`placing`). Anything
-else (raw SQL, INSERT ... SELECT, an UPDATE that moves rows between values, a
-bulk job) bumps the whole table, so a wrong guess can only cost hits, never
-serve a stale entry. Buckets hold ids and days, never PHI, and bound the number
-of generation keys in Redis.
+columns to one value each and whose SET leaves them alone (`placing`), or a bulk
+job's batch, which returns every scoped column's values (before and after) of
+each row it changed. Anything else (raw SQL, INSERT ... SELECT, an UPDATE that
+moves rows between values) bumps every scope of the table, so a wrong guess can
+only cost hits, never serve a stale entry. Buckets hold ids and days, never PHI,
+and bound the number of generation keys in Redis.
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ from datetime import date, datetime
 from typing import Any
 
 BUCKETS = 4096
+# One student's rows: a bucket per ~15 students of a 1 M district, so a year-end batch
+# of a thousand students bumps 1.5 % of them, not the quarter 4,096 buckets would.
+STUDENT_BUCKETS = 65536
+# A write over more buckets of one scope than this bumps the scope's unplaced name
+# instead: one INCR in place of thousands, for the few entries that would survive.
+MAX_PLACED = 4096
 UNPLACED = object()
 
 
@@ -59,6 +68,7 @@ def _id(value: Any) -> Any:
 class Scope:
     table: str
     columns: tuple[tuple[str, Callable[[Any], Any]], ...]  # (column, how a value is reduced)
+    buckets: int = BUCKETS
 
     @functools.cached_property
     def name(self) -> str:
@@ -77,11 +87,16 @@ class Scope:
             if value is UNPLACED:
                 return None
             parts.append(value.isoformat() if isinstance(value, date) else str(value))
-        return f"{self.name}.{zlib.crc32(chr(31).join(parts).encode()) % BUCKETS}"
+        return f"{self.name}.{zlib.crc32(chr(31).join(parts).encode()) % self.buckets}"
 
 
 SCOPED: dict[str, tuple[Scope, ...]] = {
-    "health_records": (Scope("health_records", (("studentId", _id),)),),
+    "students": (
+        Scope("students", (("id", _id),), STUDENT_BUCKETS),
+        Scope("students", (("nurseId", _id),)),
+        Scope("students", (("schoolId", _id),)),
+    ),
+    "health_records": (Scope("health_records", (("studentId", _id),), STUDENT_BUCKETS),),
     "appointments": (
         Scope("appointments", (("scheduledAt", _day),)),
         Scope("appointments", (("scheduledAt", _day), ("nurseId", _id))),
@@ -116,8 +131,8 @@ def written(table: str, placed: Iterable[Mapping[str, Any]] | None = None) -> se
     names = {table}
     placed = list(placed or ())
     for scope in SCOPED.get(table, ()):
-        buckets = [scope.bucket(row) for row in placed] or [None]
-        if None in buckets:
+        buckets = {scope.bucket(row) for row in placed} or {None}
+        if None in buckets or len(buckets) > MAX_PLACED:
             names.add(scope.unplaced)
         else:
             names.update(b for b in buckets if b)

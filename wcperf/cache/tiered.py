@@ -249,9 +249,12 @@ class QueryCache:
         self.l1.put(key, L1Entry(value, gens, tables, time.monotonic() + ttl, size, kind))
 
     # -- writing ------------------------------------------------------------------
-    def bump(self, *tables: str) -> None:
-        """After a commit that wrote `tables` anywhere: every entry that read them is dead."""
-        self._bump(set().union(*(written(t) for t in tables)))
+    def bump(self, *tables: str, placed: Mapping[str, list[dict[str, Any]]] | None = None) -> None:
+        """After a commit that wrote `tables`: every entry that read them is dead, but for
+        a table in `placed` (the scoped columns of each row written, `scopes.written`)
+        only the entries that read those rows or read the table unscoped."""
+        placed = placed or {}
+        self._bump(set().union(*(written(t, placed.get(t)) for t in tables)))
 
     def _bump(self, names: Collection[str]) -> None:
         self.generations.bump(names)

@@ -63,6 +63,9 @@ class BatchResult:
     counts: dict[str, int]  # added to the job's counts
     done: bool
     scanned: int | None = None  # what the batch size measures, when not rows changed
+    # Per table written, the scoped columns' values of each row changed (before and
+    # after): what the cache bumps (`scopes.written`). A table absent is bumped whole.
+    placed: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 class JobKind(Protocol):
@@ -74,6 +77,23 @@ class JobKind(Protocol):
     def batch(self, conn: Connection, job: Job, limit: int) -> BatchResult: ...
 
     def apply_all(self, conn: Connection, job: Job) -> BatchResult: ...
+
+
+# What a batch returns of each student it changed, for the cache: `array_agg` of this
+# over its changed rows, `t` as they are now, `o` (when given) as they were.
+PLACED = 'array_agg(array[{t}.id, {t}."nurseId", {t}."schoolId"])'
+MOVED = 'array_agg(array[{t}.id, {t}."nurseId", {t}."schoolId", {o}."nurseId", {o}."schoolId"])'
+
+
+def placed_students(rows: list[list[Any]] | None) -> dict[str, list[dict[str, Any]]]:
+    """The cache's view of a batch (`PLACED` or `MOVED`): the students it changed, by id,
+    nurse and school, where they were and where they are."""
+    out: list[dict[str, Any]] = []
+    for r in rows or ():
+        out.append({"id": r[0], "nurseId": r[1], "schoolId": r[2]})
+        if len(r) == 5 and (r[3], r[4]) != (r[1], r[2]):
+            out.append({"id": r[0], "nurseId": r[3], "schoolId": r[4]})
+    return {"students": out}
 
 
 def one(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> Any:

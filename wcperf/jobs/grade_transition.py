@@ -19,13 +19,16 @@ from sqlalchemy import Connection
 
 from wcperf.errors import ConfigError
 from wcperf.jobs.base import (
+    PLACED,
     BatchResult,
     Breakdown,
     Plan,
     as_user,
     ids_sample,
     missing_ids,
+    one,
     parse_uuid,
+    placed_students,
 )
 from wcperf.jobs.claims import Claims
 from wcperf.jobs.store import Job
@@ -33,6 +36,7 @@ from wcperf.jobs.undo import NIL, Undo
 from wcperf.platform import GRADES, NEXT_GRADE
 
 LADDER = {"from": list(NEXT_GRADE), "to": list(NEXT_GRADE.values())}
+_NO_SCHOOL, _END = "no school", "end"  # where a batch stands past the last school
 GRADUATE = GRADES[-1]
 
 
@@ -52,11 +56,12 @@ def _eligible(schools: list[str], keyset: bool = False) -> str:
     return where
 
 
-# One statement per batch: lock the next students, move them up, write their ledger.
+# One statement per school a batch reaches: lock its next students, move them up,
+# write their ledger.
 _BATCH = """
 with batch as (
   select s.id, s.grade, s."updatedAt", s."updatedBy" from students s
-   where s.id > %(last)s and {eligible}
+   where {school} and s.id > %(last)s and {eligible}
    order by s.id limit %(n)s for update
 ), ladder as (
   select * from unnest(%(from)s::text[], %(to)s::text[]) as l(grade, next)
@@ -64,7 +69,7 @@ with batch as (
   update students s set grade = l.next, "updatedAt" = now(), "updatedBy" = %(by)s
     from batch b join ladder l on l.grade = b.grade
    where s.id = b.id
-  returning s.id, b.grade as from_grade, l.next as to_grade,
+  returning s.id, s."nurseId", s."schoolId", b.grade as from_grade, l.next as to_grade,
             b."updatedAt" as prev_at, b."updatedBy" as prev_by
 ), ledger as (
   insert into wcperf.promotions (student_id, school_year, job_id, from_grade, to_grade,
@@ -72,8 +77,8 @@ with batch as (
   select id, %(year)s, %(job)s, from_grade, to_grade, now(), prev_at, prev_by from moved
 )
 select (select id from batch order by id desc limit 1),
-       count(*), count(*) filter (where to_grade = %(graduate)s) from moved
-"""
+       count(*), count(*) filter (where to_grade = %(graduate)s), {placed} from moved
+""".replace("{placed}", PLACED.format(t="moved"))
 _ALL = """
 with ladder as (
   select * from unnest(%(from)s::text[], %(to)s::text[]) as l(grade, next)
@@ -188,25 +193,61 @@ class GradeTransition:
         return plan
 
     def batch(self, conn: Connection, job: Job, limit: int) -> BatchResult:
-        """The next `limit` eligible students after the checkpoint, by key."""
-        last = job.checkpoint.get("last_id", NIL)
-        params = {
-            **self._params(job.args, job.plan["cutoff"]),
-            "last": last,
-            "n": limit,
-            "job": job.id,
-        }
-        top, changed, graduated = conn.exec_driver_sql(
-            _BATCH.format(eligible=_eligible(job.args["schools"], keyset=True)), params
-        ).one()
-        if top is None:
+        """The next `limit` eligible students after the checkpoint, school by school and
+        by key within each: a batch changes the students of one school or a few, so the
+        cache loses those schools' and nurses' pages, not a page of every nurse's.
+
+        A checkpoint without a school (none yet, or a job begun in key order by an
+        earlier wcperf) starts from the first school; the ledger skips whoever moved.
+        """
+        school = job.checkpoint.get("school") or self._next_school(conn, job.args, None)
+        last = job.checkpoint.get("last_id", NIL) if job.checkpoint.get("school") else NIL
+        if school == _END:
             return BatchResult(0, {}, {}, done=True)
+        params = {**self._params(job.args, job.plan["cutoff"]), "job": job.id}
+        eligible = _eligible(job.args["schools"], keyset=True)
+        changed = graduated = 0
+        placed: list[list[Any]] = []
+        while changed < limit and school != _END:
+            where = (
+                's."schoolId" is null'
+                if school == _NO_SCHOOL
+                else 's."schoolId" = %(school)s::uuid'
+            )
+            top, moved, up, rows = conn.exec_driver_sql(
+                _BATCH.format(school=where, eligible=eligible),
+                {**params, "school": school, "last": last, "n": limit - changed},
+            ).one()
+            if top is None:  # this school is done: the next one, from its first key
+                school, last = self._next_school(conn, job.args, school), NIL
+                continue
+            changed, graduated, last = changed + moved, graduated + up, str(top)
+            placed += rows or []
         return BatchResult(
             changed,
-            {"last_id": str(top)},
+            {"school": school, "last_id": last},
             {"promoted": changed - graduated, "graduated": graduated},
             done=False,
+            placed=placed_students(placed),
         )
+
+    @staticmethod
+    def _next_school(conn: Connection, args: dict[str, Any], after: str | None) -> str:
+        """The school after `after` in key order (the named ones, or every school that has
+        students), then the students of no school (a district-wide run), then the end."""
+        if after == _NO_SCHOOL:
+            return _END
+        if args["schools"]:
+            later = [s for s in args["schools"] if after is None or s > after]
+            return later[0] if later else _END
+        found = one(
+            conn,
+            'select "schoolId"::text from students where "schoolId" is not null'
+            + (' and "schoolId" > %(after)s::uuid' if after else "")
+            + ' order by "schoolId" limit 1',  # an index probe (there is no min(uuid))
+            {"after": after},
+        )
+        return found or _NO_SCHOOL
 
     def apply_all(self, conn: Connection, job: Job) -> BatchResult:
         """One statement: every eligible student and its ledger row."""

@@ -21,7 +21,16 @@ from typing import Any
 from sqlalchemy import Connection
 
 from wcperf.errors import ConfigError, RefusedError
-from wcperf.jobs.base import BatchResult, Breakdown, Plan, as_user, one, parse_uuid
+from wcperf.jobs.base import (
+    MOVED,
+    BatchResult,
+    Breakdown,
+    Plan,
+    as_user,
+    one,
+    parse_uuid,
+    placed_students,
+)
 from wcperf.jobs.claims import Claims
 from wcperf.jobs.store import Job
 from wcperf.jobs.undo import NIL, Undo
@@ -37,13 +46,13 @@ _ACTIVE = 's."isActive" and s."deletedAt" is null'
 
 _MOVE = """
 with old as (  -- locked by the batch's SELECT ... FOR UPDATE already
-  select id, "nurseId", "updatedAt", "updatedBy" from students
+  select id, "nurseId", "schoolId", "updatedAt", "updatedBy" from students
    where id = any(%(ids)s::uuid[])
 ), moved as (
   update students s set "nurseId" = m.nurse, "updatedAt" = now(), "updatedBy" = %(by)s
     from old o join unnest(%(ids)s::uuid[], %(nurses)s::uuid[]) as m(id, nurse) on m.id = o.id
    where s.id = o.id
-  returning s.id, m.nurse
+  returning s.id, m.nurse, s."nurseId", s."schoolId"
 ), history as (
   insert into wcperf.student_moves (job_id, student_id, from_nurse_id, to_nurse_id,
                                     applied_at, prev_updated_at, prev_updated_by)
@@ -51,8 +60,8 @@ with old as (  -- locked by the batch's SELECT ... FOR UPDATE already
     from old o join moved m on m.id = o.id
   on conflict (job_id, student_id) do nothing
 )
-select count(*) from moved
-"""
+select count(*), {moved} from moved m join old o on o.id = m.id
+""".replace("{moved}", MOVED.format(t="m", o="o"))
 
 
 def balance(
@@ -202,14 +211,18 @@ class NurseReassign:
         if not ids:
             return BatchResult(0, {}, {}, done=True)
         nurses = slots[: len(ids)]
-        moved = conn.exec_driver_sql(
+        moved, placed = conn.exec_driver_sql(
             _MOVE,
             {"ids": ids, "nurses": nurses, "by": job.args.get("as_user"), "job": job.id},
-        ).scalar_one()
+        ).one()
         for n in nurses:
             assigned[n] = assigned.get(n, 0) + 1
         return BatchResult(
-            moved, {"last_id": ids[-1], "assigned": assigned}, {"moved": moved}, done=False
+            moved,
+            {"last_id": ids[-1], "assigned": assigned},
+            {"moved": moved},
+            done=False,
+            placed=placed_students(placed),
         )
 
     def apply_all(self, conn: Connection, job: Job) -> BatchResult:

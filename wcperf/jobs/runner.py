@@ -278,7 +278,7 @@ class Runner:
     def _after_commit(self, result: BatchResult) -> None:
         self._run_rows += result.rows
         if self.bump is not None and result.rows:
-            self.bump(*self.kind.tables)
+            self.bump(*self.kind.tables, placed=result.placed)
 
     def _atomic(self, reader: SignalReader) -> Outcome:
         decision = self._decide(reader)

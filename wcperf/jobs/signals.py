@@ -28,6 +28,9 @@ from wcperf.observe.collect import published
 
 MIN_SAMPLES = 200  # fewer queries in a window say nothing about a P99
 RATIO_ALPHA = 0.5  # weight of the newest window in the smoothed latency ratio
+# Fewer than MIN_SAMPLES new queries for this long: nobody left to protect (the load
+# ended, its processes exited, the nurses went home), so the latency signals lapse.
+QUIET_S = 5.0
 
 # Locks and vacuums are matched by table OID and database: a database cloned from
 # another on the same server has the same OIDs.
@@ -86,6 +89,7 @@ class SignalReader:
         self._taken: dict[str, float] = {}  # ... and when its Snapshot was taken
         self._ratio: float | None = None
         self._p99_ms: float | None = None
+        self._heard_at = time.monotonic()  # when a window last held MIN_SAMPLES
         self.baseline_p99_us: int | None = None
         self.baseline_limit_ms = baseline_limit_ms  # no baseline from a window over this
         self.notes: list[str] = []
@@ -149,7 +153,8 @@ class SignalReader:
         """Their P99 over the last window, as a multiple of the P99 before the job.
 
         Only publishers with a newer Snapshot than last time count; a reading with
-        nothing new keeps the last figure rather than forgetting it.
+        nothing new keeps the last figure rather than forgetting it, for QUIET_S: a
+        job paused by a load that has since ended must not stay paused for good.
         """
         recent: dict[int, int] = {}
         for snap in snaps:
@@ -164,7 +169,10 @@ class SignalReader:
                     recent[value] = recent.get(value, 0) + n
             self._seen[name], self._taken[name] = now, taken
         if sum(recent.values()) < MIN_SAMPLES:
+            if time.monotonic() - self._heard_at > QUIET_S:
+                self._ratio = self._p99_ms = None
             return self._ratio
+        self._heard_at = time.monotonic()
         p99 = hdr.counts_percentile(recent, 99)
         self._p99_ms = round(p99 / 1000, 3)
         if self.baseline_p99_us is None:

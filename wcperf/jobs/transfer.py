@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 
 from wcperf.errors import ConfigError
 from wcperf.jobs.base import (
+    MOVED,
     BatchResult,
     Breakdown,
     Plan,
@@ -31,6 +32,7 @@ from wcperf.jobs.base import (
     ids_sample,
     missing_ids,
     parse_uuid,
+    placed_students,
 )
 from wcperf.jobs.claims import Claims
 from wcperf.jobs.store import Job
@@ -53,7 +55,7 @@ with target as (
      set "schoolId" = target.id, "districtId" = target."districtId", "nurseId" = null,
          "updatedAt" = now(), "updatedBy" = %(by)s
     from old, target where s.id = old.id
-  returning s.id
+  returning s.id, s."nurseId", s."schoolId"
 ), history as (
   insert into wcperf.student_moves
          (job_id, student_id, from_school_id, to_school_id, from_district_id, to_district_id,
@@ -65,8 +67,8 @@ with target as (
     from old, target
   on conflict (job_id, student_id) do nothing
 )
-select count(*) from moved
-"""
+select count(*), {moved} from moved m join old o on o.id = m.id
+""".replace("{moved}", MOVED.format(t="m", o="o"))
 _HEADERS = ("id", "studentid", "student_id")
 
 
@@ -240,7 +242,7 @@ class Transfer:
         ids = self._next_ids(conn, job, limit)
         if not ids:
             return BatchResult(0, {}, {}, done=True)
-        moved = conn.exec_driver_sql(
+        moved, placed = conn.exec_driver_sql(
             _MOVE,
             {
                 "ids": ids,
@@ -249,9 +251,13 @@ class Transfer:
                 "by": job.args.get("as_user"),
                 "reason": job.plan.get("reason"),
             },
-        ).scalar_one()
+        ).one()
         return BatchResult(
-            moved, {"last_id": ids[-1]}, {"moved": moved, "skipped": len(ids) - moved}, False
+            moved,
+            {"last_id": ids[-1]},
+            {"moved": moved, "skipped": len(ids) - moved},
+            False,
+            placed=placed_students(placed),
         )
 
     def apply_all(self, conn: Connection, job: Job) -> BatchResult:

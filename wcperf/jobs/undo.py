@@ -14,10 +14,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from wcperf.jobs.base import BatchResult
+from wcperf.jobs.base import MOVED, BatchResult, placed_students
 from wcperf.jobs.store import Job
 
 NIL = "00000000-0000-0000-0000-000000000000"  # below every UUID: where a keyset starts
+_MOVED = MOVED.format(t="k", o="w")
 
 
 @dataclass(frozen=True)
@@ -32,18 +33,21 @@ class Undo:
           select * from {self.ledger} b
            where b.job_id = %(target)s and b.reverted_by is null and b.student_id > %(last)s
            order by b.student_id limit %(n)s
+        ), was as (  -- where the cache last saw them: the statement's snapshot
+          select s.id, s."nurseId", s."schoolId" from students s join batch b on s.id = b.student_id
         ), back as (
           update students s set {self.restore}, "updatedAt" = b.prev_updated_at,
                                 "updatedBy" = b.prev_updated_by
             from batch b
            where s.id = b.student_id and s."updatedAt" = b.applied_at and {self.unchanged}
-          returning s.id
+          returning s.id, s."nurseId", s."schoolId"
         ), marked as (
           update {self.ledger} m set reverted_by = %(job)s
             from back where m.student_id = back.id and m.job_id = %(target)s
         )
         select (select student_id from batch order by student_id desc limit 1),
-               (select count(*) from batch), (select count(*) from back)
+               (select count(*) from batch), (select count(*) from back),
+               (select {_MOVED} from back k join was w on w.id = k.id)
         """
 
     def plan(self, conn: Connection, target: Job) -> dict[str, int]:
@@ -63,7 +67,7 @@ class Undo:
             "last": job.checkpoint.get("last_id", NIL),
             "n": limit,
         }
-        top, scanned, back = conn.exec_driver_sql(self._batch_sql(), params).one()
+        top, scanned, back, placed = conn.exec_driver_sql(self._batch_sql(), params).one()
         if top is None:
             return BatchResult(0, {}, {}, done=True)
         return BatchResult(
@@ -72,4 +76,5 @@ class Undo:
             {"restored": back, "changed_since": scanned - back},
             done=False,
             scanned=scanned,
+            placed=placed_students(placed) if limit is not None else {},
         )

@@ -110,7 +110,7 @@ def student_dashboard(
         "dashboard",
         q.student_list,
         {"nurse_id": nurse_id, "page": page, "size": page_size},
-        ("students", "users"),
+        (*scopes.rows("students", nurseId=nurse_id), "users"),
         load,
     )
 
@@ -149,7 +149,10 @@ def health_timeline(
         "timeline_type" if typed else "timeline",
         (lambda: q.health_timeline(None, "")) if typed else q.health_timeline,
         {"student_id": student_id, "type": record_type, "page": page, "size": page_size},
-        (*scopes.rows("health_records", studentId=student_id), "students"),
+        (
+            *scopes.rows("health_records", studentId=student_id),
+            *scopes.rows("students", id=student_id),
+        ),
         load,
     )
 
@@ -181,7 +184,7 @@ def graduating_students(
         "graduating",
         q.graduating,
         {"school_id": school_id},
-        ("students", "health_records", "appointments"),
+        (*scopes.rows("students", schoolId=school_id), "health_records", "appointments"),
         load,
     )
 
@@ -324,7 +327,7 @@ def student_detail(
         "detail",
         q.student_detail,
         {"student_id": student_id},
-        ("students", "users", "schools", "emergency_contacts"),
+        (*scopes.rows("students", id=student_id), "users", "schools", "emergency_contacts"),
         load,
     )
 
