@@ -680,6 +680,27 @@ def test_every_write_to_a_reads_rows_bumps_a_name_the_read_depends_on() -> None:
         scopes.rows("appointments", nurseId=three)
 
 
+def test_hits_and_loads_are_counted_per_read_path(
+    db: Database, cache: QueryCache, redis_url: str, redis_prefix: str
+) -> None:
+    other = _other(redis_url, redis_prefix, db)
+    try:
+        with Session(db.engine) as s:
+            for _ in range(3):
+                hp.health_timeline(s, S[7], cache=cache)
+            hp.student_detail(s, S[7], cache=cache)
+            hp.student_detail(s, S[7], cache=other)  # another process: an L2 hit there
+        assert cache.stats().reads == {"student health timeline": [2, 1], "student detail": [0, 1]}
+        assert other.stats().reads == {"student detail": [1, 0]}
+        both = cache.stats()
+        both.extend(other.stats())
+        assert both.read_rates()["student detail"] == {"hits": 1, "loads": 1, "hit_rate_pct": 50.0}
+        cache.reset_counts()
+        assert cache.stats().read_rates() == {} and cache.counts["l1_hits"] == 0
+    finally:
+        other.close()
+
+
 def test_a_students_write_reaches_the_reads_of_its_rows_and_no_others() -> None:
     """Students are scoped by id, nurse and school: a write placed by all three reaches
     those reads and every unscoped one; one that names the id only reaches every read of

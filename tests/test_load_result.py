@@ -37,7 +37,9 @@ def _worker(rng: random.Random, n: int, errors: int) -> tuple[Snapshot, list[int
         ),
         faults=Faults(redis_outages=1, redis_outage_s=0.5),
     )
-    cache = CacheFigures(hits=90, misses=10)
+    cache = CacheFigures(
+        hits=90, misses=10, reads={"student detail": [60, 5], "student list": [30, 5]}
+    )
     return Snapshot(taken_at=0, cache=cache, load=run), values
 
 
@@ -61,11 +63,15 @@ def test_workers_merge_exactly_and_survive_json() -> None:
     assert (run.pool.max_size, run.pool.peak_in_use, run.pool.requests_queued) == (20, 14, 8)
     assert run.pool.mean_wait_ms == 5.0 and run.pool.peak_utilisation_pct == 70.0
     assert run.faults.redis_outages == 2 and merged.cache.hit_rate_pct == 90.0
+    assert merged.cache.reads == {"student detail": [120, 10], "student list": [60, 10]}
     doc = document(merged, judge(merged, Targets(), ["p99_ms"]))
     assert doc["overall"]["count"] == 10_000
     assert doc["overall"]["error_pct"] == 0.04
     assert doc["overall"]["p99_ms"] == hdr.percentile_ms(union, 99)
     assert doc["verdict"]["checks"][0]["target"] == "p99_ms"
+    assert doc["cache"]["reads"]["student detail"] == {
+        "hits": 120, "loads": 10, "hit_rate_pct": 92.3
+    }  # fmt: skip
 
 
 def test_a_statements_window_is_what_it_did_after_the_first_reading() -> None:

@@ -59,6 +59,10 @@ def test_school_day_measures_every_operation_and_writes_json_and_html(
     assert set(verdict) == {"p50_ms", "p95_ms", "p99_ms", "cache_hit_pct", "error_pct"}
     assert all(c["passed"] for c in verdict.values()) and "PASS" in run.stdout
     assert result["cache"]["hit_rate_pct"] == verdict["cache_hit_pct"]["value"] > 80
+    reads = result["cache"]["reads"]  # per read path, adding up to the whole
+    assert {"student detail", "student list"} <= set(reads)
+    assert sum(r["hits"] for r in reads.values()) == result["cache"]["hits"]
+    assert sum(r["loads"] for r in reads.values()) == result["cache"]["misses"]
     ops = result["operations"]
     assert sum(o["count"] for o in ops.values()) == result["overall"]["count"] > 20
     for o in ops.values():  # the reported percentiles are the histogram's own

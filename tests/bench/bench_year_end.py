@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
                 "loads": cache.get("loads"),
                 **{k: o[k] for k in ("count", "rps", "errors", "p50_ms", "p95_ms", "p99_ms")},
                 "job": job,
+                "reads": cache.get("reads", {}),
                 "operations": {
                     op: {k: f[k] for k in ("count", "p50_ms", "p95_ms", "p99_ms")}
                     for op, f in result["operations"].items()
@@ -112,6 +113,10 @@ def main(argv: list[str] | None = None) -> None:
             f"  {name:<23} cache hit {r['hit_rate_pct']:5.1f} %  P50 {r['p50_ms']:6.2f} ms"
             f"  P95 {r['p95_ms']:7.2f} ms  P99 {r['p99_ms']:7.2f} ms  {r['rps']:,.0f}/s{extra}"
         )
+    print("  hit rate per read, alone → with the job:")
+    for read, f in floor["reads"].items():
+        with_job = ours["reads"].get(read, {}).get("hit_rate_pct")
+        print(f"    {read:<34} {f['hit_rate_pct']:5.1f} % → {with_job} %")
     gap = floor["hit_rate_pct"] - ours["hit_rate_pct"]
     print(
         f"  → hit rate {gap:+.1f} points below the load alone (goal: within 10);"

@@ -11,6 +11,7 @@ from tests.bench import (
     bench_monitor,
     bench_seed,
     bench_server_log,
+    bench_year_end,
 )
 
 
@@ -29,6 +30,8 @@ def main() -> None:
     bench_cache.main([])
     print("\n== bulk: grade transition vs. one UPDATE; nurses' reads during the job ==")
     bench_bulk.main([])
+    print("\n== year-end: school-day's cache and latency with grade transitions vs. alone ==")
+    bench_year_end.main([])
     print("\n== loadtest: point reads vs. pgbench; school-day at 200 users ==")
     bench_loadtest.main([])
 

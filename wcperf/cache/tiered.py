@@ -83,6 +83,7 @@ class QueryCache:
         socket_timeout_s: float = 0.25,
     ) -> None:
         self.counts = dict.fromkeys(COUNTS, 0)
+        self.reads: dict[str, list[int]] = {}  # read path -> [hits, loads]
         self.l1 = L1(l1_size)
         self.prefix = prefix
         self._secret = secret
@@ -118,13 +119,19 @@ class QueryCache:
         tables: tuple[str, ...],
         loader: Callable[[], T],
         ttl_s: int | None = None,
+        read: str | None = None,
     ) -> T:
+        """`read` names the read path in the per-read counts (its kind if not given)."""
         key = (kind, model, statement, _freeze(params))
         local = self.generations.local
+        counted = self.reads.get(read or kind)
+        if counted is None:
+            counted = self.reads[read or kind] = [0, 0]
         entry = self.l1.get(key)
         if entry is not None:
             if entry.gens == local(tables):
                 self.counts["l1_hits"] += 1
+                counted[0] += 1
                 return entry.value
             self.counts["l1_stale"] += 1
             self.l1.drop(key)
@@ -140,6 +147,7 @@ class QueryCache:
                     self.link.recovered()
                 if value is not MISS:
                     self.counts["l2_hits"] += 1
+                    counted[0] += 1
                     self._remember(key, kind, tables, value, size, gens)
                     return value
                 self.counts["l2_misses"] += 1
@@ -152,19 +160,23 @@ class QueryCache:
             flight.event.wait(self._lock_ttl_ms / 1000 * 2)
             if flight.ok:
                 self.counts["coalesced"] += 1
+                counted[0] += 1
                 return flight.value
         else:
             # A leader that just finished may have filled L1 after our L2 read.
             entry = self.l1.get(key)
             if entry is not None and entry.gens == gens:
                 self.counts["coalesced"] += 1
+                counted[0] += 1
                 flight.land(entry.value)
                 self._flights.end(key, flight)
                 return entry.value
         try:
+            loads = self.counts["loads"]
             value = self._load(
                 key, rkey, kind, tables, gens, loader, ttl_s or TTL_S.get(kind, 300), use_redis
             )
+            counted[self.counts["loads"] > loads] += 1  # another process's value is a hit
             flight.land(value)
             return value
         finally:
@@ -297,11 +309,18 @@ class QueryCache:
             self.link.failed()
             return dropped
 
+    def reset_counts(self) -> None:
+        """Start counting afresh (a load's warm-up ends); entries and generations stay."""
+        self.counts.update(dict.fromkeys(self.counts, 0))
+        for counted in self.reads.values():
+            counted[:] = [0, 0]
+
     def stats(self) -> CacheFigures:
         """This process's figures: the Snapshot's cache section."""
         c = self.counts
         outages = self.outage_figures()
         return CacheFigures(
+            reads={name: list(counts) for name, counts in self.reads.items()},
             mode=self.mode(),
             hits=c["l1_hits"] + c["l2_hits"] + c["coalesced"],
             misses=c["loads"],

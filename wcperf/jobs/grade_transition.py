@@ -41,15 +41,16 @@ GRADUATE = GRADES[-1]
 
 
 def _eligible(schools: list[str], keyset: bool = False) -> str:
-    """Who moves. With `keyset`, the ledger lookup is bounded to the batch's key range too:
-    without it the planner's anti-join walks the whole ledger from its first key on every
-    batch, and the job slows quadratically (seen: 900 rows/s at 1 M students)."""
+    """Who moves. With `keyset` (one school's next students), the ledger is probed once per
+    student: `offset 0` keeps the NOT EXISTS a per-row subplan. As a join, the planner
+    walks the ledger's index from its first key to the school's last (its ids span every
+    key) on every batch, and the job slows quadratically as the ledger fills."""
     where = (
         's."isActive" and s."deletedAt" is null and s.grade = any(%(from)s)'
         " and coalesce(s.\"createdAt\", '-infinity') <= %(cutoff)s"
         " and not exists (select 1 from wcperf.promotions p where p.student_id = s.id"
         " and p.school_year = %(year)s and p.reverted_by is null"
-        + (" and p.student_id > %(last)s)" if keyset else ")")
+        + (" offset 0)" if keyset else ")")
     )
     if schools:
         where += ' and s."schoolId" = any(%(schools)s::uuid[])'
@@ -240,14 +241,14 @@ class GradeTransition:
         if args["schools"]:
             later = [s for s in args["schools"] if after is None or s > after]
             return later[0] if later else _END
-        found = one(
+        found = one(  # an index probe (there is no min(uuid)); ordered by the uuid itself
             conn,
-            'select "schoolId"::text from students where "schoolId" is not null'
-            + (' and "schoolId" > %(after)s::uuid' if after else "")
-            + ' order by "schoolId" limit 1',  # an index probe (there is no min(uuid))
+            'select s."schoolId" from students s where s."schoolId" is not null'
+            + (' and s."schoolId" > %(after)s::uuid' if after else "")
+            + ' order by s."schoolId" limit 1',
             {"after": after},
         )
-        return found or _NO_SCHOOL
+        return str(found) if found else _NO_SCHOOL
 
     def apply_all(self, conn: Connection, job: Job) -> BatchResult:
         """One statement: every eligible student and its ledger row."""

@@ -240,7 +240,22 @@ table.meta td:last-child{{text-align:left}}
         )
     }
 <h2>Cache and pool</h2>
-{_table(["figure", "value"], [[k, v] for k, v in {**result["cache"], **result["pool"]}.items()])}
+{
+        _table(
+            ["figure", "value"],
+            [[k, v] for k, v in {**result["cache"], **result["pool"]}.items() if k != "reads"],
+        )
+    }
+<h3>Cache per read</h3>
+{
+        _table(
+            ["read", "hits", "loads", "hit rate %"],
+            [
+                [name, r["hits"], r["loads"], r["hit_rate_pct"]]
+                for name, r in (result["cache"].get("reads") or {}).items()
+            ],
+        )
+    }
 </body></html>
 """
 

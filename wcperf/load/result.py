@@ -74,6 +74,7 @@ def document(
             "hits": cache.hits if cache else 0,
             "misses": cache.misses if cache else 0,
             "hit_rate_pct": cache.hit_rate_pct if cache else None,
+            "reads": cache.read_rates() if cache else {},
         },
         "pool": {
             "processes": run.processes,

@@ -265,7 +265,7 @@ class Load:
         self.phase.settle()
         self.measures.reset()
         if self.cache is not None:
-            self.cache.counts.update(dict.fromkeys(self.cache.counts, 0))
+            self.cache.reset_counts()
             self._outages_before = self.cache.outage_figures()
         self.peak.update(in_use=0, waiting=0)
         self._before = {q.fingerprint: q for q in self.observer.snapshot().queries}

@@ -204,11 +204,22 @@ class CacheFigures:
     redis_outages: int = 0
     redis_outage_s: float = 0.0
     tiers: dict[str, CacheTier] = field(default_factory=dict)
+    # Per read path (a hot query's name): [hits, loads]. Which read a job or a write
+    # costs its hits is what an operator asks first when the rate falls.
+    reads: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def hit_rate_pct(self) -> float | None:
         lookups = self.hits + self.misses
         return round(100 * self.hits / lookups, 1) if lookups else None
+
+    def read_rates(self) -> dict[str, dict[str, Any]]:
+        """Each read path's hits, loads and hit rate, most looked-up first."""
+        return {
+            name: {"hits": h, "loads": n, "hit_rate_pct": round(100 * h / (h + n), 1)}
+            for name, (h, n) in sorted(self.reads.items(), key=lambda kv: -sum(kv[1]))
+            if h + n
+        }
 
     def extend(self, other: CacheFigures) -> None:
         """Another process's figures added to these; the mode is the newest one's."""
@@ -217,6 +228,10 @@ class CacheFigures:
         self.mode = other.mode or self.mode
         for name, tier in other.tiers.items():
             self.tiers.setdefault(name, CacheTier(entries=None)).extend(tier)
+        for name, (hits, loads) in other.reads.items():
+            mine = self.reads.setdefault(name, [0, 0])
+            mine[0] += hits
+            mine[1] += loads
 
     def serialize(self) -> dict[str, Any]:
         return asdict(self) | {"hit_rate_pct": self.hit_rate_pct}

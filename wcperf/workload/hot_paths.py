@@ -54,7 +54,9 @@ def _cached(
 ) -> T:
     if cache_ is None:
         return load()
-    return cache_.get_or_load(query.kind, model, _text(op, build), params, tables, load)
+    return cache_.get_or_load(
+        query.kind, model, _text(op, build), params, tables, load, read=query.name
+    )
 
 
 def _student(s: Student) -> dict[str, Any]:
