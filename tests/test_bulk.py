@@ -556,6 +556,10 @@ def test_a_batch_spares_the_cached_pages_of_students_it_did_not_change(
         pages += [("dashboard", student_dashboard, (n,), False) for n in nurses]
         pages += [("graduating", graduating_students, (SCHOOL[0],), True)]
         pages += [("graduating", graduating_students, (s,), False) for s in SCHOOL[1:]]
+        # A nurse's calendar shows her appointments' students: the school's nurse's is
+        # read afresh, the others' (none of whose appointments are with them) are not.
+        pages += [("calendar", appointment_calendar, (day, NURSE), True)]
+        pages += [("calendar", appointment_calendar, (day, n), False) for n in nurses]
         for _, read, args, _ in pages:
             reads.loaded(read, *args)
         assert not any(reads.loaded(read, *args)[0] for _, read, args, _ in pages)  # cached
@@ -571,10 +575,22 @@ def test_a_batch_spares_the_cached_pages_of_students_it_did_not_change(
         moved_buckets = {_bucket("students", id=r[0]) for r in moving}
         moved_buckets |= {_bucket("students", nurseId=r[2]) for r in moving}
         moved_buckets |= {_bucket("students", schoolId=SCHOOL[0])}
+        seen_by = rows(
+            bulk_db.url,
+            'select distinct "nurseId" from appointments where "studentId" = any(%s)',
+            ([r[0] for r in moving],),
+        )
+        moved_buckets |= {_bucket("students", appointmentNurseId=n) for (n,) in seen_by}
+        assert not {n for (n,) in seen_by} & set(nurses)
         spared = 0
         for what, read, args, touched in pages:
-            scope = {"detail": "id", "timeline": "id", "dashboard": "nurseId"}.get(what, "schoolId")
-            shares = _bucket("students", **{scope: args[0]}) in moved_buckets
+            scope, value = {
+                "detail": ("id", args[0]),
+                "timeline": ("id", args[0]),
+                "dashboard": ("nurseId", args[0]),
+                "calendar": ("appointmentNurseId", args[-1]),
+            }.get(what, ("schoolId", args[0]))
+            shares = _bucket("students", **{scope: value}) in moved_buckets
             loaded, value = reads.loaded(read, *args)
             if touched:
                 assert loaded, (what, args)

@@ -5,8 +5,9 @@ one new health record and every cached timeline of the district is gone, and a
 year-end job's batch of students every cached page that shows a student. So a
 few tables are also scoped by a column or a pair of columns (a student's
 records; a day's appointments; one nurse's appointments that day; one student,
-one nurse's students, one school's students), in buckets of those columns'
-values: 65,536 for one student's rows, 4,096 for the others.
+one nurse's students, one school's students, the students on one nurse's
+calendar), in buckets of those columns' values: 65,536 for one student's rows,
+4,096 for the others.
 
 For a read of the rows of `table` where the scope's columns equal given values,
 the entry depends on two names: `table!scope` (a write whose rows we could not
@@ -95,6 +96,9 @@ SCOPED: dict[str, tuple[Scope, ...]] = {
         Scope("students", (("id", _id),), STUDENT_BUCKETS),
         Scope("students", (("nurseId", _id),)),
         Scope("students", (("schoolId", _id),)),
+        # A student as one nurse's calendar shows them: by their appointments' nurses,
+        # which only a bulk job's batch supplies (`jobs.base.on_calendars`).
+        Scope("students", (("appointmentNurseId", _id),)),
     ),
     "health_records": (Scope("health_records", (("studentId", _id),), STUDENT_BUCKETS),),
     "appointments": (

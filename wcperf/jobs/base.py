@@ -96,6 +96,26 @@ def placed_students(rows: list[list[Any]] | None) -> dict[str, list[dict[str, An
     return {"students": out}
 
 
+def on_calendars(conn: Connection, placed: dict[str, list[dict[str, Any]]]) -> None:
+    """Each changed student's rows, once per nurse whose calendar may show them (the
+    nurses of their appointments), so a nurse's calendar outlives a batch that changed
+    none of hers. Read after the batch's commit: an appointment booked while the batch
+    ran is seen, so no calendar built in between keeps the student as they were."""
+    rows = placed.get("students")
+    if not rows:
+        return
+    nurses: dict[Any, set[Any]] = {}
+    for student, nurse in conn.exec_driver_sql(
+        'select distinct "studentId", "nurseId" from appointments'
+        ' where "studentId" = any(%(ids)s::uuid[])',
+        {"ids": list({r["id"] for r in rows})},
+    ):
+        nurses.setdefault(student, set()).add(nurse)
+    placed["students"] = [
+        r | {"appointmentNurseId": n} for r in rows for n in nurses.get(r["id"]) or {None}
+    ]
+
+
 def one(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> Any:
     row = conn.exec_driver_sql(sql, params or {}).fetchone()
     return None if row is None else row[0]

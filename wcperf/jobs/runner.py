@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from wcperf.db.engine import Database, driver
 from wcperf.errors import WcperfError, database_message
 from wcperf.jobs import store
-from wcperf.jobs.base import BatchResult, JobKind, add_counts
+from wcperf.jobs.base import BatchResult, JobKind, add_counts, on_calendars
 from wcperf.jobs.signals import SignalReader
 from wcperf.jobs.states import JobStatus, Request, RunState, Verdict
 from wcperf.jobs.store import Job
@@ -278,7 +278,13 @@ class Runner:
     def _after_commit(self, result: BatchResult) -> None:
         self._run_rows += result.rows
         if self.bump is not None and result.rows:
-            self.bump(*self.kind.tables, placed=result.placed)
+            placed = {t: list(rows) for t, rows in result.placed.items()}
+            try:
+                with self.db.engine.connect() as conn:
+                    on_calendars(conn, placed)
+            except DBAPIError:  # unknown: every nurse's calendar is read afresh instead
+                pass
+            self.bump(*self.kind.tables, placed=placed)
 
     def _atomic(self, reader: SignalReader) -> Outcome:
         decision = self._decide(reader)

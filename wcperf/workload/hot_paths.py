@@ -234,8 +234,10 @@ def appointment_calendar(
         ]
 
     scope: dict[str, Any] = {"scheduledAt": day}
+    students: tuple[str, ...] = ("students",)  # a day's calendar shows any school's
     if by_nurse:
         scope["nurseId"] = nurse_id
+        students = scopes.rows("students", appointmentNurseId=nurse_id)
     return _cached(
         cache,
         q.BY_NAME["nurse daily calendar" if by_nurse else "daily appointment schedule"],
@@ -243,7 +245,7 @@ def appointment_calendar(
         "calendar_nurse" if by_nurse else "calendar",
         (lambda: q.calendar(by_nurse=True)) if by_nurse else q.calendar,
         {"day": day.isoformat(), "nurse_id": nurse_id},
-        (*scopes.rows("appointments", **scope), "students", "users"),
+        (*scopes.rows("appointments", **scope), *students, "users"),
         load,
     )
 
