@@ -721,23 +721,31 @@ def test_a_students_write_reaches_the_reads_of_its_rows_and_no_others() -> None:
     pinned_by_id = scopes.written("students", [{"id": student}])
     assert by_id & pinned_by_id and theirs & pinned_by_id and school & pinned_by_id
     assert not set(scopes.rows("students", id=other)) & pinned_by_id
+    # A timeline reads that its student is live: a write known to change only the grade
+    # leaves it alone; one that may change anything, or deletes, does not.
+    live = set(scopes.rows("students", "live", id=student))
+    assert live.isdisjoint(scopes.written("students", [row], changed={"grade", "updatedAt"}))
+    assert by_id & scopes.written("students", [row], changed={"grade", "updatedAt"})
+    assert live & scopes.written("students", [row]) and live & scopes.written("students")
+    assert live & scopes.written("students", [row], changed={"deletedAt", "updatedAt"})
     # More buckets than the bound: one unplaced name per scope instead of thousands.
     many = [{"id": uuid.UUID(int=i), "nurseId": NURSE[3], "schoolId": S[0]} for i in range(9000)]
     wide = scopes.written("students", many)
-    assert len(wide) < 10 and by_id & wide and not theirs & wide
+    assert len(wide) < 12 and by_id & wide and not theirs & wide
 
 
 def test_a_process_keeps_a_bounded_set_of_generation_names(
     db: Database, cache: QueryCache, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Row buckets beyond the bound are forgotten and learned afresh: still hits, still fresh."""
-    monkeypatch.setattr(generations, "MAX_NAMES", 3)
+    monkeypatch.setattr(generations, "MAX_NAMES", 4)
     with Session(db.engine) as s:
         seven = hp.health_timeline(s, S[7], cache=cache)
-        for student in (S[8], S[9]):
-            hp.health_timeline(s, student, cache=cache)
-        # Each timeline depends on its student's records' bucket and its student's.
-        assert sum("." in n for n in cache.generations.values) == 2 * 3
+        hp.health_timeline(s, S[8], cache=cache)
+        # Each timeline depends on its student's records' bucket and its student's: at
+        # the bound, kept (the listener's refresh each second forgets only beyond it).
+        assert sum("." in n for n in cache.generations.values) == 2 * 2
+        hp.health_timeline(s, S[9], cache=cache)
         client = redis_lib.Redis.from_url(redis_url)
         cache.generations.refresh(client)
         client.close()

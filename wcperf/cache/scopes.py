@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -70,14 +70,23 @@ class Scope:
     table: str
     columns: tuple[tuple[str, Callable[[Any], Any]], ...]  # (column, how a value is reduced)
     buckets: int = BUCKETS
+    # A facet reads only some columns of those rows (`watches`): a write known to change
+    # none of them leaves it alone, e.g. a timeline needs its student to exist, not their
+    # grade. No facet: every column counts.
+    facet: str = ""
+    watches: frozenset[str] | None = None
+
+    @functools.cached_property
+    def _columns(self) -> str:
+        return "+".join(col for col, _ in self.columns) + (f"@{self.facet}" if self.facet else "")
 
     @functools.cached_property
     def name(self) -> str:
-        return f"{self.table}." + "+".join(col for col, _ in self.columns)
+        return f"{self.table}.{self._columns}"
 
     @functools.cached_property
     def unplaced(self) -> str:
-        return f"{self.table}!" + "+".join(col for col, _ in self.columns)
+        return f"{self.table}!{self._columns}"
 
     def bucket(self, row: Mapping[str, Any]) -> str | None:
         parts = []
@@ -94,6 +103,14 @@ class Scope:
 SCOPED: dict[str, tuple[Scope, ...]] = {
     "students": (
         Scope("students", (("id", _id),), STUDENT_BUCKETS),
+        # That a student is live, for reads that show their records, not them.
+        Scope(
+            "students",
+            (("id", _id),),
+            STUDENT_BUCKETS,
+            "live",
+            frozenset({"id", "deletedAt", "isActive"}),
+        ),
         Scope("students", (("nurseId", _id),)),
         Scope("students", (("schoolId", _id),)),
         # A student as one nurse's calendar shows them: by their appointments' nurses,
@@ -107,7 +124,7 @@ SCOPED: dict[str, tuple[Scope, ...]] = {
     ),
 }
 _BY_COLUMNS = {
-    (scope.table, frozenset(col for col, _ in scope.columns)): scope
+    (scope.table, frozenset(col for col, _ in scope.columns), scope.facet): scope
     for scopes in SCOPED.values()
     for scope in scopes
 }
@@ -118,9 +135,10 @@ def scoped_columns(table: str) -> set[str]:
 
 
 @functools.lru_cache(maxsize=8192)  # a read asks per call; the same rows come back often
-def rows(table: str, **values: Any) -> tuple[str, ...]:
-    """What a read of `table` restricted to `column = value` for each given pair depends on."""
-    scope = _BY_COLUMNS.get((table, frozenset(values)))
+def rows(table: str, facet: str = "", **values: Any) -> tuple[str, ...]:
+    """What a read of `table` restricted to `column = value` for each given pair depends on
+    (of those rows, only the `facet`'s columns when one is named)."""
+    scope = _BY_COLUMNS.get((table, frozenset(values), facet))
     if scope is None:
         raise ValueError(f"{table} has no cache scope on {', '.join(sorted(values))}")
     name = scope.bucket(values)
@@ -129,12 +147,19 @@ def rows(table: str, **values: Any) -> tuple[str, ...]:
     return (scope.unplaced, name)
 
 
-def written(table: str, placed: Iterable[Mapping[str, Any]] | None = None) -> set[str]:
+def written(
+    table: str,
+    placed: Iterable[Mapping[str, Any]] | None = None,
+    changed: Collection[str] | None = None,
+) -> set[str]:
     """What a committed write to `table` bumps. `placed` holds, for each row (or row set)
-    written, the scoped columns' values it is known to hold; None places nothing."""
+    written, the scoped columns' values it is known to hold; None places nothing.
+    `changed` is every column the write may have changed, when that is known."""
     names = {table}
     placed = list(placed or ())
     for scope in SCOPED.get(table, ()):
+        if changed is not None and scope.watches is not None and not scope.watches & set(changed):
+            continue
         buckets = {scope.bucket(row) for row in placed} or {None}
         if None in buckets or len(buckets) > MAX_PLACED:
             names.add(scope.unplaced)

@@ -261,12 +261,18 @@ class QueryCache:
         self.l1.put(key, L1Entry(value, gens, tables, time.monotonic() + ttl, size, kind))
 
     # -- writing ------------------------------------------------------------------
-    def bump(self, *tables: str, placed: Mapping[str, list[dict[str, Any]]] | None = None) -> None:
+    def bump(
+        self,
+        *tables: str,
+        placed: Mapping[str, list[dict[str, Any]]] | None = None,
+        changed: Collection[str] | None = None,
+    ) -> None:
         """After a commit that wrote `tables`: every entry that read them is dead, but for
         a table in `placed` (the scoped columns of each row written, `scopes.written`)
-        only the entries that read those rows or read the table unscoped."""
+        only the entries that read those rows or read the table unscoped, and with
+        `changed` (every column the write may have changed) none that read other columns."""
         placed = placed or {}
-        self._bump(set().union(*(written(t, placed.get(t)) for t in tables)))
+        self._bump(set().union(*(written(t, placed.get(t), changed) for t in tables)))
 
     def _bump(self, names: Collection[str]) -> None:
         self.generations.bump(names)

@@ -71,6 +71,7 @@ class BatchResult:
 class JobKind(Protocol):
     name: str
     tables: tuple[str, ...]  # what it writes: lock-wait and vacuum signals, cache bumps
+    changes: frozenset[str]  # every column it may change: a cache facet of others is spared
 
     def plan(self, conn: Connection, args: dict[str, Any]) -> Plan: ...
 

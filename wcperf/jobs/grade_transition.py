@@ -101,6 +101,7 @@ select count(*), count(*) filter (where to_grade = %(graduate)s) from moved
 class GradeTransition:
     name = "grade-transition"
     tables: tuple[str, ...] = ("students",)
+    changes = frozenset({"grade", "updatedAt", "updatedBy"})
     undo = Undo("wcperf.promotions", "grade = b.from_grade", "s.grade = b.to_grade")
 
     @staticmethod

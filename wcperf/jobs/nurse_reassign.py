@@ -87,6 +87,7 @@ def balance(
 class NurseReassign:
     name = "nurse-reassign"
     tables: tuple[str, ...] = ("students",)
+    changes = frozenset({"nurseId", "updatedAt", "updatedBy"})
     undo = Undo(
         "wcperf.student_moves",
         '"nurseId" = b.from_nurse_id',

@@ -43,6 +43,7 @@ def _target(conn: Connection, job_id: int) -> Job:
 class Revert:
     name = "revert"
     tables: tuple[str, ...] = ("students",)
+    changes = frozenset().union(*(k.changes for k in REVERTIBLE.values()))  # what it puts back
 
     @staticmethod
     def args(job_id: int) -> dict[str, Any]:

@@ -284,7 +284,7 @@ class Runner:
                     on_calendars(conn, placed)
             except DBAPIError:  # unknown: every nurse's calendar is read afresh instead
                 pass
-            self.bump(*self.kind.tables, placed=placed)
+            self.bump(*self.kind.tables, placed=placed, changed=self.kind.changes)
 
     def _atomic(self, reader: SignalReader) -> Outcome:
         decision = self._decide(reader)

@@ -135,6 +135,7 @@ def _is_uuid(cell: str) -> bool:
 class Transfer:
     name = "transfer"
     tables: tuple[str, ...] = ("students",)
+    changes = frozenset({"schoolId", "districtId", "nurseId", "updatedAt", "updatedBy"})
     undo = Undo(
         "wcperf.student_moves",
         '"schoolId" = b.from_school_id, "districtId" = b.from_district_id,'

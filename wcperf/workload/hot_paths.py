@@ -153,7 +153,7 @@ def health_timeline(
         {"student_id": student_id, "type": record_type, "page": page, "size": page_size},
         (
             *scopes.rows("health_records", studentId=student_id),
-            *scopes.rows("students", id=student_id),
+            *scopes.rows("students", "live", id=student_id),  # the records, not the student
         ),
         load,
     )
