@@ -115,7 +115,10 @@ def test_the_point_read_runs_in_autocommit_like_pgbench(bulk_url: str, settings:
         def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
             seen[op] = conn.connection.driver_connection.autocommit
 
+        found = {}
         for op in ("point_read", "student_detail"):
-            OPERATIONS[op](session, None, random.Random(3), sample)
+            found[op] = OPERATIONS[op](session, None, random.Random(3), sample)
             session.rollback()
+        assert db.figures().in_use == 0  # the point read's own connection went back
     assert seen == {"point_read": True, "student_detail": False}
+    assert found["point_read"].id == found["student_detail"]["id"]  # the same draw, read

@@ -92,6 +92,55 @@ def test_percentiles_agree_with_the_statements_measured_underneath(
         assert op[p] >= statement[p]
 
 
+MIXED = """
+users = 6
+spawn_rate = 6
+duration = "4s"
+warmup = "1s"
+think_time_ms = [2, 2]
+[[tasks]]
+op = "create_appointment"
+weight = 1
+[[tasks]]
+op = "point_read"
+weight = 1
+"""
+
+
+def test_a_writes_time_is_broken_into_its_phases(
+    bulk_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Pool wait, statements, commit, cache bump and the rest add up to the operation; the
+    statements phase is the INSERT the query monitor timed; the bound is computed."""
+    path, out = tmp_path / "mixed.toml", tmp_path / "r.json"
+    path.write_text(MIXED)
+    run = run_cli("--database-url", bulk_url, "--redis-url", redis_url, "loadtest", str(path),
+                  "--json", str(out))  # fmt: skip
+    assert run.returncode in (0, 1), run.stderr + run.stdout
+    assert "writes: where the time went" in run.stdout
+    result = json.loads(out.read_text())
+    write, read = result["operations"]["create_appointment"], result["operations"]["point_read"]
+    spent = write["phases"]
+    names = {"pool_wait", "statements", "commit", "cache_bump", "rest"}
+    assert names < set(spent) and write["count"] > 20
+    mean_ms = hdr.decode(write["hdr"]).get_mean_value() / 1000
+    assert sum(spent[n]["mean_ms"] for n in names) == pytest.approx(mean_ms, rel=0.02, abs=0.01)
+    assert sum(spent[n]["share_pct"] for n in names) == pytest.approx(100, abs=0.5)
+    assert spent["commit"]["p50_ms"] > 0 and spent["cache_bump"]["p50_ms"] > 0
+    (insert,) = [q for q in result["queries"] if q["normalized"].startswith("INSERT INTO appo")]
+    assert spent["statements"]["p50_ms"] == pytest.approx(insert["p50_ms"], rel=0.1)
+    b = spent["bound"]
+    assert b["p95_ms"] == write["p95_ms"]
+    bound = 2 * (spent["statements"]["p95_ms"] + spent["commit"]["p50_ms"])
+    assert b["bound_ms"] == pytest.approx(bound, abs=0.001)
+    assert b["within"] == (write["p95_ms"] <= b["bound_ms"])
+    # A read keeps sums alone: no histograms, no bound; autocommit, so no commit.
+    assert "bound" not in read["phases"] and "p50_ms" not in read["phases"]["statements"]
+    assert read["phases"]["commit"]["mean_ms"] == 0 and read["phases"]["statements"]["mean_ms"] > 0
+    lag = result["scheduling"]
+    assert lag["probes"] > 100 and 0 <= lag["p50_ms"] <= lag["p99_ms"]
+
+
 def test_an_impossible_target_exits_1_and_a_broken_file_exits_2(
     bulk_url: str, tmp_path: Path
 ) -> None:

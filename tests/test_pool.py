@@ -158,3 +158,80 @@ def test_a_connection_just_returned_is_handed_out_without_a_round_trip(
         with db.pool.connection() as conn:  # returned just now, but the server spoke
             assert conn.execute("select pg_backend_pid()").fetchone()[0] != victim  # type: ignore[index]
         assert len(checked) == before + 2
+
+
+def test_sqlalchemy_sets_up_each_connection_once_not_on_every_checkout(
+    database_url: str, settings: Settings
+) -> None:
+    """SQLAlchemy's connect events (the dialect's set-up) run once per psycopg connection:
+    under NullPool they ran on every checkout, and each run added one more notice handler
+    to the connection."""
+    from sqlalchemy import event
+
+    from wcperf.db.engine import driver
+
+    s = replace(settings, command="records", pool=replace(settings.pool, max_size=1, min_size=1))
+    with Database(database_url, s) as db:
+        connected: list[int] = []
+        event.listen(db.engine, "connect", lambda dbapi, record: connected.append(id(dbapi)))
+        pids = set()
+        for _ in range(20):
+            with db.engine.connect() as conn:
+                pids.add(conn.execute(text("select pg_backend_pid()")).scalar_one())
+                handlers = len(driver(conn)._notice_handlers)
+        assert len(pids) == 1 and len(connected) == 1
+        assert handlers == 1
+        # A connection SQLAlchemy invalidates is given back (it is still good here) and
+        # set up again under a new record at its next checkout; nothing is lost.
+        with db.engine.connect() as conn:
+            conn.invalidate()
+        with db.engine.connect() as conn:
+            assert conn.execute(text("select 1")).scalar_one() == 1
+        assert len(connected) == 2
+        assert db.figures().in_use == 0
+        db.engine.dispose()  # a recreated SQLAlchemy pool still borrows from the same one
+        with db.engine.connect() as conn:
+            assert conn.execute(text("select pg_backend_pid()")).scalar_one() in pids
+
+
+_UNDER_GEVENT = """
+import sys
+from gevent import monkey
+monkey.patch_all()
+import gevent, greenlet
+from dataclasses import replace
+from wcperf.db.engine import Database
+from wcperf.settings import Settings
+
+settings = Settings.from_env(command="gevent-checkout")
+settings = replace(settings, pool=replace(settings.pool, max_size=2, min_size=2))
+switched = []
+with Database(sys.argv[1], settings) as db:
+    conn = db.pool.getconn()
+    db.pool.putconn(conn)  # just returned: handed out again after the quick check
+
+    def trace(event, args):
+        if event == "switch" and args[0] is me:
+            switched.append(event)
+
+    me = greenlet.getcurrent()
+    greenlet.settrace(trace)
+    conn = db.pool.getconn()
+    in_checkout = len(switched)
+    gevent.spawn(lambda: None).join()  # a switch away, to show the tracer sees one
+    greenlet.settrace(None)
+    db.pool.putconn(conn)
+print(in_checkout, len(switched) > in_checkout)
+"""
+
+
+def test_a_checkout_under_gevent_does_not_yield_to_the_hub(database_url: str) -> None:
+    """The load workers run under gevent, whose patched `select` yields to the hub even
+    with a zero timeout: the quick check then cost every checkout a scheduling pass."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _UNDER_GEVENT, database_url],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["0", "True"]

@@ -1,15 +1,17 @@
 """Load replay against its floor, in one run, on the medium district (100 k students).
 
 - a point-read scenario (one student by primary key, autocommit, no think time)
-  through `wcperf loadtest`, in one process and with `--processes 2` (locust's
-  master and two workers), against pgbench running the same query with the same
-  number of clients (aim: at least 0.15x pgbench's rate);
+  through `wcperf loadtest` with 1, 2 and 4 processes (locust's master and its
+  workers), against pgbench running the same query with the same number of
+  clients (aim: at least 0.15x pgbench's rate with 2 processes, 0.3x with 4 on a
+  machine with the cores); then with 2 processes at a quarter and 4x the users;
 - school-day at 200 users sharing the workers' pools: P50/P95/P99.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -72,20 +74,31 @@ def main(argv: list[str] | None = None) -> None:
             path = Path(tmp) / "point-read.toml"
             path.write_text(POINT.format(clients=args.clients, seconds=args.seconds))
             point = scenarios.load(path)
-            ours = {n: document(replay(point, url, processes=n)) for n in (1, 2)}
+            ours = {(n, args.clients): document(replay(point, url, processes=n)) for n in (1, 2, 4)}
+            for users in (args.clients // 4, args.clients * 4):
+                more = point.with_overrides(users=users, spawn_rate=float(users))
+                ours[(2, users)] = document(replay(more, url, processes=2))
         results["point_read"] = {
             "pgbench_tps": floor,
-            **{f"wcperf_rps_{n}p": r["overall"]["rps"] for n, r in ours.items()},
-            **{f"wcperf_p99_ms_{n}p": r["overall"]["p99_ms"] for n, r in ours.items()},
-        }
-        print(f"point read, {args.clients} clients, {args.seconds} s:")
-        print(f"  pgbench (C, prepared)      {floor:10,.0f} transactions/s")
-        for n, r in ours.items():
+            "cores": os.cpu_count(),
+            "runs": [
+                {"processes": n, "users": u, "rps": r["overall"]["rps"],
+                 "p50_ms": r["overall"]["p50_ms"], "p99_ms": r["overall"]["p99_ms"],
+                 "x_pgbench": round(r["overall"]["rps"] / floor, 3)}
+                for (n, u), r in ours.items()
+            ],
+        }  # fmt: skip
+        print(
+            f"point read, {args.seconds} s; pgbench with {args.clients} clients,"
+            f" {os.cpu_count()} cores here:"
+        )
+        print(f"  pgbench (C, prepared)              {floor:10,.0f} transactions/s")
+        for (n, users), r in ours.items():
             o = r["overall"]
             print(
-                f"  wcperf loadtest {n} process{'es' if n > 1 else '  '}  {o['rps']:10,.0f} req/s"
-                f"  → {o['rps'] / floor:.2f}x pgbench   P50 {o['p50_ms']:.2f} ms"
-                f"  P99 {o['p99_ms']:.2f} ms"
+                f"  wcperf loadtest {n} process{'es' if n > 1 else '  '} {users:3} users"
+                f"  {o['rps']:10,.0f} req/s  → {o['rps'] / floor:.3f}x pgbench"
+                f"   P50 {o['p50_ms']:.2f} ms  P99 {o['p99_ms']:.2f} ms"
             )
         day = scenarios.load(scenarios.resolve("school-day")).with_overrides(
             users=args.users, spawn_rate=50.0, duration_s=30.0

@@ -272,6 +272,7 @@ def _summary(result: dict[str, Any], faults: str | None) -> None:
             ],
         )
     )
+    _writes(result)
     for name, r in sorted(result["operations"].items()):
         if r.get("first_error"):
             out.print(
@@ -290,3 +291,39 @@ def _summary(result: dict[str, Any], faults: str | None) -> None:
         mark = {True: "met", False: "MISSED", None: "no data"}[check["passed"]]
         out.print(f"  {check['target']:<22} {check['value']!s:>10} vs {check['limit']:g}: {mark}")
     out.print("PASS" if result["verdict"]["passed"] else "FAIL: a target was missed")
+
+
+PHASES = ("pool_wait", "statements", "commit", "cache_bump", "rest")
+
+
+def _writes(result: dict[str, Any]) -> None:
+    """Where each write's time went, and the bound it is held to (`load.result.phases`)."""
+    rows = []
+    for name, r in sorted(result["operations"].items()):
+        spent = r.get("phases") or {}
+        if "bound" not in spent:
+            continue
+        b = spent["bound"]
+        rows.append(
+            [name, b["p95_ms"], b["bound_ms"], "yes" if b["within"] else "NO"]
+            + [
+                f"{spent[k]['mean_ms']:.2f} ({spent[k]['share_pct']:.0f} %)" if k in spent else "-"
+                for k in PHASES
+            ]
+        )
+    if not rows:
+        return
+    out.print(
+        table(
+            "writes: where the time went (mean ms per operation, share)",
+            ["operation", "P95 ms", "bound ms", "within", *PHASES],
+            rows,
+        )
+    )
+    lag = result.get("scheduling") or {}
+    if lag.get("probes"):
+        out.print(
+            f"a ready user waited for its process's CPU: P50 {lag['p50_ms']} ms,"
+            f" P95 {lag['p95_ms']} ms, P99 {lag['p99_ms']} ms",
+            markup=False,
+        )

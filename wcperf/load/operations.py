@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from wcperf.cache.tiered import QueryCache
@@ -141,9 +141,15 @@ _POINT = text('select id, "schoolId", grade, "isActive" from students where id =
 
 def _point_read(s: Session, c: QueryCache | None, r: random.Random, x: Sample) -> Any:
     """One student row by primary key, uncached: what a pgbench run compares, in the same
-    shape (one statement in autocommit: no BEGIN and COMMIT round trips around it)."""
-    conn = s.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    return conn.execute(_POINT, {"id": x.student(r)}).first()
+    shape (one statement in autocommit: no BEGIN and COMMIT round trips around it).
+
+    On a connection of the session's engine, not through the session: the session's
+    transaction bookkeeping was a third of the operation's CPU, for one statement
+    that needs none. The engine's events (the query monitor) see it all the same."""
+    bind = s.get_bind()
+    with (bind if isinstance(bind, Engine) else bind.engine).connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        return conn.execute(_POINT, {"id": x.student(r)}).first()
 
 
 def _create_appointment(s: Session, c: QueryCache | None, r: random.Random, x: Sample) -> Any:

@@ -10,7 +10,7 @@ from hdrh.histogram import HdrHistogram
 from wcperf.errors import WcperfError
 from wcperf.load.verdict import Verdict, error_pct
 from wcperf.observe import histogram as hdr
-from wcperf.observe.snapshot import Snapshot
+from wcperf.observe.snapshot import OperationStats, Snapshot
 from wcperf.observe.timeline import points
 
 PERCENTILES = (50, 95, 99)
@@ -28,6 +28,34 @@ def _figures(h: HdrHistogram, errors: int, seconds: float) -> dict[str, Any]:
     }
 
 
+def phases(op: OperationStats) -> dict[str, Any]:
+    """Where an operation's time went: per phase (observe.phases, then the rest) its mean
+    and share of the operation's time, and for writes P50/P95. A write also gets the
+    bound it is held to: twice the P95 of its own statements plus one commit (its
+    commit's P50); over it, the time went somewhere other than the server's work."""
+    count = op.count
+    total = sum(op.phase_ns.values())
+    if not count or not total:
+        return {}
+    out: dict[str, Any] = {
+        name: {
+            "mean_ms": round(ns / count / 1e6, 3),
+            "share_pct": round(100 * ns / total, 1),
+        }
+        for name, ns in op.phase_ns.items()
+    }
+    hists = {name: hdr.decode(text) for name, text in op.phases.items()}
+    for name, h in hists.items():
+        out[name] |= {f"p{p}_ms": hdr.percentile_ms(h, p) for p in (50, 95)}
+    if "statements" in hists and "commit" in hists:
+        bound = 2 * (
+            hdr.percentile_ms(hists["statements"], 95) + hdr.percentile_ms(hists["commit"], 50)
+        )
+        p95 = hdr.percentile_ms(op.hdr, 95)
+        out["bound"] = {"p95_ms": p95, "bound_ms": round(bound, 3), "within": p95 <= bound}
+    return out
+
+
 def document(
     snap: Snapshot, verdict: Verdict | None = None, meta: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -41,8 +69,10 @@ def document(
     operations = {
         name: _figures(op.hdr, op.errors, seconds)
         | ({"first_error": op.first_error} if op.first_error else {})
+        | ({"phases": spent} if (spent := phases(op)) else {})
         for name, op in run.operations.items()
     }
+    lag = hdr.decode(run.scheduling)
     pool = run.pool
     cache = snap.cache
     doc: dict[str, Any] = {
@@ -90,6 +120,10 @@ def document(
             {"normalized": n.normalized, "call_site": n.call_site, "count": n.count}
             for n in snap.n_plus_one
         ],
+        "scheduling": {  # how long a ready user waited for its process's CPU
+            "probes": int(lag.get_total_count()),
+            **{f"p{p}_ms": hdr.percentile_ms(lag, p) for p in PERCENTILES},
+        },
         "faults": {
             "redis_outages": run.faults.redis_outages,
             "redis_outage_s": round(run.faults.redis_outage_s, 3),

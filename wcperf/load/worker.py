@@ -51,6 +51,7 @@ from wcperf.errors import error_cause
 from wcperf.load import scenario as scenarios
 from wcperf.load.operations import OPERATIONS, WRITES, Sample
 from wcperf.observe import histogram as hdr
+from wcperf.observe import phases
 from wcperf.observe.observer import Observer
 from wcperf.observe.timeline import Timeline, step_for
 from wcperf.observe.snapshot import (
@@ -96,7 +97,8 @@ class Phase:
         self.settling = False
 
 
-USER_CLASS = "ScenarioUser"  # the master dispatches users by class name
+USER_CLASS = "ScenarioUser"
+LAG_PROBE_S = 0.01  # the master dispatches users by class name
 
 
 @dataclass
@@ -108,16 +110,24 @@ class Measures:
     causes: dict[str, str]  # each operation's first error, as a report may show it
     kinds: dict[str, dict[str, int]]  # operation -> error kind -> count
     timeline: Timeline
+    # where each operation's time went: nanoseconds per phase (phases.NAMES, then the
+    # rest), summed; for writes also one HDR per phase (µs per operation). Reads keep
+    # the sums alone: five histogram writes would be a tenth of a point read.
+    spent: dict[str, list[int]]
+    phase_hdr: dict[str, list[HdrHistogram]]
 
     @classmethod
     def of(cls, s: scenarios.Scenario) -> Measures:
         ops = [t.op for t in s.tasks]
+        width = len(phases.NAMES) + 1
         return cls(
             {op: hdr.new_histogram() for op in ops},
             dict.fromkeys(ops, 0),
             {},
             {op: {} for op in ops},
             Timeline(step_for(s.duration_s)),
+            {op: [0] * width for op in ops},
+            {op: [hdr.new_histogram() for _ in range(width)] for op in ops if op in WRITES},
         )
 
     def reset(self) -> None:
@@ -127,6 +137,19 @@ class Measures:
         for kinds in self.kinds.values():
             kinds.clear()
         self.timeline.reset()
+        for sums in self.spent.values():
+            sums[:] = [0] * len(sums)
+        for hists in self.phase_hdr.values():
+            for h in hists:
+                h.reset()
+
+    def phases_of(self, op: str) -> tuple[dict[str, int], dict[str, str]]:
+        """One operation's phases as OperationStats holds them."""
+        names = (*phases.NAMES, phases.REST)
+        sums = dict(zip(names, self.spent[op], strict=True))
+        hists = self.phase_hdr.get(op)
+        encoded = {n: hdr.encode(h) for n, h in zip(names, hists, strict=True)} if hists else {}
+        return sums, encoded
 
 
 def user_class(
@@ -140,12 +163,16 @@ def user_class(
     measures = Measures.of(s)
     histograms, errors, causes = measures.histograms, measures.errors, measures.causes
     kinds, timeline = measures.kinds, measures.timeline
+    spent_by_op, phase_hdr = measures.spent, measures.phase_hdr
+    measured_phases = len(phases.NAMES)
     seeds = random.Random(seed)
     think_s = (s.think_time_ms[0] / 1000, s.think_time_ms[1] / 1000)
 
     def task_for(op_name: str) -> Any:
         operation = OPERATIONS[op_name]
         writes = op_name in WRITES
+        spent = spent_by_op[op_name]
+        hists = phase_hdr.get(op_name)
 
         def task(user: Any) -> None:
             if phase.settling or phase.done or (writes and phase.warming):
@@ -155,7 +182,7 @@ def user_class(
             phase.in_flight += 1
             started = time.perf_counter_ns()
             try:
-                with Session(db.engine) as session:
+                with phases.measured() as parts, Session(db.engine) as session:
                     operation(session, cache, user.rng, sample)
             except Exception as exc:  # never the raw message: it may quote a value
                 cause = error_cause(exc)
@@ -168,8 +195,18 @@ def user_class(
                 phase.in_flight -= 1
             if not measured:
                 return
-            us = max(1, (time.perf_counter_ns() - started) // 1000)
+            ns = time.perf_counter_ns() - started
+            us = max(1, ns // 1000)
             histograms[op_name].record_value(min(us, hdr.HIGHEST_US))
+            rest = ns
+            for i in range(measured_phases):
+                spent[i] += parts[i]
+                rest -= parts[i]
+            spent[measured_phases] += rest
+            if hists is not None:
+                for i in range(measured_phases):
+                    hists[i].record_value(parts[i] // 1000)
+                hists[measured_phases].record_value(max(rest, 0) // 1000)
             timeline.record(us, error is not None)
             user.environment.events.request.fire(
                 request_type="db",
@@ -236,6 +273,8 @@ class Load:
         self.users = 0
         self.warmup_s = 0.0
         self._watcher: Any = None
+        self._prober: Any = None
+        self.lag = hdr.new_histogram()
         self._before: dict[str, QueryStats] = {}
         self._pool_before = self.db.figures()
         self._started = time.monotonic()
@@ -244,14 +283,26 @@ class Load:
     def __enter__(self) -> Load:
         self.observer.__enter__()
         self._watcher = gevent.spawn(self._watch_pool)
+        self._prober = gevent.spawn(self._probe_lag)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._watcher.kill()
+        self._prober.kill()
         self.observer.__exit__(*exc)
         if self.cache is not None:
             self.cache.close()
         self.db.close()
+
+    def _probe_lag(self) -> None:
+        """How long a greenlet that is ready now waits before it runs: a yield to the
+        back of the queue, timed, every LAG_PROBE_S. Each statement's answer meets
+        the same wait before its user runs again."""
+        while True:
+            t0 = time.perf_counter_ns()
+            gevent.sleep(0)
+            self.lag.record_value((time.perf_counter_ns() - t0) // 1000)
+            gevent.sleep(LAG_PROBE_S)
 
     def _watch_pool(self) -> None:
         while True:
@@ -268,6 +319,7 @@ class Load:
             self.cache.reset_counts()
             self._outages_before = self.cache.outage_figures()
         self.peak.update(in_use=0, waiting=0)
+        self.lag.reset()
         self._before = {q.fingerprint: q for q in self.observer.snapshot().queries}
         self._pool_before = self.db.figures()
         self._started = time.monotonic()
@@ -293,7 +345,12 @@ class Load:
             warmup_s=self.warmup_s,
             operations={
                 op: OperationStats(
-                    op, m.errors[op], m.causes.get(op), hdr.encode(h), dict(m.kinds[op])
+                    op,
+                    m.errors[op],
+                    m.causes.get(op),
+                    hdr.encode(h),
+                    dict(m.kinds[op]),
+                    *m.phases_of(op),
                 )
                 for op, h in m.histograms.items()
             },
@@ -311,6 +368,7 @@ class Load:
             step_s=m.timeline.step_s,
             timeline=steps,
             timeline_errors=step_errors,
+            scheduling=hdr.encode(self.lag),
         )
         return snap
 

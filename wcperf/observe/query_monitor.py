@@ -27,6 +27,7 @@ from sqlalchemy import Engine, event
 
 from wcperf.errors import WcperfError
 from wcperf.observe import histogram as hdr
+from wcperf.observe import phases
 from wcperf.observe.fingerprint import Fingerprint, Fingerprinter
 from wcperf.observe.snapshot import NPlusOne, QueryStats, SlowQuery, bucket_of
 from wcperf.settings import MonitorSettings
@@ -232,7 +233,9 @@ class QueryMonitor:
         t0 = getattr(context, "_wcperf_t0", None)
         if t0 is None:
             return
-        us = (time.perf_counter_ns() - t0) // 1000
+        ns = time.perf_counter_ns() - t0
+        phases.add(phases.STATEMENTS, ns)
+        us = ns // 1000
         entry = self._entry(statement)
         entry.pending.append(us)
         if us >= self._slow_us:

@@ -272,6 +272,10 @@ class OperationStats:
     first_error: str | None = None  # an error's kind and where, never its values
     histogram: str = ""  # HDR, encoded
     error_kinds: dict[str, int] = field(default_factory=dict)  # kind -> count
+    # where its time went (observe.phases, and "rest"): nanoseconds summed over the run,
+    # and for writes each phase's HDR (microseconds per operation)
+    phase_ns: dict[str, int] = field(default_factory=dict)
+    phases: dict[str, str] = field(default_factory=dict)
 
     @property
     def hdr(self) -> HdrHistogram:
@@ -288,6 +292,10 @@ class OperationStats:
         self.first_error = self.first_error or other.first_error
         for kind, n in other.error_kinds.items():
             self.error_kinds[kind] = self.error_kinds.get(kind, 0) + n
+        for phase, ns in other.phase_ns.items():
+            self.phase_ns[phase] = self.phase_ns.get(phase, 0) + ns
+        for phase, text in other.phases.items():
+            self.phases[phase] = hdr.encode(hdr.merge([self.phases.get(phase, ""), text]))
 
 
 @dataclass
@@ -345,6 +353,9 @@ class LoadRun:
     step_s: int = 1  # the timeline's step
     timeline: dict[str, str] = field(default_factory=dict)  # step start -> HDR (observe.timeline)
     timeline_errors: dict[str, int] = field(default_factory=dict)
+    # how late a greenlet woke when it was due (HDR, µs): the wait for the CPU that every
+    # statement's answer also meets before its user runs again
+    scheduling: str = ""
 
     def overall(self) -> HdrHistogram:
         return hdr.merge([o.histogram for o in self.operations.values()])
@@ -369,6 +380,7 @@ class LoadRun:
         merge_steps(self.timeline, other.timeline)
         for at, n in other.timeline_errors.items():
             self.timeline_errors[at] = self.timeline_errors.get(at, 0) + n
+        self.scheduling = hdr.encode(hdr.merge([self.scheduling, other.scheduling]))
 
     def serialize(self) -> dict[str, Any]:
         return asdict(self)
@@ -391,6 +403,7 @@ class LoadRun:
             step_s=data.get("step_s", 1),
             timeline=dict(data.get("timeline") or {}),
             timeline_errors=dict(data.get("timeline_errors") or {}),
+            scheduling=data.get("scheduling", ""),
         )
 
 
