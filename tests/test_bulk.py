@@ -1013,3 +1013,60 @@ def test_reassign_atomic_gives_out_what_batches_give(
         assert rows(other, STATE) == rows(bulk_db.url, STATE)
     finally:
         admin.drop_database(other)
+
+
+def test_the_baseline_is_carried_from_the_history_when_the_load_is_already_slow(
+    bulk_db: Database, settings: Settings, redis_url: str, redis_prefix: str
+) -> None:
+    """The monitor's history remembers a normal hour at a low P99; a job that starts while
+    the nurses are slower than that (but under the target) measures them against the
+    history, not against the slow window, and pauses."""
+    import json
+    from dataclasses import asdict
+
+    import redis
+
+    from wcperf.observe.snapshot import MinutePoint
+
+    client = redis.Redis.from_url(redis_url)
+    now = int(time.time() // 60)
+    # An hour of minutes: mostly 0.05 ms, some over the target (an incident), some older.
+    p99s = [0.05, 0.04, 0.06, 0.05, 0.05, 0.07, 5000.0, 5000.0]
+    points = [MinutePoint(now - 1 - i, {"p99_ms": v}) for i, v in enumerate(p99s)]
+    points += [MinutePoint(now - 90, {"p99_ms": 0.001})] * 10  # beyond the hour: not used
+    assert signals.remembered_p99(points, 500.0, now) == 0.05
+    assert signals.remembered_p99(points[:4], 500.0, now) is None  # too few minutes
+    assert signals.remembered_p99(points, None, now) == 0.06  # no target: every minute
+    for p in points:
+        client.rpush(f"{redis_prefix}history", json.dumps(asdict(p)))
+    runner = Runner(bulk_db, GradeTransition(), 0, RunOptions(), redis_client=client,
+                    prefix=redis_prefix)  # fmt: skip
+    remembered = runner._remembered_p99()  # the default target, 1000 ms, leaves out the incident
+    assert remembered == 0.05
+    other_settings = replace(settings, redis_prefix=redis_prefix, command="nurses")
+    with (
+        Database(bulk_db.url, other_settings) as other,
+        Observer(other, other_settings, redis_url=redis_url, interval_s=60) as observer,
+        admin.connect(bulk_db.url, autocommit=True) as lease,
+    ):
+
+        def traffic() -> None:
+            with other.engine.connect() as conn:
+                for _ in range(220):
+                    conn.exec_driver_sql("select pg_sleep(0.002)")
+            assert observer.publish()
+
+        reader = SignalReader(bulk_db, lease, ("students",), redis_client=client,
+                              prefix=redis_prefix, baseline_limit_ms=500.0,
+                              remembered_p99_ms=remembered)  # fmt: skip
+        traffic()
+        reader.others(force=True)
+        traffic()
+        seen = reader.others(force=True)
+        assert seen["live_p99_ms"] is not None and seen["live_p99_ms"] >= 2
+        assert reader.baseline_p99_us == 50  # the history's, not the slow window's
+        assert seen["live_p99_ratio"] is not None and seen["live_p99_ratio"] > 20
+        assert any("from the history" in n for n in reader.notes)
+        decision = decide(reader.read(), Thresholds())
+        assert decision.state == "pause" and "P99" in decision.reason
+    client.close()

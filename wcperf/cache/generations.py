@@ -23,6 +23,17 @@ from wcperf.cache.keys import keyed_name
 from wcperf.cache.link import RedisLink
 
 MAX_NAMES = 4096  # generation names a process keeps and re-reads each second
+# KEYS: the generations to bump; ARGV: the channel, then each one's public name.
+_BUMP = """
+local parts = {}
+local values = {}
+for i, key in ipairs(KEYS) do
+  values[i] = redis.call('INCR', key)
+  parts[i] = ARGV[i + 1] .. '=' .. values[i]
+end
+redis.call('PUBLISH', ARGV[1], 'gen ' .. table.concat(parts, ' '))
+return values
+"""
 
 
 class Generations:
@@ -44,6 +55,7 @@ class Generations:
         self._public_names: dict[str, str] = {}
         self._private_names: dict[str, str] = {}
         self._pending: set[str] = set()
+        self._script: Any = None
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
 
@@ -109,20 +121,23 @@ class Generations:
             return
         tables = sorted(self._pending)
         try:
-            pipe = r.pipeline(transaction=False)
-            for t in tables:
-                pipe.incr(self._key(t))
-            values = pipe.execute()
+            values = self._bump_script(r)(
+                keys=[self._key(t) for t in tables],
+                args=[self.channel, *(self.public(t) for t in tables)],
+                client=r,
+            )
             self._pending.difference_update(tables)
             self._note(tables, values)
-            r.publish(
-                self.channel,
-                "gen "
-                + " ".join(f"{self.public(t)}={v}" for t, v in zip(tables, values, strict=True)),
-            )
             self._link.recovered()
         except redis.RedisError:
             self._link.failed()
+
+    def _bump_script(self, r: redis.Redis) -> Any:
+        """INCR and PUBLISH in one round trip (a pipeline of INCRs, then the PUBLISH that
+        needs their values, was two, after every committing write)."""
+        if self._script is None:
+            self._script = r.register_script(_BUMP)
+        return self._script
 
     # -- keeping current ------------------------------------------------------------
     def refresh(self, r: redis.Redis) -> None:

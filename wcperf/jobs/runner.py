@@ -25,10 +25,11 @@ from wcperf.db.engine import Database, driver
 from wcperf.errors import WcperfError, database_message
 from wcperf.jobs import store
 from wcperf.jobs.base import BatchResult, JobKind, add_counts, on_calendars
-from wcperf.jobs.signals import SignalReader
+from wcperf.jobs.signals import SignalReader, remembered_p99
 from wcperf.jobs.states import JobStatus, Request, RunState, Verdict
 from wcperf.jobs.store import Job
 from wcperf.jobs.throttle import GO, Backoff, BatchSizer, Decision, Thresholds, decide, state_dict
+from wcperf.observe.history import History
 from wcperf.observe.snapshot import JobState
 from wcperf.settings import BulkSettings
 
@@ -205,6 +206,7 @@ class Runner:
                 prefix=self.prefix,
                 own_source=self.own_source,
                 baseline_limit_ms=self.options.thresholds.pause_of("live_p99_ms"),
+                remembered_p99_ms=self._remembered_p99(),
             )
             try:
                 if self.options.atomic:
@@ -223,6 +225,14 @@ class Runner:
                     lease, self.job_id, outcome.status, outcome.seconds, self.job.counts
                 )
             return outcome
+
+    def _remembered_p99(self) -> float | None:
+        """The P99 of the last hour's normal minutes, from the monitor's shared history."""
+        if self.redis_client is None or not self.options.backpressure:
+            return None
+        points = History(self.redis_client, self.prefix).points()
+        limit = self.options.thresholds.pause_of("live_p99_ms")
+        return remembered_p99(points, limit, int(time.time() // 60))
 
     def _finish_outside(self, lease: psycopg.Connection, status: JobStatus, message: str) -> None:
         try:

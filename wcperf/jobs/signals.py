@@ -11,8 +11,9 @@ window (the difference of their cumulative HDR histograms between two readings):
 so the job backs off when it measurably slows the nurses down, on any server,
 without a threshold in milliseconds to tune; and `live_p99_ms` as it is, against
 the P99 target, so a job never runs the nurses past it whatever its baseline. A
-baseline is never taken from a window already over the target: a job started on
-a degraded system would otherwise call the degradation normal.
+baseline is never taken from a window already over the target, nor set above what
+the monitor's history remembers of a normal hour: a job started on a degraded
+system would otherwise call the degradation normal.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import psycopg
 from wcperf.db.engine import Database
 from wcperf.observe import histogram as hdr
 from wcperf.observe.collect import published
+from wcperf.observe.snapshot import MinutePoint
 
 MIN_SAMPLES = 200  # fewer queries in a window say nothing about a P99
 RATIO_ALPHA = 0.5  # weight of the newest window in the smoothed latency ratio
@@ -78,6 +80,7 @@ class SignalReader:
         own_source: str = "",
         others_every_s: float = 0.5,
         baseline_limit_ms: float | None = None,
+        remembered_p99_ms: float | None = None,
     ) -> None:
         self.db, self.conn = db, conn
         self.oids = table_oids(conn, tables)
@@ -92,6 +95,9 @@ class SignalReader:
         self._heard_at = time.monotonic()  # when a window last held MIN_SAMPLES
         self.baseline_p99_us: int | None = None
         self.baseline_limit_ms = baseline_limit_ms  # no baseline from a window over this
+        # the P99 the history remembers from before (`remembered_p99`): the baseline is never
+        # above it, so a load already degraded when the job starts is not taken as normal
+        self.remembered_p99_ms = remembered_p99_ms
         self.notes: list[str] = []
         self._baseline_note = ""
 
@@ -185,6 +191,15 @@ class SignalReader:
                 return self._ratio
             self._baseline_note = ""
             self.baseline_p99_us = p99
+            remembered = self.remembered_p99_ms
+            if remembered is not None and p99 > remembered * 1000:
+                self.baseline_p99_us = max(int(remembered * 1000), 1)
+                self._baseline_note = (
+                    f"latency baseline {remembered:g} ms from the history (the P99 now is"
+                    f" {self._p99_ms:g} ms)"
+                )
+                self._ratio = round(p99 / self.baseline_p99_us, 2)
+                return self._ratio
             # Traffic to protect, the job's effect not yet seen: assume it is felt.
             self._ratio = 1.0
         else:  # smoothed: one quiet second must not send the job back to full speed
@@ -194,3 +209,26 @@ class SignalReader:
 
 
 _OTHERS = ("others_waiting", "others_util_pct", "live_p99_ratio", "live_p99_ms")
+REMEMBER_MINUTES = 60  # how far back the history's good minutes are looked for
+REMEMBER_AT_LEAST = 5  # fewer good minutes than this remember nothing
+
+
+def remembered_p99(
+    points: list[MinutePoint], limit_ms: float | None, now_minute: int
+) -> float | None:
+    """The P99 of a normal hour: the median over the last hour's minute points (the
+    monitor's shared history) of those within `limit_ms`, the P99 target. A job that
+    starts while the nurses' load is already slow would otherwise take that for normal
+    and let it get slower still; with no monitor running, there is no history and the
+    first window stands alone (still refused when over the target)."""
+    good = sorted(
+        v
+        for p in points
+        if p.minute > now_minute - REMEMBER_MINUTES
+        and (v := p.figures.get("p99_ms")) is not None
+        and v > 0
+        and (limit_ms is None or v <= limit_ms)
+    )
+    if len(good) < REMEMBER_AT_LEAST:
+        return None
+    return good[len(good) // 2]
