@@ -5,7 +5,10 @@
   workers), against pgbench running the same query with the same number of
   clients (aim: at least 0.15x pgbench's rate with 2 processes, 0.3x with 4 on a
   machine with the cores); then with 2 processes at a quarter and 4x the users;
-- school-day at 200 users sharing the workers' pools: P50/P95/P99.
+- school-day at 200 users sharing the workers' pools: P50/P95/P99;
+- flu-season's writes at 20 users in one process: each write's P95 against its
+  bound (twice the P95 of its own statements plus one commit), with where its
+  time went (pool wait, statements, commit, cache bump, the rest).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--write-users", type=int, default=20)
     args = parser.parse_args(argv)
     results: dict[str, Any] = {}
     with bench_database("wcperf_bench_load", args.students, migrate=True) as url:
@@ -119,6 +123,36 @@ def main(argv: list[str] | None = None) -> None:
             f"{pool['peak_waiting']}, mean wait {pool['mean_wait_ms']} ms;"
             f" cache hit rate {cache['hit_rate_pct']} %"
         )
+        flu = scenarios.load(scenarios.resolve("flu-season")).with_overrides(
+            users=args.write_users, spawn_rate=float(args.write_users), duration_s=20.0
+        )
+        result = document(replay(flu, url, processes=1))
+        lag = result["scheduling"]
+        results["writes"] = {
+            "users": args.write_users,
+            "scheduling": lag,
+            "operations": {
+                name: {k: v for k, v in r.items() if k != "hdr"}
+                for name, r in result["operations"].items()
+            },
+        }
+        print(
+            f"flu-season, {args.write_users} users, 1 process, 20 s: where each write's time went"
+            f" (mean ms); a ready user waited P50 {lag['p50_ms']} / P95 {lag['p95_ms']} ms"
+        )
+        for name, r in sorted(result["operations"].items()):
+            spent = r.get("phases") or {}
+            if "bound" not in spent:
+                continue
+            b = spent["bound"]
+            parts = "  ".join(
+                f"{k} {spent[k]['mean_ms']:.2f}"
+                for k in ("pool_wait", "statements", "commit", "cache_bump", "rest")
+            )
+            print(
+                f"  {name:<26} P95 {b['p95_ms']:7.2f} ms  bound {b['bound_ms']:7.2f} ms"
+                f" ({'within' if b['within'] else 'OVER'})  {parts}"
+            )
     print(f"results: {save('loadtest', results)}")
 
 
