@@ -138,7 +138,7 @@ def test_a_writes_time_is_broken_into_its_phases(
     assert "bound" not in read["phases"] and "p50_ms" not in read["phases"]["statements"]
     assert read["phases"]["commit"]["mean_ms"] == 0 and read["phases"]["statements"]["mean_ms"] > 0
     lag = result["scheduling"]
-    assert lag["probes"] > 100 and 0 <= lag["p50_ms"] <= lag["p99_ms"]
+    assert lag["probes"] > 50 and 0 <= lag["p50_ms"] <= lag["p99_ms"]
 
 
 def test_an_impossible_target_exits_1_and_a_broken_file_exits_2(
