@@ -136,7 +136,10 @@ HOT_FRACTION = 0.005  # students a nurse's office sees in a day, and their schoo
 Operation = Callable[[Session, QueryCache | None, random.Random, Sample], Any]
 
 
-_POINT = text('select id, "schoolId", grade, "isActive" from students where id = :id')
+# The driver's own paramstyle: run with `exec_driver_sql`, the statement skips SQLAlchemy's
+# compiled-cache lookup and bind processing (9 % of a point read's instructions) and is
+# the same text the engine's events and the query monitor see from `text(...)`.
+_POINT = 'select id, "schoolId", grade, "isActive" from students where id = %(id)s'
 
 
 def _point_read(s: Session, c: QueryCache | None, r: random.Random, x: Sample) -> Any:
@@ -149,7 +152,7 @@ def _point_read(s: Session, c: QueryCache | None, r: random.Random, x: Sample) -
     bind = s.get_bind()
     with (bind if isinstance(bind, Engine) else bind.engine).connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT")
-        return conn.execute(_POINT, {"id": x.student(r)}).first()
+        return conn.exec_driver_sql(_POINT, {"id": x.student(r)}).first()
 
 
 def _create_appointment(s: Session, c: QueryCache | None, r: random.Random, x: Sample) -> Any:
