@@ -97,8 +97,8 @@ class Phase:
         self.settling = False
 
 
-USER_CLASS = "ScenarioUser"
-LAG_PROBE_S = 0.01  # the master dispatches users by class name
+USER_CLASS = "ScenarioUser"  # the master dispatches users by class name
+LAG_PROBE_S = 0.01  # between two timings of the scheduling lag (`Load._probe_lag`)
 
 
 @dataclass
