@@ -413,6 +413,13 @@ def test_generation_names_in_redis_do_not_map_back_to_a_student(
         seen = {n.removeprefix(cache.prefix + "gen:") for n in names}
         assert seen & plain == set()
         announced = {pair.partition("=")[0] for msg in messages for pair in msg.split()[1:]}
+        # Each announcement carries the generation Redis now holds: the last value
+        # announced for a name is the one in its key (only this test bumps them).
+        last = dict(pair.partition("=")[::2] for msg in messages for pair in msg.split()[1:])
+        assert last and all(
+            client.get(cache.prefix + "gen:" + name) == value.encode()
+            for name, value in last.items()
+        )
         assert any(".studentId." in n for n in announced) and announced & plain == set()
         # and the same bucket keys differently under another secret
         from wcperf.cache.keys import keyed_name

@@ -122,3 +122,26 @@ def test_the_point_read_runs_in_autocommit_like_pgbench(bulk_url: str, settings:
         assert db.figures().in_use == 0  # the point read's own connection went back
     assert seen == {"point_read": True, "student_detail": False}
     assert found["point_read"].id == found["student_detail"]["id"]  # the same draw, read
+
+
+def test_a_create_sends_its_insert_and_reads_nothing_back(
+    bulk_url: str, settings: Settings
+) -> None:
+    """The key is made here: reading the committed row back (the ORM's expired object)
+    cost a BEGIN, a SELECT and a ROLLBACK after every create."""
+    with Database(bulk_url, settings) as db, Session(db.engine) as session:
+        sample = Sample.read(session)
+        sent: list[str] = []
+
+        @event.listens_for(db.engine, "before_cursor_execute")
+        def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            sent.append(statement.split()[0].upper())
+
+        for op in ("create_appointment", "add_health_record"):
+            sent.clear()
+            key = OPERATIONS[op](session, None, random.Random(5), sample)
+            assert sent == ["INSERT"], (op, sent)
+            table = "appointments" if op == "create_appointment" else "health_records"
+            found = session.execute(text(f"select id from {table} where id = :k"), {"k": key})
+            assert found.scalar_one() == key  # the key returned is the row written
+            session.rollback()

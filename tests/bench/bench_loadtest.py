@@ -27,6 +27,7 @@ from wcperf.db import admin
 from wcperf.load import scenario as scenarios
 from wcperf.load.replay import replay
 from wcperf.load.result import document
+from wcperf.observe import phases
 
 POINT = """
 users = {clients}
@@ -145,10 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             if "bound" not in spent:
                 continue
             b = spent["bound"]
-            parts = "  ".join(
-                f"{k} {spent[k]['mean_ms']:.2f}"
-                for k in ("pool_wait", "statements", "commit", "cache_bump", "rest")
-            )
+            parts = "  ".join(f"{k} {spent[k]['mean_ms']:.2f}" for k in phases.ALL)
             print(
                 f"  {name:<26} P95 {b['p95_ms']:7.2f} ms  bound {b['bound_ms']:7.2f} ms"
                 f" ({'within' if b['within'] else 'OVER'})  {parts}"

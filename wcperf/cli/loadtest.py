@@ -18,6 +18,7 @@ from wcperf.load import scenario as scenarios
 from wcperf.load.compare import compare, regressions
 from wcperf.load.guard import check_writes
 from wcperf.load.replay import DEFAULT_PORT, Master
+from wcperf.observe import phases
 from wcperf.redact import shown
 from wcperf.settings import parse_address
 
@@ -293,9 +294,6 @@ def _summary(result: dict[str, Any], faults: str | None) -> None:
     out.print("PASS" if result["verdict"]["passed"] else "FAIL: a target was missed")
 
 
-PHASES = ("pool_wait", "statements", "commit", "cache_bump", "rest")
-
-
 def _writes(result: dict[str, Any]) -> None:
     """Where each write's time went, and the bound it is held to (`load.result.phases`)."""
     rows = []
@@ -308,7 +306,7 @@ def _writes(result: dict[str, Any]) -> None:
             [name, b["p95_ms"], b["bound_ms"], "yes" if b["within"] else "NO"]
             + [
                 f"{spent[k]['mean_ms']:.2f} ({spent[k]['share_pct']:.0f} %)" if k in spent else "-"
-                for k in PHASES
+                for k in phases.ALL
             ]
         )
     if not rows:
@@ -316,7 +314,7 @@ def _writes(result: dict[str, Any]) -> None:
     out.print(
         table(
             "writes: where the time went (mean ms per operation, share)",
-            ["operation", "P95 ms", "bound ms", "within", *PHASES],
+            ["operation", "P95 ms", "bound ms", "within", *phases.ALL],
             rows,
         )
     )

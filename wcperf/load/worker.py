@@ -119,7 +119,7 @@ class Measures:
     @classmethod
     def of(cls, s: scenarios.Scenario) -> Measures:
         ops = [t.op for t in s.tasks]
-        width = len(phases.NAMES) + 1
+        width = len(phases.ALL)
         return cls(
             {op: hdr.new_histogram() for op in ops},
             dict.fromkeys(ops, 0),
@@ -145,10 +145,11 @@ class Measures:
 
     def phases_of(self, op: str) -> tuple[dict[str, int], dict[str, str]]:
         """One operation's phases as OperationStats holds them."""
-        names = (*phases.NAMES, phases.REST)
-        sums = dict(zip(names, self.spent[op], strict=True))
+        sums = dict(zip(phases.ALL, self.spent[op], strict=True))
         hists = self.phase_hdr.get(op)
-        encoded = {n: hdr.encode(h) for n, h in zip(names, hists, strict=True)} if hists else {}
+        encoded = (
+            {n: hdr.encode(h) for n, h in zip(phases.ALL, hists, strict=True)} if hists else {}
+        )
         return sums, encoded
 
 

@@ -17,6 +17,7 @@ from contextvars import ContextVar
 POOL_WAIT, STATEMENTS, COMMIT, CACHE_BUMP = range(4)
 NAMES = ("pool_wait", "statements", "commit", "cache_bump")
 REST = "rest"  # what the operation's total leaves after the measured phases
+ALL = (*NAMES, REST)  # every phase an operation's time is split into, as reports list them
 
 _current: ContextVar[list[int] | None] = ContextVar("wcperf_phases", default=None)
 
